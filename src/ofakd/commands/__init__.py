@@ -1,0 +1,1 @@
+"""Subcommands of ``ofakd``: one module each, discovered by ``ofakd.cli``."""

@@ -1,0 +1,44 @@
+"""KD (Hinton et al., 2015): KL divergence between softened teacher and student distributions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Distiller, MethodOptions, TeacherOutput
+from .logit_standardization import maybe_standardize
+from .registry import register_method
+from .targets import soft_cross_entropy
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T² · KL(softmax(z_t/T) ‖ softmax(z_s/T))``, summed over classes, averaged over the batch."""
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
+    return kl * temperature**2
+
+
+class LogitOptions(MethodOptions):
+    """Options shared by logit-based methods."""
+
+    kd_weight: float = 1.0
+    temperature: float = 1.0
+    logit_standardization: bool = False
+    """z-score teacher and student logits per sample before the softmax (CVPR 2024)."""
+
+
+@register_method("kd")
+class KD(Distiller):
+    summary = "Hinton KD: KL(teacher || student) at temperature T, x T^2, plus cross-entropy"
+    Options = LogitOptions
+
+    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+        opts = self.options
+        logits = self.student(images)
+        z_s = maybe_standardize(logits, opts.logit_standardization)
+        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        return logits, {
+            "gt": opts.gt_weight * soft_cross_entropy(logits, targets),
+            "kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature),
+        }

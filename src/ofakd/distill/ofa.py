@@ -1,0 +1,135 @@
+"""OFA-KD (Hao et al., NeurIPS 2023): student stage features projected into the logit space by
+light branches and matched to the teacher's logits with the adaptive target-enhanced loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import field_validator
+from torch import nn
+
+from ..errors import ConfigError, ModelError
+from ..models.stages import StageTap
+from .base import Distiller, TeacherOutput
+from .kd import LogitOptions
+from .logit_standardization import maybe_standardize
+from .ofa_branches import build_branch
+from .registry import register_method
+from .targets import one_hot_targets, soft_cross_entropy
+
+
+def ofa_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target_mask: torch.Tensor,
+    eps: float = 1.0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """OFA loss, averaged over the batch, with p = softmax(z / T) and m the one-hot target:
+
+        L = - Σ_c [ (p_t + m)^ε - m ]_c · log p_s,c
+
+    The target class is weighted (1 + p_t)^ε - 1 and the others p_t^ε; at ε = 1 this is
+    cross-entropy to the teacher's soft labels. No T² factor. log p_s is a log_softmax.
+    """
+    p_t = F.softmax(teacher_logits.float() / temperature, dim=1)
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    weight = (p_t + target_mask).pow(eps) - target_mask
+    return -(weight * log_p_s).sum(dim=1).mean()
+
+
+class OFAOptions(LogitOptions):
+    stages: list[int] = [1, 2, 3, 4]
+    """OFA stages (1-4) that get a branch."""
+    eps: list[float] = [1.0]
+    """ε: one value for every term, or one per stage followed by one for the final logits."""
+    ofa_weight: float = 1.0
+    """Weight of the summed branch losses (the authors' CIFAR runs used 0.1)."""
+    feature_indices: list[int] | None = None
+    """Explicit feature_info positions of the four stages (default: the documented stage map)."""
+    teacher_dim: int | None = None
+    """Teacher feature width D_t; read from the teacher, needed only when logits come from a cache."""
+
+    @field_validator("eps")
+    @classmethod
+    def _positive_eps(cls, value: list[float]) -> list[float]:
+        if not value or any(e <= 0 for e in value):
+            raise ValueError(f"every ε must be > 0, got {value}")
+        return value
+
+    @field_validator("stages")
+    @classmethod
+    def _valid_stages(cls, value: list[int]) -> list[int]:
+        if not value or any(s not in (1, 2, 3, 4) for s in value) or len(set(value)) != len(value):
+            raise ValueError(f"stages must be distinct values among 1, 2, 3, 4; got {value}")
+        return sorted(value)
+
+
+@register_method("ofa")
+class OFA(Distiller):
+    summary = "OFA-KD: branches project student stages to logits; adaptive target-enhanced loss to teacher logits"
+    Options = OFAOptions
+
+    def __init__(self, teacher, student, options: OFAOptions, **kwargs) -> None:
+        super().__init__(teacher, student, options, **kwargs)
+        n_eps = len(options.eps)
+        if n_eps not in (1, len(options.stages) + 1):
+            raise ConfigError(
+                f"eps has {n_eps} values; give 1, or {len(options.stages) + 1} "
+                f"(one per stage {options.stages} and one for the final logits)"
+            )
+        self.eps = options.eps * (len(options.stages) + 1) if n_eps == 1 else list(options.eps)
+        features = list(options.feature_indices) if options.feature_indices is not None else None
+        if features is not None and len(features) != 4:
+            raise ConfigError(f"feature_indices needs 4 positions (one per OFA stage), got {features}")
+        self.student_tap = StageTap(student, features)
+        self.branches = self._build_branches(teacher, student, options)
+
+    def _build_branches(self, teacher, student, options: OFAOptions) -> nn.ModuleDict:
+        teacher_dim = options.teacher_dim or getattr(teacher, "num_features", None)
+        if teacher_dim is None:
+            raise ModelError("OFA needs the teacher's feature width: give a teacher or teacher_dim")
+        probe = self._probe_features(student)
+        branches = nn.ModuleDict()
+        for stage in options.stages:
+            branches[f"stage{stage}"] = build_branch(
+                probe[stage - 1],
+                stage,
+                student_dim=student.num_features,
+                teacher_dim=int(teacher_dim),
+                num_classes=student.num_classes,
+                image_hw=tuple(self.input_size[1:]),
+                num_prefix_tokens=self.student_tap.num_prefix_tokens,
+                class_token=self.student_tap.has_class_token,
+            )
+        return branches
+
+    def _probe_features(self, student: nn.Module) -> list[torch.Tensor]:
+        """Stage features of a zero batch at ``input_size``, to size the branches."""
+        device = next(student.parameters()).device
+        was_training = student.training
+        student.eval()
+        try:
+            with torch.no_grad():
+                _, features = self.student_tap(torch.zeros(2, *self.input_size, device=device))
+        except RuntimeError as err:
+            raise ModelError(
+                f"student forward at input size {tuple(self.input_size)} failed ({str(err).splitlines()[0]}); "
+                "pass the input_size the student is built for"
+            ) from None
+        finally:
+            student.train(was_training)
+        return features
+
+    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+        opts = self.options
+        logits, features = self.student_tap(images)
+        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        mask = one_hot_targets(targets, logits.shape[1])
+        losses = {"gt": opts.gt_weight * soft_cross_entropy(logits, targets)}
+        for k, stage in enumerate(opts.stages):
+            branch_logits = maybe_standardize(self.branches[f"stage{stage}"](features[stage - 1]), opts.logit_standardization)
+            losses[f"ofa_s{stage}"] = opts.ofa_weight * ofa_loss(branch_logits, z_t, mask, self.eps[k], opts.temperature)
+        z_s = maybe_standardize(logits, opts.logit_standardization)
+        losses["kd"] = opts.kd_weight * ofa_loss(z_s, z_t, mask, self.eps[-1], opts.temperature)
+        return logits, losses

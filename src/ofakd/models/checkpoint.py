@@ -1,0 +1,90 @@
+"""Load a local checkpoint into a model: timm/official state_dict, {"model": ...},
+{"state_dict": ...}, {"state_dict_ema"/"model_ema": ...} or safetensors. Never unpickles code."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+_NESTED_KEYS = ("model", "state_dict", "model_state_dict", "student")
+_PREFIXES = ("module.", "model.", "student.", "_orig_mod.")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, unwrapped from common containers (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {str(path)!r} does not exist; pass the path of a .pth/.pt/.safetensors file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises several types for bad files
+            raise ModelError(f"checkpoint {str(path)!r} is not a readable safetensors file ({err})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ModelError(
+            f"checkpoint {str(path)!r} holds more than tensors and was refused for safety "
+            f"(weights_only load failed: {str(err).splitlines()[0]}); re-save its state_dict or use safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ModelError(f"checkpoint {str(path)!r} is truncated or not a PyTorch file ({err})") from None
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
+    while isinstance(obj, dict) and not _is_tensor_dict(obj):
+        inner = next((obj[k] for k in _NESTED_KEYS if k in obj and isinstance(obj[k], dict)), None)
+        if inner is None:
+            raise ModelError(
+                f"checkpoint {str(path)!r} has no state_dict (top-level keys: {sorted(obj)[:8]}); "
+                "expected a state_dict or {'model': state_dict} / {'state_dict': state_dict}"
+            )
+        obj = inner
+    if not isinstance(obj, dict):
+        raise ModelError(f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state_dict")
+    return {_strip_prefix(k): v for k, v in obj.items()}
+
+
+def _is_tensor_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in _PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load ``path`` into ``model`` strictly; a mismatch names the missing and unexpected keys."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong_shape:
+            parts.append(f"{len(wrong_shape)} of another shape (e.g. {', '.join(wrong_shape[:2])})")
+        raise ModelError(
+            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {'; '.join(parts)}. "
+            "Check the model name, num_classes and model kwargs (img_size, patch_size, in_chans) it was trained with."
+        )
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,59 @@
+"""Facts about a timm model read from the model itself: input size, channels, classes, normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm.data
+from torch import nn
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects: (C, H, W), mean and std per channel, resize interpolation, crop."""
+
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+
+def input_spec(model: nn.Module) -> InputSpec:
+    """The model's input spec. The spatial size comes from its patch embedding when it has a
+    fixed one (ViT/Swin/Mixer built with ``img_size=``), else from its pretrained config."""
+    cfg = timm.data.resolve_model_data_config(model)
+    channels = input_channels(model)
+    height, width = cfg["input_size"][1:]
+    for module in model.modules():
+        img_size = getattr(module, "img_size", None)
+        if img_size is not None and hasattr(module, "patch_size"):
+            height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+            break
+    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    if len(mean) != channels:
+        mean, std = _fit_channels(mean, channels), _fit_channels(std, channels)
+    return InputSpec((channels, height, width), mean, std, cfg.get("interpolation", "bicubic"), cfg.get("crop_pct", 0.875))
+
+
+def input_channels(model: nn.Module) -> int:
+    """Channels of the first convolution or linear patch embedding."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    return 3
+
+
+def num_classes(model: nn.Module) -> int:
+    """Output classes of a timm classifier."""
+    return int(model.num_classes)
+
+
+def count_parameters(module: nn.Module | None) -> int:
+    """Number of parameters (all, trainable or not)."""
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def _fit_channels(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    mean_value = sum(values) / len(values)
+    return tuple([mean_value] * channels)
