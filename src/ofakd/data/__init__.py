@@ -1,0 +1,30 @@
+"""Data sets (digits, Fashion-MNIST, CIFAR-10/100, ImageFolder) with timm transforms and mixup.
+
+    bundle = build_data(DataConfig(name="cifar100", root="data"), AugmentConfig(),
+                        input_size=(3, 224, 224), mean=CIFAR_MEAN, std=CIFAR_STD, batch_size=128, seed=42)
+    for epoch in range(epochs):
+        bundle.train_sampler.set_epoch(epoch)
+        for images, targets in bundle.train_loader:
+            if bundle.mixup is not None:
+                images, targets = bundle.mixup(images, targets)
+
+Reproducibility: call ``seed_everything(seed + rank)`` before ``build_data`` (see ``loaders``).
+"""
+
+from .build import DataBundle, build_data, dataset_num_classes
+from .config import AugmentConfig, DataConfig
+from .loaders import seed_everything
+
+CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR_STD = (0.2673, 0.2564, 0.2762)
+
+__all__ = [
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "AugmentConfig",
+    "DataBundle",
+    "DataConfig",
+    "build_data",
+    "dataset_num_classes",
+    "seed_everything",
+]

@@ -1,0 +1,150 @@
+"""``build_data``: config → datasets, transforms, samplers, loaders and mixup in one :class:`DataBundle`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from timm.data import Mixup
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..errors import ConfigError, DataError
+from .config import AugmentConfig, DataConfig
+from .datasets import IndexedDataset
+from .fingerprint import fingerprint as compute_fingerprint
+from .loaders import make_loader
+from .samplers import train_sampler, val_sampler
+from .sources import load_source, source_num_classes
+from .transforms import build_eval_transform, build_train_transform
+
+SUBSET_SEED = 0  # subsets are the same for every run seed, so runs and caches compare like with like
+
+
+@dataclass
+class DataBundle:
+    """Everything the engine needs from the data layer."""
+
+    train_loader: DataLoader
+    val_loader: DataLoader
+    num_classes: int
+    class_names: list[str]
+    mixup: Callable | None
+    """timm ``Mixup`` to apply to ``(images, targets)`` of train batches (gives soft targets), or None."""
+    train_sampler: Sampler
+    """Call ``set_epoch(epoch)`` before each epoch."""
+    fingerprint: str
+
+
+def dataset_num_classes(data: DataConfig) -> int:
+    """Number of classes of ``data`` without reading images or building transforms."""
+    return source_num_classes(data)
+
+
+def _subset(dataset, n: int | None, field: str, split: str, location: str):
+    if n is None:
+        return dataset
+    if n > len(dataset):
+        raise DataError(
+            f"data.{field}={n} is larger than the {len(dataset)} {split} images in {location}; "
+            f"lower --data.{field} or leave it unset"
+        )
+    idx = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(dataset))[:n])
+    return dataset.subset(idx)
+
+
+def build_mixup(augment: AugmentConfig, num_classes: int) -> Mixup | None:
+    """timm Mixup/CutMix (with label smoothing folded in) when either alpha is > 0."""
+    if augment.mixup <= 0 and augment.cutmix <= 0:
+        return None
+    return Mixup(
+        mixup_alpha=augment.mixup,
+        cutmix_alpha=augment.cutmix,
+        prob=augment.mixup_prob,
+        switch_prob=augment.mixup_switch_prob,
+        mode="batch",
+        label_smoothing=augment.smoothing,
+        num_classes=num_classes,
+    )
+
+
+def build_data(
+    data: DataConfig,
+    augment: AugmentConfig,
+    *,
+    input_size: tuple[int, int, int],
+    mean: tuple,
+    std: tuple,
+    batch_size: int,
+    seed: int,
+    world_size: int = 1,
+    rank: int = 0,
+    with_indices: bool = False,
+    drop_last: bool = True,
+) -> DataBundle:
+    """Build train/val loaders for the student's ``input_size`` (C, H, W) and ``mean``/``std``.
+
+    Train order is fixed by ``seed`` and the epoch and partitioned across ``world_size`` ranks.
+    Seed the global generators with ``seed_everything(seed + rank)`` first (see ``loaders``).
+    Batches are ``(images, targets)`` or, with ``with_indices``, ``(images, targets, indices)``.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} is not in a world of size {world_size}")
+    mixup_on = augment.mixup > 0 or augment.cutmix > 0
+    if mixup_on and batch_size % 2:
+        raise ConfigError(f"mixup/cutmix need an even batch size per process, got {batch_size}")
+    train_tf = build_train_transform(augment, input_size, mean, std)
+    val_tf = build_eval_transform(augment, input_size, mean, std)
+
+    source = load_source(data)
+    train_ds: Dataset = _subset(source.train, data.train_subset, "train_subset", "training", source.location)
+    val_ds: Dataset = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
+    fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
+    train_ds.transform, val_ds.transform = train_tf, val_tf
+
+    sampler = train_sampler(
+        train_ds,
+        seed=seed,
+        world_size=world_size,
+        rank=rank,
+        drop_last=drop_last,
+        repeated_aug=augment.repeated_aug,
+    )
+    if drop_last and len(sampler) < batch_size:
+        raise DataError(
+            f"{len(sampler)} training images per process in {source.location} make no full batch of {batch_size}; "
+            "lower the batch size or use more images (data.train_subset)"
+        )
+    if mixup_on and not drop_last and len(sampler) % batch_size % 2:
+        raise ConfigError(
+            "mixup/cutmix need even batches: keep drop_last on, or make the epoch a multiple of 2"
+        )
+    if with_indices:
+        train_ds, val_ds = IndexedDataset(train_ds), IndexedDataset(val_ds)
+    train_loader = make_loader(
+        train_ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        workers=data.workers,
+        seed=seed + rank,
+        drop_last=drop_last,
+    )
+    val_loader = make_loader(
+        val_ds,
+        batch_size=batch_size,
+        sampler=val_sampler(val_ds, world_size=world_size, rank=rank),
+        workers=data.workers,
+        seed=seed + rank,
+        drop_last=False,
+    )
+    return DataBundle(
+        train_loader=train_loader,
+        val_loader=val_loader,
+        num_classes=len(source.class_names),
+        class_names=list(source.class_names),
+        mixup=build_mixup(augment, len(source.class_names)) if mixup_on else None,
+        train_sampler=sampler,
+        fingerprint=fp,
+    )

@@ -1,0 +1,112 @@
+"""Map-style datasets: images held in memory, images in files, and an index-returning wrapper."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+class ArrayImageDataset(Dataset):
+    """uint8 images in memory, (N, H, W) grayscale or (N, H, W, 3) RGB, with integer targets."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform: Callable | None = None):
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(targets):
+            raise ValueError("images must be uint8 (N, H, W[, 3]) with one target per image")
+        self.images = images
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def load(self, index: int) -> Image.Image:
+        """The untransformed PIL image at ``index``."""
+        return Image.fromarray(self.images[index])
+
+    def __getitem__(self, index: int):
+        img = self.load(index)
+        return (self.transform(img) if self.transform else img), int(self.targets[index])
+
+    def subset(self, indices: Sequence[int]) -> ArrayImageDataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ArrayImageDataset(self.images[idx], self.targets[idx], self.transform)
+
+
+def read_image(path: str) -> Image.Image:
+    """Open and fully decode the image at ``path``; raise DataError naming it when unreadable."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy() if im.mode in ("RGB", "L") else im.convert("RGB")
+    except UNREADABLE as e:
+        raise DataError(
+            f"cannot read image {path} ({type(e).__name__}: {e}); replace or delete it, "
+            "or pass --data.skip_corrupt true to skip unreadable images"
+        ) from None
+
+
+class ImageFileDataset(Dataset):
+    """Images in files, ``samples`` = [(path, target), ...].
+
+    With ``skip_corrupt`` an image that fails to decode here (after the build-time check passed it)
+    is replaced by the next readable one, with a warning, so a long run does not die on one file.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, int]],
+        transform: Callable | None = None,
+        skip_corrupt: bool = False,
+    ):
+        self.samples = list(samples)
+        self.targets = np.asarray([t for _, t in self.samples], dtype=np.int64)
+        self.transform = transform
+        self.skip_corrupt = skip_corrupt
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> Image.Image:
+        """The untransformed PIL image at ``index``."""
+        return read_image(self.samples[index][0])
+
+    def __getitem__(self, index: int):
+        if not self.skip_corrupt:
+            img, target = self.load(index), self.samples[index][1]
+        else:
+            img, target = self._load_skipping(index)
+        return (self.transform(img) if self.transform else img), int(target)
+
+    def _load_skipping(self, index: int):
+        for k in range(len(self.samples)):
+            path, target = self.samples[(index + k) % len(self.samples)]
+            try:
+                return read_image(path), target
+            except DataError:
+                warnings.warn(f"skipping unreadable image {path}", stacklevel=3)
+        raise DataError("no image in the data set can be read; check the files under data.root")
+
+    def subset(self, indices: Sequence[int]) -> ImageFileDataset:
+        return ImageFileDataset([self.samples[i] for i in indices], self.transform, self.skip_corrupt)
+
+
+class IndexedDataset(Dataset):
+    """Wrap a dataset so each item is ``(image, target, index)``."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        img, target = self.dataset[index]
+        return img, target, index
