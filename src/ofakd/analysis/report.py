@@ -1,0 +1,59 @@
+"""``write_report``: a markdown table and a curves PNG for a set of finished runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .report_plots import plot_curves
+from .report_table import runs_table, summary_table
+from .runs import GROUP_KEYS, Run, find_runs, group_runs
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote, and the runs it read."""
+
+    markdown: Path
+    curves: Path
+    runs: list[Run]
+    text: str
+
+
+def render_markdown(runs: Sequence[Run], curves_name: str | None = "curves.png") -> str:
+    """The report text: a table per configuration (seeds as mean ± std), then one row per run."""
+    groups = group_runs(runs)
+    lines = [
+        "# ofakd report",
+        "",
+        f"{len(runs)} run(s) in {len(groups)} configuration(s); runs that share "
+        f"{', '.join(GROUP_KEYS)} are seeds of one configuration (mean ± sample std). "
+        "Top-1 and top-5 in %.",
+        "",
+        summary_table(groups),
+        "## Runs",
+        "",
+        runs_table(groups),
+    ]
+    if curves_name:
+        lines += ["## Curves", "", f"![accuracy and loss curves]({curves_name})", ""]
+    return "\n".join(lines)
+
+
+def write_report(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    markdown_name: str = "report.md",
+    curves_name: str = "curves.png",
+) -> Report:
+    """Read finished runs (or folders of runs) and write ``out/report.md`` and ``out/curves.png``."""
+    runs = find_runs(run_dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = plot_curves(runs, out / curves_name)
+    text = render_markdown(runs, curves_name)
+    markdown = out / markdown_name
+    markdown.write_text(text)
+    return Report(markdown=markdown, curves=curves, runs=runs, text=text)

@@ -1,0 +1,168 @@
+"""Finished runs read back from their folders (``summary.json`` + ``metrics.jsonl``), grouped by configuration."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import OfakdError
+
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+GROUP_KEYS = ("method", "teacher", "student", "dataset")
+"""Runs that agree on these summary keys are seeds of one configuration."""
+
+
+@dataclass
+class Run:
+    """One finished run: its summary and its logged train steps and evaluations."""
+
+    path: Path
+    summary: dict
+    train: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.summary.get("name") or self.path.name)
+
+    @property
+    def seed(self):
+        return self.summary.get("seed")
+
+    @property
+    def key(self) -> tuple:
+        return tuple(self.summary.get(k) for k in GROUP_KEYS)
+
+    def epoch_train_loss(self) -> tuple[list[float], list[float]]:
+        """(epochs, mean training loss of the steps logged in each epoch)."""
+        sums: dict[float, list[float]] = {}
+        for entry in self.train:
+            loss, epoch = entry.get("loss"), entry.get("epoch")
+            if _number(loss) and _number(epoch):
+                sums.setdefault(epoch, []).append(float(loss))
+        epochs = sorted(sums)
+        return epochs, [sum(sums[e]) / len(sums[e]) for e in epochs]
+
+    def eval_curve(self, key: str) -> tuple[list[float], list[float]]:
+        """(epochs, value of ``key`` at each evaluation), e.g. ``key="top1"``."""
+        points = [
+            (e["epoch"], float(e[key])) for e in self.evals if _number(e.get("epoch")) and _number(e.get(key))
+        ]
+        points.sort(key=lambda p: p[0])
+        return [p[0] for p in points], [p[1] for p in points]
+
+
+@dataclass
+class RunGroup:
+    """Runs of one configuration (same method, teacher, student, data set), e.g. several seeds."""
+
+    key: tuple
+    runs: list[Run]
+
+    @property
+    def config(self) -> dict:
+        """The shared summary keys: ``{"method": ..., "teacher": ..., "student": ..., "dataset": ...}``."""
+        return dict(zip(GROUP_KEYS, self.key))
+
+    @property
+    def seeds(self) -> list:
+        return [run.seed for run in self.runs]
+
+    def values(self, name: str) -> list[float]:
+        """The numeric values of summary key ``name`` across the runs (missing ones left out)."""
+        return [float(run.summary[name]) for run in self.runs if _number(run.summary.get(name))]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
+    """(train entries, eval entries) of a ``metrics.jsonl``; unreadable lines are skipped."""
+    train, evals = [], []
+    if not path.exists():
+        return train, evals
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # e.g. the last line of a run killed mid-write
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("kind") == "train":
+            train.append(entry)
+        elif entry.get("kind") == "eval":
+            evals.append(entry)
+    return train, evals
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a finished run folder; a missing or broken ``summary.json`` is an :class:`OfakdError`."""
+    path = Path(path)
+    summary_path = path / SUMMARY
+    if not summary_path.is_file():
+        raise OfakdError(f"{path} has no {SUMMARY}: pass the folder of a finished run (or a folder of runs)")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as err:
+        raise OfakdError(
+            f"{summary_path} is not valid JSON ({err}); was the run interrupted while writing it?"
+        ) from None
+    if not isinstance(summary, dict):
+        raise OfakdError(f"{summary_path} must hold a JSON object")
+    train, evals = read_metrics(path / METRICS)
+    return Run(path=path, summary=summary, train=train, evals=evals)
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Runs in ``paths``: each a run folder, or a folder whose sub-folders (any depth) are runs.
+
+    Inside a parent folder, sub-folders without a ``summary.json`` (unfinished runs) are
+    skipped with a warning; a run given twice is read once.
+    """
+    runs: list[Run] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise OfakdError(f"run folder {path} does not exist")
+        if (path / SUMMARY).is_file():
+            candidates = [path]
+        elif path.is_dir():
+            candidates = sorted(p.parent for p in path.rglob(SUMMARY))
+            if not candidates:
+                raise OfakdError(f"{path} has no {SUMMARY} in it or below it: pass folders of finished runs")
+            unfinished = sorted(p.parent for p in path.rglob(METRICS) if not (p.parent / SUMMARY).is_file())
+            for folder in unfinished:
+                warnings.warn(f"skipping {folder}: no {SUMMARY} (run not finished)", stacklevel=2)
+        else:
+            raise OfakdError(f"{path} is not a folder: pass run folders (each with a {SUMMARY})")
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                runs.append(load_run(candidate))
+    return runs
+
+
+def group_runs(runs: Iterable[Run]) -> list[RunGroup]:
+    """Group runs by (method, teacher, student, dataset), in order of first appearance."""
+    groups: dict[tuple, RunGroup] = {}
+    for run in runs:
+        groups.setdefault(run.key, RunGroup(run.key, [])).runs.append(run)
+    for group in groups.values():
+        group.runs.sort(key=_seed_order)
+    return list(groups.values())
+
+
+def _seed_order(run: Run) -> tuple:
+    seed = run.seed
+    return (not _number(seed), seed if _number(seed) else 0, str(seed), run.name)

@@ -1,0 +1,35 @@
+"""``ofakd report``: a markdown table and accuracy/loss curves of finished runs."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "report"
+HELP = "compare finished runs: markdown table (seeds as mean ± std) and accuracy/loss curves PNG"
+DESCRIPTION = (
+    "Read the summary.json and metrics.jsonl of finished runs and write OUT/report.md (one row per "
+    "configuration - method, teacher, student, data set - with several seeds as mean ± std, then one "
+    "row per run) and OUT/curves.png (validation top-1, training and validation loss, one line per run). "
+    "A RUN_DIR may also be a folder holding run folders."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folders (each with summary.json), or folders of them",
+    )
+    parser.add_argument("--out", default="report", metavar="DIR", help="folder for report.md and curves.png")
+    parser.add_argument("--quiet", action="store_true", help="do not print the table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.report import write_report
+
+    report = write_report(args.run_dirs, args.out)
+    if not args.quiet:
+        print(report.text)
+    print(f"wrote {report.markdown} and {report.curves} ({len(report.runs)} runs)")
+    return 0
