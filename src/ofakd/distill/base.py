@@ -24,7 +24,7 @@ from ..models.stages import StageTap
 class MethodOptions(BaseModel):
     """Options every method has. Subclass per method; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     gt_weight: float = 1.0
     """Weight of the cross-entropy to the ground-truth (or mixed / smoothed) targets."""
@@ -36,6 +36,8 @@ class TeacherOutput:
 
     logits: torch.Tensor
     features: list[torch.Tensor] | None = None
+    embedding: torch.Tensor | None = None
+    """The teacher's penultimate embedding (pooled pre-logits, (B, D_t)) for methods that read it."""
 
 
 class Distiller(nn.Module):
@@ -146,6 +148,12 @@ class Distiller(nn.Module):
 
     def on_step_end(self) -> None:
         """Hook the engine calls after each optimizer step (e.g. momentum updates). Default: nothing."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Hook the engine calls at the start of each epoch (0-based), also after a resume.
+
+        For methods with epoch-dependent terms (e.g. DKD's warm-up). Default: nothing.
+        """
 
 
 def parse_options(cls: type[Distiller], options: dict) -> MethodOptions:

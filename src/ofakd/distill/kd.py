@@ -23,7 +23,9 @@ class LogitOptions(MethodOptions):
     """Options shared by logit-based methods."""
 
     kd_weight: float = 1.0
+    """Weight of the distillation term(s) on the final logits."""
     temperature: float = 1.0
+    """Softmax temperature T for teacher and student logits."""
     logit_standardization: bool = False
     """z-score teacher and student logits per sample before the softmax (CVPR 2024)."""
 

@@ -15,6 +15,7 @@ from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .ofa_branches import build_branch
 from .registry import register_method
+from .taps import probe_features
 from .targets import one_hot_targets, soft_cross_entropy
 
 
@@ -89,7 +90,7 @@ class OFA(Distiller):
         teacher_dim = options.teacher_dim or getattr(teacher, "num_features", None)
         if teacher_dim is None:
             raise ModelError("OFA needs the teacher's feature width: give a teacher or teacher_dim")
-        probe = self._probe_features(student)
+        probe = probe_features(self.student_tap, self.input_size)[0].features
         branches = nn.ModuleDict()
         for stage in options.stages:
             branches[f"stage{stage}"] = build_branch(
@@ -103,23 +104,6 @@ class OFA(Distiller):
                 class_token=self.student_tap.has_class_token,
             )
         return branches
-
-    def _probe_features(self, student: nn.Module) -> list[torch.Tensor]:
-        """Stage features of a zero batch at ``input_size``, to size the branches."""
-        device = next(student.parameters()).device
-        was_training = student.training
-        student.eval()
-        try:
-            with torch.no_grad():
-                _, features = self.student_tap(torch.zeros(2, *self.input_size, device=device))
-        except RuntimeError as err:
-            raise ModelError(
-                f"student forward at input size {tuple(self.input_size)} failed ({str(err).splitlines()[0]}); "
-                "pass the input_size the student is built for"
-            ) from None
-        finally:
-            student.train(was_training)
-        return features
 
     def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
         opts = self.options

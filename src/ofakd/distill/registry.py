@@ -31,8 +31,15 @@ def register_method(name: str):
 
 
 def get_method(name: str) -> type[Distiller]:
-    """The Distiller class registered as ``name``; a clear error with the closest names otherwise."""
+    """The Distiller class registered as ``name``; a clear error with the closest names otherwise.
+
+    Names joined by ``+`` (``"ofa+rsd"``) give a combination of those methods (see ``combined.py``).
+    """
     _import_builtin_methods()
+    if "+" in name:
+        from .combined import combined_method
+
+        return combined_method(name)
     if name not in _METHODS:
         close = difflib.get_close_matches(name, list(_METHODS), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -1,0 +1,78 @@
+"""FitNet (Romero et al., ICLR 2015): regress teacher stage features from student stage features
+through a learned projector; here across families (tokens <-> maps, any width and grid)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import field_validator
+from torch import nn
+
+from .base import MethodOptions, TeacherOutput
+from .feature_distiller import FeatureDistiller
+from .precision import float32_loss
+from .projectors import FeatureProjector
+from .registry import register_method
+from .taps import stage_positions
+from .targets import soft_cross_entropy
+
+
+@float32_loss
+def fitnet_loss(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error ``mean((proj(f_s) - f_t)²)`` over every element of the two (B, C_t, h_t, w_t) maps."""
+    return F.mse_loss(projected.float(), target.float())
+
+
+class FitNetOptions(MethodOptions):
+    stages: list[int] = [1, 2, 3, 4]
+    """Stages (1-4) whose student feature regresses the teacher's feature at the same stage."""
+    fitnet_weight: float = 1.0
+    """Weight of each stage's MSE (the loss is their weighted sum)."""
+    feature_indices: list[int] | None = None
+    """Explicit feature_info positions of the student's four stages (default: the documented stage map)."""
+    teacher_feature_indices: list[int] | None = None
+    """Explicit feature_info positions of the teacher's four stages (default: the documented stage map)."""
+
+    @field_validator("stages")
+    @classmethod
+    def _valid_stages(cls, value: list[int]) -> list[int]:
+        if not value or any(s not in (1, 2, 3, 4) for s in value) or len(set(value)) != len(value):
+            raise ValueError(f"stages must be distinct values among 1, 2, 3, 4; got {value}")
+        return sorted(value)
+
+
+@register_method("fitnet")
+class FitNet(FeatureDistiller):
+    summary = "FitNet hints: MSE between projected student stage features and teacher stage features"
+    Options = FitNetOptions
+
+    def __init__(self, teacher, student, options: FitNetOptions, **kwargs) -> None:
+        student_stages = stage_positions(student, options.stages, options.feature_indices)
+        teacher_stages = (
+            stage_positions(teacher, options.stages, options.teacher_feature_indices) if teacher is not None else None
+        )
+        super().__init__(teacher, student, options, student_stages=student_stages, teacher_stages=teacher_stages,
+                         **kwargs)
+        student_out, teacher_out, student_hw, teacher_hw = self.probe()
+        self.branches = nn.ModuleDict(
+            {
+                f"stage{stage}": FeatureProjector(
+                    f_s,
+                    f_t,
+                    student_prefix_tokens=self.student_tap.num_prefix_tokens,
+                    teacher_prefix_tokens=self.teacher_tap.num_prefix_tokens,
+                    student_hw=student_hw,
+                    teacher_hw=teacher_hw,
+                )
+                for stage, f_s, f_t in zip(options.stages, student_out.features, teacher_out.features)
+            }
+        )
+
+    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+        opts = self.options
+        out = self.student_tap.forward_all(images)
+        losses = {"gt": opts.gt_weight * soft_cross_entropy(out.logits, targets)}
+        for stage, f_s, f_t in zip(opts.stages, out.features, teacher.features):
+            projector = self.branches[f"stage{stage}"]
+            losses[f"fitnet_s{stage}"] = opts.fitnet_weight * fitnet_loss(projector(f_s), projector.target(f_t))
+        return out.logits, losses
