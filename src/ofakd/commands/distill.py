@@ -1,0 +1,84 @@
+"""``ofakd distill``: distil a teacher into a student of any family with OFA-KD or a baseline."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config.cli_args import (
+    HelpFormatter,
+    TeacherRunAction,
+    add_field_flags,
+    add_override,
+    add_run_arguments,
+    print_config,
+    resolve_config,
+)
+from .train import _report
+
+NAME = "distill"
+HELP = "distil a teacher into a student (OFA-KD or a baseline method)"
+DESCRIPTION = """\
+Distil a teacher into a student of any architecture family with OFA-KD (--method ofa) or a
+baseline (vanilla, kd, ...: see `ofakd methods`). The teacher comes from a timm name plus a local
+checkpoint (--teacher NAME --teacher-checkpoint PATH) or from a run of `ofakd train`
+(--teacher-run runs/NAME). The teacher sees the student's batch re-normalised and resized to
+its own mean, std and input size when they differ.
+
+Settings come from a recipe (--config NAME or a YAML path), then overrides in command-line
+order: --set KEY=VALUE for any key (values are YAML), or one flag per field
+(--train.lr 0.1, --method.eps [1.5], --method.ofa_weight 0.1).
+
+examples:
+  ofakd distill --config demo --teacher-run runs/digits-teacher --method ofa
+  ofakd distill --config cifar-cnn --data.root ./data \\
+      --teacher swin_tiny_patch4_window7_224 --teacher-checkpoint swin_t_cifar100.pth \\
+      --student resnet18 --method ofa --method.eps [1.0] --method.ofa_weight 0.1 \\
+      --train.lr 0.1 --train.weight_decay 5e-4
+  ofakd distill --config imagenet-cnn --data.root /data/imagenet --teacher deit_tiny_patch16_224 \\
+      --teacher-checkpoint deit_tiny.pth --student resnet18 --method.eps [1.5]
+  ofakd cache record --config demo --teacher-run runs/digits-teacher --epochs 10 --out caches/digits
+  ofakd distill --config demo --method kd --teacher-cache caches/digits
+  ofakd distill --resume runs/ofa-swin_tiny_patch4_window7_224-resnet18-cifar100-s42
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    models = parser.add_argument_group("teacher, student, method")
+    add_override(models, "--teacher", key="teacher.name", raw=True, metavar="NAME", help="timm name of the teacher (teacher.name)")
+    add_override(models, "--teacher-checkpoint", key="teacher.checkpoint", raw=True, metavar="PATH",
+              help="the teacher's weights, a local file (teacher.checkpoint)")
+    models.add_argument("--teacher-run", action=TeacherRunAction, dest="overrides", default=argparse.SUPPRESS,
+                        metavar="RUN_DIR", help="use the model trained by `ofakd train` in RUN_DIR as the teacher "
+                        "(its name, kwargs, input size, mean/std and best.safetensors)")
+    add_override(models, "--teacher-cache", key="teacher.cache", raw=True, metavar="DIR",
+              help="distil from the teacher logits recorded by `ofakd cache record` in DIR; the teacher is never "
+              "built (teacher.cache)")
+    models.add_argument("--teacher-cache-cycle", action=_CacheCycle, dest="overrides", default=argparse.SUPPRESS,
+                        nargs=0, help="train past the cache's recorded epochs by replaying them (teacher.cache_cycle)")
+    add_override(models, "--student", key="student.name", raw=True, metavar="NAME", help="timm name of the student (student.name)")
+    add_override(models, "--method", key="method.name", raw=True, metavar="NAME",
+              help="distillation method: ofa, kd, vanilla, ... (method.name)")
+    add_override(models, "--data", key="data.name", raw=True, metavar="NAME",
+              help="data set: digits, fashion-mnist, cifar10, cifar100, imagefolder (data.name)")
+    add_run_arguments(parser)
+    add_field_flags(parser, ["data", "augment", "teacher", "student", "train", "run"], method_options=True)
+
+
+class _CacheCycle(argparse.Action):
+    """``--teacher-cache-cycle``: queue ``teacher.cache_cycle=true`` in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), ("teacher.cache_cycle", True)]
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    if args.print_config:
+        print_config(cfg)
+        return 0
+    from ..engine import fit
+
+    summary = fit(cfg, resume=args.resume, overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs)
+    _report(summary)
+    return 0

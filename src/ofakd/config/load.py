@@ -1,0 +1,206 @@
+"""Read recipes (shipped by name, or a YAML path), apply ``key=value`` overrides, validate.
+
+A recipe may start with ``base: NAME_OR_PATH`` to inherit another recipe; its own keys are
+merged over the base's (mappings merge key by key, anything else replaces). Overrides are
+dotted paths with YAML values: ``train.lr=0.1``, ``method.eps=[1.5]``, ``student.kwargs.img_size=32``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError, OfakdError
+from .errors import config_error, nearest
+from .schema import RunConfig
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str = "YAML") -> Any:
+    """Parse YAML text (safe), with a one-line error naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config: {where}{at} is not valid YAML ({problem})") from None
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as YAML: ``0.1`` -> float, ``[1.5]`` -> list, ``null`` -> None."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506
+    except yaml.YAMLError:
+        return text
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped in the package."""
+    return sorted(p.name[: -len(".yaml")] for p in _recipe_folder().iterdir() if p.name.endswith(".yaml"))
+
+
+def _recipe_folder():
+    """``ofakd/configs`` inside the installed package (YAML files shipped as package data)."""
+    return resources.files("ofakd").joinpath("configs")
+
+
+def recipe_text(name: str) -> str:
+    """The YAML text of shipped recipe ``name``."""
+    if name not in list_recipes():
+        guess = nearest(name, list_recipes())
+        hint = f" — did you mean {guess!r}?" if guess else ""
+        raise ConfigError(
+            f"config: unknown recipe {name!r}{hint} Shipped recipes: {', '.join(list_recipes())}; "
+            "or pass the path of a YAML file"
+        )
+    return _recipe_folder().joinpath(f"{name}.yaml").read_text()
+
+
+def read_recipe(ref: str | Path, _seen: tuple[str, ...] = (), _relative_to: Path | None = None) -> dict[str, Any]:
+    """The raw dict of a recipe (shipped name or YAML path), with its ``base:`` chain merged in."""
+    text, where, folder = _locate(str(ref), _relative_to)
+    if where in _seen:
+        raise ConfigError(f"config: recipes inherit in a loop: {' -> '.join((*_seen, where))}")
+    raw = parse_yaml(text, where) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: {where} must hold a mapping of sections (data, train, ...)")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return merge(read_recipe(str(base), (*_seen, where), folder), raw)
+
+
+def _locate(ref: str, relative_to: Path | None) -> tuple[str, str, Path | None]:
+    candidates = [Path(ref).expanduser()]
+    if relative_to is not None and not Path(ref).is_absolute():
+        candidates.insert(0, relative_to / ref)
+    for path in candidates:
+        if path.is_file():
+            try:
+                return path.read_text(), str(path), path.parent
+            except OSError as err:
+                raise ConfigError(f"config: cannot read {str(path)!r} ({err.strerror})") from None
+    looks_like_path = ref.endswith((".yaml", ".yml")) or "/" in ref or ref.startswith(".")
+    if looks_like_path:
+        raise ConfigError(f"config: file {ref!r} does not exist; pass a YAML path or a recipe name ({', '.join(list_recipes())})")
+    return recipe_text(ref), f"recipe {ref!r}", None
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: nested mappings key by key, other values replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` (e.g. ``train.lr``) to ``value`` in ``raw``, creating mappings on the way."""
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"config: override key {key!r} is not a dotted path like train.lr")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"config: cannot set {key!r}: {where!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def split_override(text: str) -> tuple[str, Any]:
+    """``'train.lr=0.1'`` -> ``('train.lr', 0.1)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"config: override {text!r} must look like KEY=VALUE, e.g. train.lr=0.1")
+    return key.strip(), parse_value(value)
+
+
+def validate(raw: dict[str, Any]) -> RunConfig:
+    """Validate a raw dict into a :class:`RunConfig`, method options included (one-line errors)."""
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise config_error(err, RunConfig) from None
+    check_method_options(cfg)
+    return cfg
+
+
+def check_method_options(cfg: RunConfig) -> None:
+    """Check ``method.*`` against the method's own Options; errors name ``method.<option>``."""
+    from ..distill import get_method
+
+    try:
+        cls = get_method(cfg.method.name)
+    except OfakdError as err:
+        raise ConfigError(f"config: method.name: {err}") from None
+    try:
+        cls.Options(**cfg.method.options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        if first["type"] == "extra_forbidden":
+            key = str(first["loc"][0])
+            guess = nearest(key, cls.Options.model_fields)
+            if guess:
+                raise ConfigError(f"config: unknown key 'method.{key}' — did you mean 'method.{guess}'?") from None
+            known = ", ".join(cls.Options.model_fields)
+            raise ConfigError(f"config: unknown key 'method.{key}'; method {cls.method_name!r} options: {known}") from None
+        raise config_error(err, cls.Options, prefix="method.") from None
+
+
+def load_config(
+    recipe: str | Path | None = None,
+    overrides: list[tuple[str, Any]] | None = None,
+) -> RunConfig:
+    """Recipe (name, path or None for the defaults) + overrides ``[(dotted key, value), ...]`` -> RunConfig."""
+    raw = read_recipe(recipe) if recipe is not None else {}
+    for key, value in overrides or []:
+        apply_override(raw, key, value)
+    return validate(raw)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style mappings, flow-style lists of plain values (``scale: [0.08, 1.0]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list):
+    flow = all(not isinstance(v, (dict, list)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (what ``config.yaml`` holds; load it back with :func:`load_config`)."""
+    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)

@@ -1,0 +1,187 @@
+"""The run config: one validated tree (pydantic, unknown keys are errors) saved in every run folder.
+
+Sections: ``data`` and ``augment`` (owned by :mod:`ofakd.data.config`), ``teacher`` and
+``student`` (:class:`ModelConfig`), ``method`` (a name plus that method's own options, checked
+against the method's ``Options``), ``train`` (:class:`TrainConfig`) and ``run`` (:class:`RunSection`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..data.config import AugmentConfig, DataConfig
+
+
+class ModelConfig(BaseModel):
+    """A timm model by name, its timm kwargs, weights and the input it expects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    """timm model name, e.g. resnet18, deit_tiny_patch16_224, swin_tiny_patch4_window7_224."""
+    checkpoint: str | None = None
+    """Local weights for exactly this model (state_dict / {'model': ...} / .safetensors), loaded strictly."""
+    pretrained: str | None = None
+    """Local pretrained file loaded through timm (classifier re-initialised when classes differ): fine-tuning."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra timm.create_model kwargs, e.g. {img_size: 32, patch_size: 4, drop_path_rate: 0.1}."""
+    input_size: tuple[int, int, int] | None = None
+    """(C, H, W) the model is fed; default: read from the model (its img_size or pretrained config)."""
+    mean: tuple[float, ...] | None = None
+    """Normalisation mean per channel (1 or C values); default: the model's pretrained config."""
+    std: tuple[float, ...] | None = None
+    """Normalisation std per channel (1 or C values); default: the model's pretrained config."""
+
+    @field_validator("input_size")
+    @classmethod
+    def _input_size(cls, v):
+        if v is not None and (v[0] not in (1, 3) or min(v[1:]) < 1):
+            raise ValueError("must be [C, H, W] with C 1 or 3 and H, W >= 1")
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, v):
+        if v is not None and (not v or min(v) <= 0):
+            raise ValueError("every std value must be > 0")
+        return v
+
+
+class TeacherConfig(ModelConfig):
+    """The teacher: a model as above, or (``cache``) its logits recorded by ``ofakd cache record``."""
+
+    cache: str | None = None
+    """Folder of a teacher-output cache: distil from its recorded logits; the teacher is never built."""
+    cache_cycle: bool = False
+    """Train past the cache's recorded epochs by replaying them (epoch e uses recorded epoch e mod E)."""
+
+
+class MethodConfig(BaseModel):
+    """``name`` of a distillation method plus its own options (checked against the method's Options)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "ofa"
+    """Method: see `ofakd methods` (vanilla, kd, ofa, ...)."""
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The method options (every key but ``name``)."""
+        return dict(self.model_extra or {})
+
+
+class TrainConfig(BaseModel):
+    """Optimisation and the training loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=1)
+    """Images per process per step (the global batch is batch_size x number of processes)."""
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_lr: float = Field(1e-5, ge=0)
+    """Learning rate at the start of warm-up (linear ramp to lr)."""
+    optimizer: str = "adamw"
+    """Any timm optimizer name: sgd, adamw, lamb, ..."""
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(0.05, ge=0)
+    """Not applied to biases, norm layers and the model's no_weight_decay() parameters (timm convention)."""
+    scheduler: Literal["cosine", "step"] = "cosine"
+    decay_epochs: float = Field(30, gt=0)
+    """step: multiply the lr by decay_rate every decay_epochs."""
+    decay_rate: float = Field(0.1, gt=0)
+    sched_on_updates: bool = False
+    """Update the lr every optimizer step instead of every epoch (smoother for short runs)."""
+    clip_grad: float | None = Field(None, gt=0)
+    """Clip the global gradient norm to this value; null is off."""
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    """Keep an EMA of the student (timm ModelEmaV3) with this decay, evaluated each epoch; null is off."""
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
+    """Mixed precision: auto = bf16 on a GPU that supports it, none on CPU; fp16 needs a GPU."""
+    seed: int = 42
+    """Seed of the model initialisation."""
+    data_seed: int | None = None
+    """Seed of the data order and augmentation; null = the same as seed."""
+    log_every: int = Field(50, ge=1)
+    """Log a train record every N steps (and the last step of each epoch)."""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."""
+    eval_teacher: bool = True
+    """Evaluate the teacher on the val split once at the start of a distillation run."""
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        from timm.optim import list_optimizers
+
+        known = list_optimizers()
+        if v.lower() not in known:
+            import difflib
+
+            close = difflib.get_close_matches(v.lower(), known, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(f"unknown timm optimizer {v!r}{hint}; e.g. sgd, adamw, lamb")
+        return v.lower()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        import torch
+
+        if v == "auto":
+            return v
+        try:
+            torch.device(v)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"not a device: {v!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        return v
+
+
+class RunSection(BaseModel):
+    """Where the run folder goes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    """Run folder name under out_dir; default: built from method, models, data set and seed."""
+    out_dir: str = "runs"
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; saved as ``config.yaml`` in the run folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunSection = Field(default_factory=RunSection)
+
+    @property
+    def data_seed(self) -> int:
+        return self.train.seed if self.train.data_seed is None else self.train.data_seed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able dict (lists, not tuples), method options inline."""
+        return self.model_dump(mode="json")
+
+
+RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_every")
+"""Keys that may differ when a run is resumed: they do not change what is computed."""
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "teacher": TeacherConfig,
+    "student": ModelConfig,
+    "method": MethodConfig,
+    "train": TrainConfig,
+    "run": RunSection,
+}

@@ -1,0 +1,93 @@
+"""``metrics.jsonl`` (one JSON object per line) and TensorBoard events, side by side.
+
+Records::
+
+    {"kind": "train", "epoch": 1, "step": 50, "lr": 0.05, "loss": 1.23, "images_per_s": 812.0,
+     "losses": {"gt": 0.9, "kd": 0.33}}
+    {"kind": "eval", "epoch": 1, "top1": 71.2, "top5": 90.1, "loss": 1.05}   (+ "ema_top1", ...)
+
+Epochs count from 1; ``step`` is the number of optimizer steps so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .checkpoint import write_text
+
+
+class MetricsLog:
+    """Append records to ``metrics.jsonl`` (flushed per line) and mirror scalars to TensorBoard."""
+
+    def __init__(self, path: str | Path, *, tensorboard_dir: str | Path | None = None, purge_step: int | None = None):
+        self.path = Path(path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        self._writer = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=purge_step)
+
+    def train(self, *, epoch: int, step: int, lr: float, loss: float, images_per_s: float, losses: dict[str, float]) -> None:
+        record = {"kind": "train", "epoch": epoch, "step": step, "lr": lr, "loss": loss,
+                  "images_per_s": images_per_s, "losses": losses}
+        self._append(record)
+        if self._writer is not None:
+            self._writer.add_scalar("train/loss", loss, step)
+            self._writer.add_scalar("train/lr", lr, step)
+            self._writer.add_scalar("train/images_per_s", images_per_s, step)
+            for name, value in losses.items():
+                self._writer.add_scalar(f"train_losses/{name}", value, step)
+
+    def eval(self, *, epoch: int, step: int, results: dict[str, float]) -> None:
+        """``results``: top1, top5, loss (and ema_top1, ema_top5, ema_loss)."""
+        self._append({"kind": "eval", "epoch": epoch, **results})
+        if self._writer is not None:
+            for key, value in results.items():
+                tag = f"val_ema/{key[4:]}" if key.startswith("ema_") else f"val/{key}"
+                self._writer.add_scalar(tag, value, step)
+            self._writer.add_scalar("epoch", epoch, step)
+            self._writer.flush()
+
+    def _append(self, record: dict) -> None:
+        self._file.write(json.dumps(_finite(record)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _finite(obj):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    return obj
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl (a torn last line is skipped)."""
+    out = []
+    path = Path(path)
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def truncate_after(path: str | Path, epochs_done: int) -> None:
+    """Keep only the records of the first ``epochs_done`` epochs (resume re-logs the rest)."""
+    path = Path(path)
+    kept = [r for r in read_records(path) if isinstance(r.get("epoch"), int) and r["epoch"] <= epochs_done]
+    write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

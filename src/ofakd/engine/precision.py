@@ -1,0 +1,54 @@
+"""Mixed precision: autocast (bf16 on CPU and GPU, fp16 on GPU) and the fp16 GradScaler."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class Precision:
+    """``autocast()`` for forwards and ``step(loss, ...)`` for backward + clip + optimizer step."""
+
+    def __init__(self, mode: str, device: torch.device) -> None:
+        if mode == "auto":
+            mode = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+        if mode == "fp16" and device.type != "cuda":
+            raise ConfigError(f"train.amp: fp16 needs a CUDA GPU (device is {device}); use bf16 or none")
+        self.mode = mode
+        self.device = device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=mode == "fp16")
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def step(
+        self,
+        loss: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        parameters: Iterable[nn.Parameter],
+        clip_grad: float | None = None,
+    ) -> float | None:
+        """Backward, optional global-norm clipping, optimizer step. Returns the gradient norm when clipping."""
+        self.scaler.scale(loss).backward()
+        norm = None
+        if clip_grad is not None:
+            self.scaler.unscale_(optimizer)
+            norm = float(nn.utils.clip_grad_norm_(list(parameters), clip_grad))
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return norm
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.scaler.load_state_dict(state)

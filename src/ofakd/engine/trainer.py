@@ -1,0 +1,315 @@
+"""A whole run: build, (resume,) train epoch by epoch, evaluate, checkpoint, summarise.
+
+``fit(cfg)`` writes ``<out_dir>/<name>/``: ``config.yaml``, ``metrics.jsonl``, TensorBoard
+events, ``last.pt`` (everything to resume), ``best.safetensors`` (the student's best weights)
+and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..config.load import dump_config
+from ..config.schema import RESUME_SAFE_KEYS, RunConfig
+from ..errors import ConfigError
+from ..models import count_parameters
+from .build import Setup, build_setup
+from .checkpoint import load_state, save_state, save_weights, write_json, write_text
+from .device import pick_device
+from .dist import SINGLE_PROCESS, DistContext
+from .evaluate import evaluate
+from .loop import StepContext, train_one_epoch
+from .metrics_log import MetricsLog, truncate_after
+from .optim import build_optimizer, build_scheduler
+from .precision import Precision
+from .progress import EpochProgress, epoch_line
+from .run_folder import RunFolder, default_name
+from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
+from .state import RunState
+
+
+def run_name(cfg: RunConfig) -> str:
+    """``run.name`` or the default ``method-teacher-student-dataset-sSEED``."""
+    if cfg.run.name:
+        return cfg.run.name
+    from ..distill import get_method
+
+    teacher = cfg.teacher.name if get_method(cfg.method.name).needs_teacher else None
+    return default_name(cfg.method.name, teacher, cfg.student.name or "model", cfg.data.name, cfg.train.seed)
+
+
+def fit(
+    cfg: RunConfig,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    stop_after_epochs: int | None = None,
+    dist: DistContext = SINGLE_PROCESS,
+    progress: bool = True,
+    tensorboard: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train per ``cfg`` (or continue the run folder ``resume``) and return the summary dict."""
+    return Trainer(cfg, resume=resume, overwrite=overwrite, stop_after_epochs=stop_after_epochs, dist=dist,
+                   progress=progress, tensorboard=tensorboard, log=log).fit()
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, *, resume=None, overwrite=False, stop_after_epochs=None,
+                 dist: DistContext = SINGLE_PROCESS, progress=True, tensorboard=True, log=print) -> None:
+        if stop_after_epochs is not None and stop_after_epochs < 0:
+            raise ConfigError(f"--stop-after-epochs must be >= 0, got {stop_after_epochs}")
+        self.cfg = cfg
+        self.resume = resume
+        self.overwrite = overwrite
+        self.stop_after_epochs = stop_after_epochs
+        self.dist = dist
+        self.progress = progress
+        self.tensorboard = tensorboard
+        self.log = log if dist.is_main else (lambda _msg: None)
+
+    # ---- setup -----------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg = self.cfg
+        started = time.time()
+        if self.resume is not None:
+            self.folder = RunFolder.existing(self.resume)
+        else:
+            name = run_name(cfg)
+            cfg = self.cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"name": name})})
+            self.folder = RunFolder.plan(cfg.run.out_dir, name, overwrite=self.overwrite)
+        self.device = pick_device(cfg.train.device)
+        self.precision = Precision(cfg.train.amp, self.device)
+        seed_all(cfg.train.seed)
+        self.setup: Setup = build_setup(cfg, self.device, self.dist)
+        distiller = self.setup.distiller
+        steps_per_epoch = len(self.setup.bundle.train_loader)
+        self.optimizer = build_optimizer(cfg.train, distiller)
+        self.scheduler = build_scheduler(cfg.train, self.optimizer, steps_per_epoch)
+        self.ema = None
+        if cfg.train.ema_decay is not None:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.setup.student, decay=cfg.train.ema_decay)
+        self.state = RunState()
+        if self.resume is not None:
+            self._load_checkpoint()
+            truncate_after(self.folder.metrics, self.state.epoch)
+        else:
+            self.folder.make()
+            write_text(self.folder.config, dump_config(cfg))
+            if self.setup.teacher is not None and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
+                self.log(f"warning: teacher {cfg.teacher.name} has no weights (teacher.checkpoint, teacher.pretrained "
+                         "or --teacher-run): it is a randomly initialised network")
+            if self.setup.teacher is not None and cfg.train.eval_teacher:
+                self.state.teacher_eval = evaluate(
+                    self.setup.teacher, self.setup.bundle.val_loader, device=self.device, precision=self.precision,
+                    input_transform=self.setup.teacher_input, dist=self.dist,
+                )
+                self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
+                         f"top5 {self.state.teacher_eval['top5']:.2f}")
+        self._setup_seconds = time.time() - started
+
+    def _checkpoint(self) -> dict:
+        return {
+            "format": 1,
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "distiller": self.setup.distiller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.precision.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": capture_rng(loader_generators(self.setup.bundle.train_loader)),
+            "state": self.state.to_dict(),
+            "config": self.cfg.to_dict(),
+            "fingerprint": self.setup.bundle.fingerprint,
+        }
+
+    def _load_checkpoint(self) -> None:
+        ckpt = load_state(self.folder.last)
+        changed = [k for k in _changed_keys(ckpt.get("config") or {}, self.cfg.to_dict()) if k not in RESUME_SAFE_KEYS]
+        if changed:
+            raise ConfigError(
+                f"--resume {self.folder.path}: the config differs from the run's at {changed[0]!r}; a resumed run "
+                f"keeps its recipe (only {', '.join(RESUME_SAFE_KEYS)} may change). Start a new run to change it."
+            )
+        self.setup.distiller.load_state_dict(ckpt["distiller"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.precision.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        restore_rng(ckpt["rng"], loader_generators(self.setup.bundle.train_loader))
+        self.state = RunState.from_dict(ckpt["state"])
+        if ckpt.get("fingerprint") != self.setup.bundle.fingerprint:
+            warnings.warn(
+                f"the data differ from when the run started ({ckpt.get('fingerprint')} -> "
+                f"{self.setup.bundle.fingerprint}); the resumed run is not an exact continuation",
+                stacklevel=2,
+            )
+        self.log(f"resuming {self.folder.path} after epoch {self.state.epoch} (step {self.state.step})")
+
+    # ---- training --------------------------------------------------------------
+    def fit(self) -> dict:
+        self._prepare()
+        cfg, setup, state = self.cfg, self.setup, self.state
+        main = self.dist.is_main
+        metrics = MetricsLog(
+            self.folder.metrics,
+            tensorboard_dir=self.folder.path if (self.tensorboard and main) else None,
+            purge_step=state.step + 1 if self.resume is not None else None,
+        )
+        self.log(
+            f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
+            f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
+            f"val images), device {self.device}, amp {self.precision.mode}"
+        )
+        ctx = StepContext(
+            distiller=setup.distiller, optimizer=self.optimizer, scheduler=self.scheduler, precision=self.precision,
+            device=self.device, num_classes=setup.bundle.num_classes, mixup=setup.bundle.mixup,
+            smoothing=cfg.augment.smoothing, clip_grad=cfg.train.clip_grad, ema=self.ema,
+            log_every=cfg.train.log_every,
+        )
+        epochs = cfg.train.epochs
+        session_start = time.time() - self._setup_seconds
+        try:
+            for epoch in range(state.epoch, epochs):
+                if self.stop_after_epochs is not None and epoch >= self.stop_after_epochs:
+                    self.log(f"stopping after epoch {epoch} as asked; continue with --resume {self.folder.path}")
+                    break
+                epoch_start = time.time()
+                seed_all(epoch_seed(cfg.data_seed, epoch, self.dist.rank))
+                cache = setup.teacher_cache  # a cached teacher: replay the recorded epoch's views and logits
+                data_epoch = cache.data_epoch(epoch, cfg.teacher.cache_cycle) if cache is not None else epoch
+                setup.bundle.train_sampler.set_epoch(data_epoch)
+                if cache is not None:
+                    ctx.teacher_logits = cache.epoch_reader(data_epoch, self.dist.rank, self.device)
+                setup.distiller.set_epoch(epoch)
+                bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), enabled=self.progress and main)
+                try:
+                    result = train_one_epoch(
+                        ctx, setup.bundle.train_loader, epoch=epoch + 1, start_step=state.step,
+                        on_log=lambda r: metrics.train(**{k: v for k, v in r.items() if k != "kind"}) if main else None,
+                        on_step=lambda loss, lr, ips, bar=bar: bar.update(loss=loss, lr=lr, images_per_s=ips),
+                    )
+                finally:
+                    bar.close()
+                self.scheduler.step(epoch + 1)
+                state.step += result.steps
+                state.train_seconds += result.seconds
+                state.train_images += result.images
+                evals = self._evaluate()
+                improved = state.consider(epoch + 1, evals)
+                if improved and main:
+                    self._save_best(improved, epoch + 1, evals)
+                state.final = evals
+                state.epoch = epoch + 1
+                now = time.time()
+                state.wall_time_s += now - session_start
+                session_start = now
+                if main:
+                    metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
+                    save_state(self.folder.last, self._checkpoint())
+                    write_json(self.folder.summary, self.summary())
+                self.log(epoch_line(epoch + 1, epochs, loss=result.mean_loss, lr=result.last_lr,
+                                    images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
+                                    best_top1=state.best.top1))
+        finally:
+            metrics.close()
+        summary = self.summary()
+        if main:
+            write_json(self.folder.summary, summary)
+        return summary
+
+    def _evaluate(self) -> dict[str, float]:
+        loader = self.setup.bundle.val_loader
+        kwargs = dict(device=self.device, precision=self.precision, dist=self.dist)
+        result = evaluate(self.setup.student, loader, **kwargs)
+        evals = {k: result[k] for k in ("top1", "top5", "loss")}
+        if self.ema is not None:
+            ema = evaluate(self.ema.module, loader, **kwargs)
+            evals.update({f"ema_{k}": ema[k] for k in ("top1", "top5", "loss")})
+        return evals
+
+    def _save_best(self, source: str, epoch: int, evals: dict) -> None:
+        model = self.ema.module if source == "ema" else self.setup.student
+        spec = self.setup.student_spec
+        save_weights(self.folder.best, model, metadata={
+            "ofakd_model": self.cfg.student.name,
+            "ofakd_kwargs": self.cfg.student.kwargs,
+            "ofakd_num_classes": self.setup.bundle.num_classes,
+            "ofakd_input_size": list(spec.input_size),
+            "ofakd_mean": list(spec.mean),
+            "ofakd_std": list(spec.std),
+            "ofakd_class_names": self.setup.bundle.class_names,
+            "ofakd_data": self.cfg.data.model_dump(mode="json"),
+            "ofakd_source": source,
+            "ofakd_epoch": epoch,
+            "ofakd_top1": evals["ema_top1" if source == "ema" else "top1"],
+        })
+
+    def summary(self) -> dict:
+        cfg, setup, state = self.cfg, self.setup, self.state
+        uses_teacher = bool(setup.distiller.needs_teacher)  # live or from a teacher cache
+        final = state.final
+        out = {
+            "name": self.folder.path.name,
+            "method": cfg.method.name,
+            "teacher": cfg.teacher.name if uses_teacher else None,
+            "student": cfg.student.name,
+            "dataset": cfg.data.name,
+            "seed": cfg.train.seed,
+            "data_seed": cfg.data_seed,
+            "epochs": cfg.train.epochs,
+            "best_top1": state.best.top1 if state.best.epoch else None,
+            "best_top5": state.best.top5 if state.best.epoch else None,
+            "best_epoch": state.best.epoch or None,
+            "final_top1": final.get("top1"),
+            "final_top5": final.get("top5"),
+            "student_params": count_parameters(setup.student),
+            "branch_params": count_parameters(setup.distiller.branches),
+            "wall_time_s": round(state.wall_time_s, 3),
+            "images_per_s": round(state.images_per_s, 2),
+            "ema": self.ema is not None,
+            # extras
+            "best_from": state.best.source if state.best.epoch else None,
+            "epochs_done": state.epoch,
+            "complete": state.epoch >= cfg.train.epochs,
+            "steps": state.step,
+            "final_ema_top1": final.get("ema_top1"),
+            "final_ema_top5": final.get("ema_top5"),
+            "teacher_top1": state.teacher_eval["top1"] if state.teacher_eval else None,
+            "teacher_top5": state.teacher_eval["top5"] if state.teacher_eval else None,
+            "teacher_checkpoint": cfg.teacher.checkpoint if uses_teacher else None,
+            "method_options": cfg.method.options,
+            "num_classes": setup.bundle.num_classes,
+            "train_images": len(setup.bundle.train_loader.dataset),
+            "val_images": len(setup.bundle.val_loader.dataset),
+            "fingerprint": setup.bundle.fingerprint,
+            "device": str(self.device),
+            "amp": self.precision.mode,
+            "world_size": self.dist.world_size,
+            "global_batch": cfg.train.batch_size * self.dist.world_size,
+            "ofakd_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        return out

@@ -1,0 +1,92 @@
+"""Shared helpers for the engine / CLI tests: tiny models and data, and an in-process ``ofakd``."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ofakd.cli import main
+
+TINY_VIT = {"img_size": 16, "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
+"""A ViT student small enough for CPU tests (16 px input, 16 tokens)."""
+TINY_CNN = "test_byobnet"
+"""A small timm CNN."""
+
+
+def tiny_overrides(out_dir, name: str, *, epochs: int = 2, method: str = "vanilla") -> list[tuple[str, object]]:
+    """Overrides of the ``demo`` recipe for a seconds-long run: 64 digits, 16 px, batch 16."""
+    return [
+        ("data.train_subset", 64),
+        ("data.val_subset", 32),
+        ("train.batch_size", 16),
+        ("train.epochs", epochs),
+        ("train.log_every", 2),
+        ("student", {"name": "vit_tiny_patch16_224", "kwargs": TINY_VIT, "input_size": [3, 16, 16]}),
+        ("teacher", {"name": TINY_CNN, "input_size": [3, 16, 16]}),
+        ("method", {"name": method}),
+        ("run.out_dir", str(out_dir)),
+        ("run.name", name),
+    ]
+
+
+def tiny_cli_args(out_dir, *, epochs: int = 1) -> list[str]:
+    """The same tiny settings as command-line flags (students: the tiny ViT)."""
+    return [
+        "--config", "demo", "--out-dir", str(out_dir), "--epochs", str(epochs),
+        "--data.train_subset", "64", "--data.val_subset", "32", "--train.batch_size", "16",
+        "--student.kwargs", json.dumps(TINY_VIT), "--student.input_size", "[3, 16, 16]",
+    ]
+
+
+@pytest.fixture
+def ofakd_cli(capsys):
+    """Run ``ofakd ARGS`` in-process: returns (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse --help / usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write_cifar100(root, n_train: int = 40, n_val: int = 20, seed: int = 0):
+    """CIFAR-100 files in torchvision's pickle layout (``cifar-100-python/{train,test,meta}``)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_val)):
+        batch = {
+            "data": rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8),
+            "fine_labels": [int(i % 100) for i in range(n)],
+            "coarse_labels": [int(i % 20) for i in range(n)],
+            "filenames": [f"img_{i}.png" for i in range(n)],
+        }
+        with open(folder / split, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class_{i}" for i in range(100)],
+                     "coarse_label_names": [f"super_{i}" for i in range(20)]}, f)
+    return root
+
+
+def write_imagefolder(root, classes=("cat", "dog", "fox"), n_train: int = 12, n_val: int = 4, size: int = 20):
+    """``root/{train,val}/<class>/*.png``: each class a distinct colour plus noise."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for k, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                base = np.zeros((size, size, 3), dtype=np.int32)
+                base[..., k % 3] = 200
+                pixels = np.clip(base + rng.integers(0, 50, size=base.shape), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{name}_{i}.png")
+    return root

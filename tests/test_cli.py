@@ -1,0 +1,146 @@
+"""``ofakd train / distill / eval / demo`` end to end on tiny data the tests make or ship with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from .conftest import TINY_CNN, tiny_cli_args, write_cifar100, write_imagefolder
+
+CNN_ARGS = ["--model", TINY_CNN, "--set", "student.kwargs={}"]  # the demo recipe's student kwargs are a ViT's
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("train", ["--model", "--pretrained", "--config", "--set", "--resume", "--stop-after-epochs", "--device",
+               "--train.lr", "--data.root", "--augment.mixup", "examples:"]),
+    ("distill", ["--teacher", "--teacher-checkpoint", "--teacher-run", "--student", "--method", "--method.eps",
+                 "--method.ofa_weight", "--train.ema_decay", "--resume", "--overwrite", "examples:"]),
+    ("eval", ["TARGET", "--split", "--weights", "--model", "--json", "--data.root", "--device"]),
+    ("demo", ["--out", "--quick", "--device"]),
+])
+def test_help_lists_every_option(ofakd_cli, command, expected):
+    code, out, _ = ofakd_cli(command, "--help")
+    assert code == 0
+    for flag in expected:
+        assert flag in out, f"{command} --help lacks {flag}"
+
+
+def test_overrides_apply_in_command_line_order(ofakd_cli):
+    code, out, _ = ofakd_cli("distill", "--config", "demo", "--train.lr", "0.1", "--set", "train.lr=0.2",
+                             "--method.eps", "[1.5]", "--print-config")
+    assert code == 0
+    cfg = yaml.safe_load(out)
+    assert cfg["train"]["lr"] == 0.2 and cfg["method"]["eps"] == [1.5]
+    code, out, _ = ofakd_cli("distill", "--config", "demo", "--set", "train.lr=0.2", "--train.lr", "0.1", "--print-config")
+    assert yaml.safe_load(out)["train"]["lr"] == 0.1
+
+
+def test_train_forces_labels_only(ofakd_cli):
+    code, out, _ = ofakd_cli("train", "--config", "demo", "--print-config")
+    cfg = yaml.safe_load(out)
+    assert code == 0 and cfg["method"] == {"name": "vanilla"} and cfg["teacher"]["name"] is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "train.lrr=0.1"], "unknown key 'train.lrr' — did you mean 'train.lr'?"),
+    (["--train.epochs", "ten"], "config: train.epochs: expected an integer, got 'ten'"),
+    (["--config", "cifar-cn"], "unknown recipe 'cifar-cn' — did you mean 'cifar-cnn'?"),
+    (["--method.eps", "[0]"], "method.eps"),
+])
+def test_config_errors_are_one_line(ofakd_cli, tmp_path, args, message):
+    code, _, err = ofakd_cli("distill", "--config", "demo", "--out-dir", tmp_path, *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_malformed_set_is_a_usage_error(ofakd_cli):
+    code, _, err = ofakd_cli("train", "--set", "train.lr")
+    assert code == 2 and "must look like KEY=VALUE" in err and "Traceback" not in err
+
+
+def test_missing_data_folder_is_a_clear_error(ofakd_cli, tmp_path):
+    missing = tmp_path / "no-such-folder"
+    code, _, err = ofakd_cli("train", *tiny_cli_args(tmp_path), *CNN_ARGS, "--data", "imagefolder",
+                             "--data.root", missing)
+    assert code == 2 and str(missing) in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no half-made run folder left behind
+
+
+def test_train_distill_eval_chain(ofakd_cli, tmp_path):
+    """Train a CNN teacher (interrupted and resumed), distil a ViT from it with OFA, evaluate the result."""
+    tiny = tiny_cli_args(tmp_path, epochs=2)
+    code, out, err = ofakd_cli("train", *tiny, *CNN_ARGS, "--name", "teacher", "--stop-after-epochs", "1")
+    assert code == 0, err
+    assert "stopped after epoch 1/2" in out
+    code, _, err = ofakd_cli("train", "--resume", tmp_path / "teacher", "--set", "train.lr=1")
+    assert code == 2 and "cannot change" in err  # resuming keeps the recipe
+    code, out, err = ofakd_cli("train", "--resume", tmp_path / "teacher")
+    assert code == 0, err
+    teacher = json.loads((tmp_path / "teacher" / "summary.json").read_text())
+    assert teacher["complete"] and teacher["epochs_done"] == 2 and teacher["method"] == "vanilla"
+    assert teacher["teacher"] is None and teacher["student"] == TINY_CNN
+
+    code, out, err = ofakd_cli("distill", *tiny_cli_args(tmp_path, epochs=1), "--teacher-run", tmp_path / "teacher",
+                               "--method", "ofa", "--method.ofa_weight", "0.1", "--name", "student")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "student" / "summary.json").read_text())
+    assert (summary["method"], summary["teacher"], summary["student"]) == ("ofa", TINY_CNN, "vit_tiny_patch16_224")
+    assert summary["method_options"] == {"ofa_weight": 0.1} and summary["branch_params"] > 0
+    # the teacher sees the ViT's batch (mean/std 0.5) re-normalised to its own mean/std: same accuracy as
+    # its own run measured on its own input (one image of slack for float ties)
+    assert abs(summary["teacher_top1"] - teacher["best_top1"]) <= 100 / 32 + 1e-6
+
+    code, out, err = ofakd_cli("eval", tmp_path / "student", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["count"] == 32 and result["split"] == "val"
+    assert result["top1"] == pytest.approx(summary["best_top1"]) and result["top5"] == pytest.approx(summary["best_top5"])
+    code, out, _ = ofakd_cli("eval", tmp_path / "student" / "best.safetensors", "--split", "train", "--json")
+    assert code == 0 and json.loads(out)["count"] == 64
+
+    code, _, err = ofakd_cli("distill", *tiny_cli_args(tmp_path), "--teacher-run", tmp_path / "teacher",
+                             "--name", "student")
+    assert code == 2 and "already exists" in err and "--resume" in err
+
+
+def test_cifar100_pickles(ofakd_cli, tmp_path):
+    root = write_cifar100(tmp_path / "cifar")
+    code, out, err = ofakd_cli("train", *tiny_cli_args(tmp_path), *CNN_ARGS, "--data", "cifar100",
+                               "--data.root", root, "--data.train_subset", "null", "--data.val_subset", "null",
+                               "--train.batch_size", "8", "--name", "c100")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "c100" / "summary.json").read_text())
+    assert (summary["dataset"], summary["num_classes"], summary["train_images"], summary["val_images"]) == (
+        "cifar100", 100, 40, 20
+    )
+
+
+def test_imagefolder_distill_vanilla(ofakd_cli, tmp_path):
+    root = write_imagefolder(tmp_path / "images")
+    code, out, err = ofakd_cli("distill", *tiny_cli_args(tmp_path, epochs=2), "--method", "vanilla", "--data",
+                               "imagefolder", "--data.root", root, "--data.train_subset", "null",
+                               "--data.val_subset", "null", "--train.batch_size", "12", "--name", "folder")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "folder" / "summary.json").read_text())
+    assert (summary["num_classes"], summary["train_images"], summary["val_images"]) == (3, 36, 12)
+    assert summary["teacher"] is None  # vanilla uses no teacher
+    from ofakd.engine.checkpoint import read_weights_metadata
+
+    assert read_weights_metadata(tmp_path / "folder" / "best.safetensors")["ofakd_class_names"] == ["cat", "dog", "fox"]
+
+
+@pytest.mark.slow
+def test_demo_quick(ofakd_cli, tmp_path):
+    code, out, err = ofakd_cli("demo", "--quick", "--out", tmp_path / "demo", "--device", "cpu")
+    assert code == 0, err
+    for row in ("teacher", "student (vanilla)", "student (kd)", "student (ofa)"):
+        assert row in out
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["method"] for r in results] == ["-", "vanilla", "kd", "ofa"]
+    assert all(0.0 <= r["top1"] <= 100.0 for r in results)
+    png = (tmp_path / "demo" / "accuracy.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    for run in ("teacher", "student-vanilla", "student-kd", "student-ofa"):
+        assert (tmp_path / "demo" / run / "summary.json").is_file()
