@@ -293,11 +293,11 @@ def test_subsets_are_fixed_random_and_independent_of_seed():
     b = build(DataConfig(name="digits", train_subset=100, val_subset=50), seed=2)
     assert len(a.train_loader.dataset) == 100 and len(a.val_loader.dataset) == 50
     assert a.fingerprint == b.fingerprint != full.fingerprint
-    sub = a.train_loader.dataset.images
-    np.testing.assert_array_equal(sub, b.train_loader.dataset.images)
+    sub = plain_dataset(a).images
+    np.testing.assert_array_equal(sub, plain_dataset(b).images)
     # a random spread of the split, not its first 100 images
-    assert not np.array_equal(sub, full.train_loader.dataset.images[:100])
-    assert len(np.unique(a.train_loader.dataset.targets)) == 10
+    assert not np.array_equal(sub, plain_dataset(full).images[:100])
+    assert len(np.unique(plain_dataset(a).targets)) == 10
 
 
 def test_no_full_batch_is_an_error():
@@ -312,7 +312,7 @@ def test_with_indices_match_dataset_items():
     b = build(
         DataConfig(name="digits", train_subset=64, val_subset=24), size=16, batch_size=8, with_indices=True
     )
-    base = b.train_loader.dataset.dataset
+    base = plain_dataset(b)
     order = list(b.train_sampler)
     x, y, idx = next(iter(b.train_loader))
     assert idx.tolist() == order[:8]
@@ -328,58 +328,99 @@ def test_with_indices_match_dataset_items():
 STRONG = AugmentConfig(
     auto_augment="rand-m9-mstd0.5-inc1", reprob=0.25, mixup=0.8, cutmix=1.0, scale=(0.5, 1.0)
 )
+NO_MIX = STRONG.model_copy(update={"mixup": 0.0, "cutmix": 0.0})
 
 
-def first_batch(seed: int, workers: int = 0, epoch: int = 0, disturb: bool = False):
-    """Engine-style: seed the global generators, build, set the epoch, take a batch, apply mixup.
+def plain_dataset(b):
+    """The untransformed-index dataset under the loader's keyed-view (and index) wrappers."""
+    ds = b.train_loader.dataset.dataset
+    return ds.dataset if hasattr(ds, "dataset") else ds
 
-    Returns (images before mixup, images after, soft targets)."""
-    seed_everything(seed)
-    b = build(
-        DataConfig(name="digits", train_subset=64, workers=workers), STRONG, size=16, batch_size=8, seed=seed
-    )
+
+def batches(
+    seed: int, workers: int = 0, epoch: int = 0, disturb: bool = False, augment=STRONG, n: int = 3, **kw
+):
+    """The first ``n`` train batches of ``epoch``; ``disturb`` draws from every global generator
+    before each batch, as a model's init, dropout and drop-path would."""
+    kw.setdefault("batch_size", 8)
+    b = build(DataConfig(name="digits", train_subset=64, workers=workers), augment, size=16, seed=seed, **kw)
     b.train_sampler.set_epoch(epoch)
-    if disturb:  # other code (model init, ...) drawing from the global generators
-        torch.rand(7), np.random.rand(3), __import__("random").random()
-    x, y = next(iter(b.train_loader))
-    mixed, y = b.mixup(x.clone(), y)
-    return x, mixed, y
+    out = []
+    for batch in b.train_loader:
+        out.append(batch)
+        if len(out) == n:
+            break
+        if disturb:
+            torch.rand(7), torch.randn(3), np.random.rand(3), __import__("random").random()
+    return out
 
 
-def test_same_seed_same_batch_different_seed_differs():
-    x1, m1, y1 = first_batch(3)
-    x2, m2, y2 = first_batch(3)
-    assert torch.equal(x1, x2) and torch.equal(m1, m2) and torch.equal(y1, y2)
-    assert y1.shape == (8, 10) and not torch.all((y1 == 0) | (y1 == 1))  # mixup made soft targets
-    assert not torch.equal(x1, m1)
-    x3, _, _ = first_batch(4)
-    assert not torch.equal(x1, x3)
-    x4, _, _ = first_batch(3, epoch=1)
-    assert not torch.equal(x1, x4)
+def same(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for ba, bb in zip(a, b) for x, y in zip(ba, bb))
 
 
-def test_same_seed_same_batch_with_workers():
-    x1, m1, y1 = first_batch(5, workers=2)
-    x2, m2, y2 = first_batch(5, workers=2)
-    assert torch.equal(x1, x2) and torch.equal(m1, m2) and torch.equal(y1, y2)
-    # worker augmentation is seeded from the loader's own generator, not the global state
-    x3, _, _ = first_batch(5, workers=2, disturb=True)
-    assert torch.equal(x1, x3)
-    x4, _, _ = first_batch(6, workers=2)
-    assert not torch.equal(x1, x4)
-
-
-def test_loader_generator_state_restores_worker_augmentation():
+def test_same_seed_same_batches_different_seed_or_epoch_differs():
     seed_everything(0)
-    b = build(DataConfig(name="digits", train_subset=32, workers=2), STRONG, size=16, batch_size=8, seed=0)
-    loader = b.train_loader
-    state = loader.generator.get_state()
-    x1, _ = next(iter(loader))
-    x2, _ = next(iter(loader))  # the next epoch's workers get new seeds (same sampler order)
-    assert not torch.equal(x1, x2)
-    loader.generator.set_state(state)  # what the engine does on resume
-    x3, _ = next(iter(loader))
-    assert torch.equal(x1, x3)
+    a = batches(3)
+    seed_everything(1)  # the global generators do not matter
+    assert same(a, batches(3))
+    x, y = a[0]
+    assert y.shape == (8, 10) and not torch.all((y == 0) | (y == 1))  # mixup made soft targets
+    assert (
+        build(DataConfig(name="digits"), STRONG).soft_targets
+        and not build(DataConfig(name="digits")).soft_targets
+    )
+    assert not torch.equal(x, batches(4, n=1)[0][0])
+    assert not torch.equal(x, batches(3, epoch=1, n=1)[0][0])
+
+
+def test_views_do_not_depend_on_global_rng_use_between_batches_or_on_workers():
+    reference = batches(5)
+    assert same(reference, batches(5, disturb=True))  # main process: transforms and mixup keyed, not global
+    assert same(reference, batches(5, workers=2))
+    assert same(reference, batches(5, workers=2, disturb=True))
+    # the global generators come out of a batch exactly as they went in
+    seed_everything(11)
+    expected = (torch.rand(2), np.random.rand(2), __import__("random").random())
+    seed_everything(11)
+    batches(5, n=2)
+    got = (torch.rand(2), np.random.rand(2), __import__("random").random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+def test_a_view_is_a_function_of_seed_epoch_and_position():
+    b = build(DataConfig(name="digits", train_subset=64), NO_MIX, size=16, seed=2, batch_size=8)
+    b.train_sampler.set_epoch(3)
+    first = next(iter(b.train_loader))
+    again = next(iter(b.train_loader))  # a second pass over the same epoch (a resume) sees the same views
+    assert same([first], [again])
+    order = list(b.train_sampler)
+    ds = b.train_loader.dataset
+    key, (x5, y5) = ds[(order[5], 3, 5)]  # the keyed dataset alone reproduces view 5
+    assert key == (order[5], 3, 5) and torch.equal(x5, first[0][5]) and y5 == int(first[1][5])
+    _, (other, _) = ds[(order[5], 3, 6)]  # the same image at another position: another view
+    assert not torch.equal(other, x5)
+
+
+def test_repeated_augmentation_copies_are_distinct_views():
+    aug = NO_MIX.model_copy(update={"repeated_aug": 3})
+    b = build(
+        DataConfig(name="digits", train_subset=60), aug, size=16, seed=1, batch_size=6, with_indices=True
+    )
+    x, _, idx = next(iter(b.train_loader))
+    assert idx[0] == idx[1] == idx[2]
+    assert not torch.equal(x[0], x[1]) and not torch.equal(x[1], x[2])
+
+
+def test_views_are_keyed_by_global_position_across_world_sizes():
+    cfg = DataConfig(name="digits", train_subset=64)
+    single = batches(7, augment=NO_MIX, n=8, batch_size=4)
+    images = torch.cat([x for x, _ in single])
+    for rank in (0, 1):
+        b = build(cfg, NO_MIX, size=16, seed=7, batch_size=4, world_size=2, rank=rank)
+        x, _ = next(iter(b.train_loader))
+        for i in range(4):  # rank r's i-th view is the one-process view at global position r + 2i
+            assert torch.equal(x[i], images[rank + 2 * i])
 
 
 def test_train_sampling_depends_only_on_seed_and_epoch():

@@ -4,11 +4,11 @@
                         input_size=(3, 224, 224), mean=CIFAR_MEAN, std=CIFAR_STD, batch_size=128, seed=42)
     for epoch in range(epochs):
         bundle.train_sampler.set_epoch(epoch)
-        for images, targets in bundle.train_loader:
-            if bundle.mixup is not None:
-                images, targets = bundle.mixup(images, targets)
+        for images, targets in bundle.train_loader:  # mixup/cutmix already applied (soft targets)
+            ...
 
-Reproducibility: call ``seed_everything(seed + rank)`` before ``build_data`` (see ``loaders``).
+Every training batch is a pure function of (seed, epoch, step, rank), whatever the model, the
+global generators, the number of workers or a resume (see ``views``).
 """
 
 from .build import DataBundle, build_data, dataset_num_classes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from timm.data import Mixup
@@ -17,6 +17,7 @@ from .loaders import make_loader
 from .samplers import train_sampler, val_sampler
 from .sources import load_source, source_num_classes
 from .transforms import build_eval_transform, build_train_transform
+from .views import KeyedViewDataset, ViewCollate, ViewSampler
 
 SUBSET_SEED = 0  # subsets are the same for every run seed, so runs and caches compare like with like
 
@@ -30,10 +31,24 @@ class DataBundle:
     num_classes: int
     class_names: list[str]
     mixup: Callable | None
-    """timm ``Mixup`` to apply to ``(images, targets)`` of train batches (gives soft targets), or None."""
+    """Always None: mixup/cutmix (timm ``Mixup``, label smoothing folded in) is applied inside
+    ``train_loader`` under keyed generators; kept so old callers skip it. See ``soft_targets``."""
     train_sampler: Sampler
-    """Call ``set_epoch(epoch)`` before each epoch."""
+    """The index sampler (order of dataset indices); call ``set_epoch(epoch)`` before each epoch."""
     fingerprint: str
+    soft_targets: bool = False
+    """True when train batches' targets are soft rows (B, K): mixup/cutmix is on (smoothing already in)."""
+    rank: int = 0
+    world_size: int = 1
+    make_train: Callable[[int], tuple[Sampler, DataLoader]] | None = field(default=None, repr=False)
+
+    def for_rank(self, rank: int) -> DataBundle:
+        """The same data with the train sampler and loader of ``rank`` (same world size): e.g. to
+        produce every rank's views in one process. The data set is shared, not reloaded."""
+        if self.make_train is None or not 0 <= rank < self.world_size:
+            raise ConfigError(f"rank {rank} is not in a world of size {self.world_size}")
+        sampler, loader = self.make_train(rank)
+        return replace(self, train_sampler=sampler, train_loader=loader, rank=rank)
 
 
 def dataset_num_classes(data: DataConfig) -> int:
@@ -84,9 +99,11 @@ def build_data(
 ) -> DataBundle:
     """Build train/val loaders for the student's ``input_size`` (C, H, W) and ``mean``/``std``.
 
-    Train order is fixed by ``seed`` and the epoch and partitioned across ``world_size`` ranks.
-    Seed the global generators with ``seed_everything(seed + rank)`` first (see ``loaders``).
-    Batches are ``(images, targets)`` or, with ``with_indices``, ``(images, targets, indices)``.
+    Train batches are a pure function of (``seed``, epoch, step, rank) (see :mod:`.views`): order,
+    augmentation and mixup/cutmix never read the global generators. The epoch is partitioned across
+    ``world_size`` ranks. Batches are ``[images, targets]`` or, with ``with_indices``,
+    ``[images, targets, indices]``; train targets are soft rows (B, K) when mixup/cutmix is on
+    (``bundle.soft_targets``), class indices otherwise.
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
@@ -104,14 +121,17 @@ def build_data(
     fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
     train_ds.transform, val_ds.transform = train_tf, val_tf
 
-    sampler = train_sampler(
-        train_ds,
-        seed=seed,
-        world_size=world_size,
-        rank=rank,
-        drop_last=drop_last,
-        repeated_aug=augment.repeated_aug,
-    )
+    def make_sampler(rank: int, dataset: Dataset = train_ds) -> Sampler:
+        return train_sampler(
+            dataset,
+            seed=seed,
+            world_size=world_size,
+            rank=rank,
+            drop_last=drop_last,
+            repeated_aug=augment.repeated_aug,
+        )
+
+    sampler = make_sampler(rank)
     if drop_last and len(sampler) < batch_size:
         raise DataError(
             f"{len(sampler)} training images per process in {source.location} make no full batch of {batch_size}; "
@@ -123,14 +143,23 @@ def build_data(
         )
     if with_indices:
         train_ds, val_ds = IndexedDataset(train_ds), IndexedDataset(val_ds)
-    train_loader = make_loader(
-        train_ds,
-        batch_size=batch_size,
-        sampler=sampler,
-        workers=data.workers,
-        seed=seed + rank,
-        drop_last=drop_last,
-    )
+    keyed_train = KeyedViewDataset(train_ds, seed)
+    collate = ViewCollate(seed, build_mixup(augment, len(source.class_names)) if mixup_on else None)
+
+    def make_train(rank: int, sampler: Sampler | None = None) -> tuple[Sampler, DataLoader]:
+        sampler = sampler if sampler is not None else make_sampler(rank)
+        loader = make_loader(
+            keyed_train,
+            batch_size=batch_size,
+            sampler=ViewSampler(sampler, world_size=world_size, rank=rank),
+            workers=data.workers,
+            seed=seed + rank,
+            drop_last=drop_last,
+            collate_fn=collate,
+        )
+        return sampler, loader
+
+    _, train_loader = make_train(rank, sampler)
     val_loader = make_loader(
         val_ds,
         batch_size=batch_size,
@@ -144,7 +173,11 @@ def build_data(
         val_loader=val_loader,
         num_classes=len(source.class_names),
         class_names=list(source.class_names),
-        mixup=build_mixup(augment, len(source.class_names)) if mixup_on else None,
+        mixup=None,
         train_sampler=sampler,
         fingerprint=fp,
+        soft_targets=mixup_on,
+        rank=rank,
+        world_size=world_size,
+        make_train=make_train,
     )

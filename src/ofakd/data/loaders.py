@@ -1,23 +1,22 @@
-"""DataLoaders and the seeding that makes their augmentation reproducible.
+"""DataLoaders and seeding helpers.
 
-Randomness in a batch comes from three places:
+Randomness in a training batch comes from three places, all keyed (see :mod:`.views`):
 
-* the order: the sampler's own generator, seeded by ``seed`` and the epoch (``set_epoch``);
-* the augmentation (crop, flip, RandAugment, random erasing): with ``workers > 0`` each epoch
-  starts fresh workers whose ``torch``/``random``/``numpy`` generators are seeded from one draw
-  of the loader's ``generator`` (seeded by ``seed + rank``) plus the worker id (:func:`seed_worker`),
-  so saving and restoring ``loader.generator``'s state restores an epoch's augmentation exactly;
-  with ``workers == 0`` the transforms draw from the main process's global generators;
-* mixup/cutmix (timm ``Mixup``), applied by the engine in the main process: global ``numpy``.
+* the order: the sampler's permutation, seeded by ``seed`` and the epoch (``set_epoch``);
+* the augmentation (crop, flip, RandAugment, colour jitter, random erasing): generators seeded
+  by ``(seed, epoch, position of the view in the epoch)`` around each image's transform;
+* mixup/cutmix (timm ``Mixup``, applied in the loader's collate): generators seeded by
+  ``(seed, epoch, position of the batch's first view)``.
 
-So the engine seeds the global generators (``random``, numpy, torch; e.g. :func:`seed_everything`)
-before building the data and at each epoch, and keeps ``loader.generator``'s state in its
-checkpoints. Different ``workers`` values give different (each repeatable) augmentation.
+So a training batch is a pure function of (data seed, epoch, step, rank): it does not depend on
+the global generators, the model, the number of workers or a resume. Worker processes are still
+seeded (:func:`seed_worker`) for any other randomness a custom dataset might draw.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -39,7 +38,14 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: Dataset, *, batch_size: int, sampler: Sampler | None, workers: int, seed: int, drop_last: bool
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    sampler: Sampler | None,
+    workers: int,
+    seed: int,
+    drop_last: bool,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """A DataLoader with a seeded generator and worker seeding (workers are restarted each epoch)."""
     return DataLoader(
@@ -51,6 +57,7 @@ def make_loader(
         worker_init_fn=seed_worker if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
         drop_last=drop_last,
+        collate_fn=collate_fn,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,  # fresh worker seeds each epoch, from the restorable generator
+        persistent_workers=False,  # (views are keyed: persistent workers would give the same batches)
     )

@@ -1,0 +1,33 @@
+"""Teacher-output cache: record a teacher's logits once over the exact views a run will draw,
+then distil any number of students from the recording with the results of live distillation.
+
+    from ofakd.cache import TeacherCache, record_cache
+    record_cache(cfg, "caches/t", topk=None)          # or `ofakd cache record ... --out caches/t`
+    cache = TeacherCache("caches/t")
+    logits = cache.read(epoch=0, step=0, rank=0)     # (batch_size, K) float32
+
+Files: ``storage`` (layout, memory maps), ``manifest`` (fields and checks), ``topk`` (top-k
+storage and reconstruction), ``reader`` (reading, run checks), ``record`` (recording).
+Why the views are exact: :mod:`ofakd.data.views`.
+"""
+
+from .errors import CacheError, CacheMismatchError
+from .reader import EpochReader, TeacherCache
+from .topk import encode_topk, reconstruct_topk
+
+__all__ = [
+    "CacheError",
+    "CacheMismatchError",
+    "EpochReader",
+    "TeacherCache",
+    "encode_topk",
+    "reconstruct_topk",
+    "record_cache",
+]
+
+
+def record_cache(*args, **kwargs):
+    """Record a cache; see :func:`ofakd.cache.record.record_cache` (imported on use: it needs the engine)."""
+    from .record import record_cache as _record
+
+    return _record(*args, **kwargs)

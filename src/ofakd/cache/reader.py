@@ -1,0 +1,294 @@
+"""Reading a teacher cache: :class:`TeacherCache` (random access) and :class:`EpochReader` (one epoch, in order).
+
+    cache = TeacherCache("caches/resnet18-digits")
+    logits = cache.read(epoch=0, step=3, rank=0)          # (batch_size, K) float32
+    raw = cache.read_numpy(0, 3)                          # the stored arrays of those rows
+
+A training run checks the cache first (:meth:`TeacherCache.check_run`), then per epoch hands
+``cache.epoch_reader(data_epoch, rank, device)`` to the loop, which calls it with each batch.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CacheError, CacheMismatchError
+from .manifest import FORMAT, VERSION, check_fields, request_fields
+from .storage import Layout
+from .topk import reconstruct_topk
+
+MEAN_TOLERANCE = 1e-4
+"""Largest difference allowed between a view's mean pixel now and when it was recorded."""
+
+
+def view_means(images: torch.Tensor) -> np.ndarray:
+    """Mean pixel of each image of a (B, C, H, W) batch (float64 sum, stored as float32)."""
+    return images.detach().cpu().double().mean(dim=tuple(range(1, images.ndim))).numpy().astype(np.float32)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / "manifest.json"
+    if not path.is_file():
+        what = "does not exist" if not directory.exists() else "has no manifest.json"
+        raise CacheError(
+            f"teacher cache {directory} {what}; record one with `ofakd cache record ... --out {directory}`"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CacheError(
+            f"teacher cache {directory}: manifest.json is unreadable ({err}); record the cache again"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CacheError(f"teacher cache {directory}: manifest.json is not an ofakd teacher-cache manifest")
+    if manifest.get("version") != VERSION:
+        raise CacheMismatchError(
+            directory,
+            "version",
+            manifest.get("version"),
+            VERSION,
+            "this ofakd reads cache format version 1 only: record the cache again",
+        )
+    return manifest
+
+
+class TeacherCache:
+    """A recorded teacher cache in ``directory`` (see ``storage`` for the files, ``manifest`` for the fields)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        m = self.manifest
+        self.layout = Layout(
+            self.directory,
+            storage=m["storage"],
+            num_classes=m["teacher"]["num_classes"],
+            k=m["k"],
+            rows_per_epoch=m["views_per_epoch"],
+            rows_per_rank=m["steps_per_epoch"] * m["batch_size"],
+        )
+        self._maps: dict[int, dict[str, np.memmap]] = {}
+
+    # ---- facts --------------------------------------------------------------------
+    storage = property(lambda self: self.manifest["storage"])  # "full" (fp16 logits) or "topk"
+    k = property(lambda self: int(self.manifest["k"]))
+    num_classes = property(lambda self: int(self.manifest["teacher"]["num_classes"]))
+    teacher_dim = property(lambda self: int(self.manifest["teacher"]["num_features"]))
+    epochs = property(lambda self: int(self.manifest["epochs"]))
+    world_size = property(lambda self: int(self.manifest["world_size"]))
+    batch_size = property(lambda self: int(self.manifest["batch_size"]))
+    steps_per_epoch = property(lambda self: int(self.manifest["steps_per_epoch"]))
+
+    def __repr__(self) -> str:
+        return (
+            f"TeacherCache({str(self.directory)!r}, teacher={self.manifest['teacher']['name']!r}, "
+            f"storage={self.storage!r}, k={self.k}, epochs={self.epochs})"
+        )
+
+    # ---- completeness and integrity ----------------------------------------------
+    def is_done(self, epoch: int, rank: int) -> bool:
+        return self.layout.is_done(epoch, rank)
+
+    def completed_epochs(self) -> list[int]:
+        """Epochs whose every rank is recorded."""
+        return [e for e in range(self.epochs) if all(self.is_done(e, r) for r in range(self.world_size))]
+
+    def verify(self, epochs=None) -> None:
+        """Raise :class:`CacheError` unless every rank of ``epochs`` (default: all) is recorded and
+        every file of those epochs has its full size."""
+        for epoch in range(self.epochs) if epochs is None else epochs:
+            for rank in range(self.world_size):
+                if not self.is_done(epoch, rank):
+                    raise CacheError(
+                        f"teacher cache {self.directory}: epoch {epoch} rank {rank} was not recorded (the recording "
+                        "stopped before it); run `ofakd cache record` again with the same arguments to resume it"
+                    )
+            problem = self.layout.size_problem(epoch)
+            if problem is not None:
+                raise CacheError(
+                    f"teacher cache {self.directory}: {problem}; the cache is damaged: run `ofakd cache record` "
+                    f"again with the same arguments to record epoch {epoch} again"
+                )
+
+    # ---- reading ------------------------------------------------------------------
+    def rows(self, epoch: int, step: int, rank: int = 0) -> slice:
+        """Rows of ``rank``'s ``step`` in ``epoch``'s files."""
+        if not 0 <= epoch < self.epochs:
+            raise CacheError(
+                f"teacher cache {self.directory}: epoch {epoch} is outside the {self.epochs} recorded"
+            )
+        if not 0 <= rank < self.world_size:
+            raise CacheError(
+                f"teacher cache {self.directory}: rank {rank} is outside world size {self.world_size}"
+            )
+        if not 0 <= step < self.steps_per_epoch:
+            raise CacheError(
+                f"teacher cache {self.directory}: step {step} is outside the {self.steps_per_epoch} steps per epoch"
+            )
+        start = (rank * self.steps_per_epoch + step) * self.batch_size
+        return slice(start, start + self.batch_size)
+
+    def _arrays(self, epoch: int) -> dict[str, np.memmap]:
+        maps = self._maps.get(epoch)
+        if maps is None:
+            problem = self.layout.size_problem(epoch)
+            if problem is not None:
+                raise CacheError(f"teacher cache {self.directory}: {problem}; record the cache again")
+            maps = self._maps[epoch] = self.layout.open(epoch, "r")
+        return maps
+
+    def read_numpy(self, epoch: int, step: int, rank: int = 0) -> dict[str, np.ndarray]:
+        """The stored arrays of one batch: ``logits`` (full) or ``values``/``indices``/``lse`` (top-k),
+        plus ``index`` (dataset indices) and ``check`` (view means). Copies, not views of the files."""
+        rows = self.rows(epoch, step, rank)
+        return {name: np.array(array[rows]) for name, array in self._arrays(epoch).items()}
+
+    def read(self, epoch: int, step: int, rank: int = 0) -> torch.Tensor:
+        """Teacher logits (batch_size, K) float32 of one batch; top-k rows are reconstructed (see ``topk``)."""
+        rows = self.rows(epoch, step, rank)
+        arrays = self._arrays(epoch)
+        if self.storage == "full":
+            return torch.from_numpy(np.asarray(arrays["logits"][rows], dtype=np.float32))
+        return reconstruct_topk(
+            arrays["values"][rows], arrays["indices"][rows], arrays["lse"][rows], self.num_classes
+        )
+
+    def data_epoch(self, epoch: int, cycle: bool = False) -> int:
+        """The recorded epoch that training epoch ``epoch`` (0-based) replays: itself, or with
+        ``cycle`` ``epoch % epochs``; past the recording without ``cycle`` is an error."""
+        if epoch < self.epochs:
+            return epoch
+        if cycle:
+            return epoch % self.epochs
+        raise CacheMismatchError(self.directory, "epochs", self.epochs, epoch + 1, _MORE_EPOCHS)
+
+    def epoch_reader(
+        self, epoch: int, rank: int = 0, device: torch.device | str | None = None, check_views: bool = True
+    ) -> EpochReader:
+        """A callable ``(batch) -> teacher logits on device`` for recorded ``epoch``'s steps, in order."""
+        return EpochReader(self, epoch, rank, device, check_views)
+
+    # ---- a run against this cache -------------------------------------------------
+    def check_run(
+        self,
+        cfg,
+        *,
+        fingerprint: str,
+        student_spec,
+        world_size: int,
+        cycle: bool = False,
+        method=None,
+        precision: str | None = None,
+    ) -> None:
+        """Everything a run with config ``cfg`` needs from this cache, checked before its first step:
+        the method takes logits only; every manifest field matches (the error names the field, the
+        recorded and the requested value); enough epochs; every needed block recorded and whole."""
+        if method is not None:
+            if not method.needs_teacher:
+                raise CacheError(f"method {method.method_name!r} uses no teacher; drop --teacher-cache")
+            if method.needs_teacher_features:
+                raise CacheError(
+                    f"method {method.method_name!r} needs teacher features (Distiller.needs_teacher_features) but a "
+                    f"teacher cache holds logits only; run it with a live teacher (drop --teacher-cache)"
+                )
+        teacher_dim = cfg.method.options.get("teacher_dim")
+        if teacher_dim is not None and int(teacher_dim) != self.teacher_dim:
+            raise CacheMismatchError(self.directory, "teacher.num_features", self.teacher_dim, teacher_dim)
+        requested = request_fields(
+            cfg, fingerprint=fingerprint, student_spec=student_spec, world_size=world_size
+        )
+        check_fields(self.directory, self.manifest, requested)
+        epochs = cfg.train.epochs
+        if epochs > self.epochs and not cycle:
+            raise CacheMismatchError(self.directory, "epochs", self.epochs, epochs, _MORE_EPOCHS)
+        self.verify(range(min(epochs, self.epochs)))
+        recorded_precision = self.manifest.get("precision")
+        if precision is not None and precision != recorded_precision:
+            warnings.warn(
+                f"teacher cache {self.directory}: the teacher ran under autocast {recorded_precision!r} when recorded, "
+                f"this run uses {precision!r}; its logits differ from a live teacher's by that rounding",
+                stacklevel=2,
+            )
+
+    def distiller_kwargs(self, method, options: dict[str, Any]) -> dict[str, Any]:
+        """``create_distiller`` keyword arguments for ``method`` without a teacher: the method options
+        plus ``num_teacher_classes`` and, for methods that take it (OFA), ``teacher_dim``."""
+        kwargs = dict(options)
+        if "teacher_dim" in method.Options.model_fields and kwargs.get("teacher_dim") is None:
+            kwargs["teacher_dim"] = self.teacher_dim
+        kwargs["num_teacher_classes"] = self.num_classes
+        return kwargs
+
+    # ---- sizes --------------------------------------------------------------------
+    def sizes(self) -> dict[str, int]:
+        """Bytes per view (sample), per epoch, for all recorded epochs, and on disk now."""
+        return {
+            "bytes_per_view": self.layout.bytes_per_view,
+            "views_per_epoch": self.layout.rows_per_epoch,
+            "bytes_per_epoch": self.layout.bytes_per_epoch,
+            "bytes_total": self.layout.bytes_per_epoch * self.epochs,
+            "bytes_on_disk": self.layout.disk_bytes(),
+        }
+
+
+_MORE_EPOCHS = (
+    "record more epochs (run `ofakd cache record` again with the same arguments and a larger --epochs: it extends "
+    "the cache) or replay the recorded epochs with --teacher-cache-cycle"
+)
+
+
+class EpochReader:
+    """Teacher logits for the batches of one recorded epoch, in step order: ``reader(batch)``.
+
+    It checks that each batch is the one recorded: its size; its dataset indices when the batch
+    carries them (``[images, targets, indices]``); and on the first step the mean pixel of every
+    view (cheap, and catches views that changed without the manifest noticing, e.g. a new timm).
+    """
+
+    def __init__(self, cache: TeacherCache, epoch: int, rank: int, device, check_views: bool = True) -> None:
+        cache.rows(epoch, 0, rank)  # range checks
+        self.cache, self.epoch, self.rank = cache, epoch, rank
+        self.device = torch.device(device) if device is not None else None
+        self.check_views = check_views
+        self.step = 0
+
+    def __call__(self, batch) -> torch.Tensor:
+        cache, step = self.cache, self.step
+        where = f"epoch {self.epoch}, step {step}, rank {self.rank}"
+        if step >= cache.steps_per_epoch:
+            raise CacheError(
+                f"teacher cache {cache.directory}: the epoch has more than the "
+                f"{cache.steps_per_epoch} recorded steps; the data differ from the recording"
+            )
+        images = batch[0]
+        if images.shape[0] != cache.batch_size:
+            raise CacheError(
+                f"teacher cache {cache.directory}: batch of {images.shape[0]} at {where}, "
+                f"recorded {cache.batch_size}"
+            )
+        stored = cache.read_numpy(self.epoch, step, self.rank) if (len(batch) > 2 or step == 0) else None
+        if stored is not None and len(batch) > 2:
+            indices = np.asarray(batch[2].cpu())
+            if not np.array_equal(indices, stored["index"]):
+                raise CacheError(
+                    f"teacher cache {cache.directory}: the batch at {where} holds other images than "
+                    "the recording; the data or the sampling changed since recording: record it again"
+                )
+        if stored is not None and step == 0 and self.check_views:
+            diff = float(np.abs(view_means(images) - stored["check"]).max())
+            if not diff <= MEAN_TOLERANCE:
+                raise CacheError(
+                    f"teacher cache {cache.directory}: the views at {where} are not the ones the teacher saw (mean "
+                    f"pixel differs by {diff:.3g}); the data, transforms or library versions (timm, torchvision, "
+                    "Pillow) changed since recording: record the cache again"
+                )
+        logits = cache.read(self.epoch, step, self.rank)
+        self.step += 1
+        return logits.to(self.device, non_blocking=True) if self.device is not None else logits

@@ -1,0 +1,279 @@
+"""Recording: run the teacher over exactly the views a distillation run will draw, and store its logits.
+
+The views come from the same ``build_data`` call a run makes (student input spec, data seed,
+batch size, world size, transforms), so they are identical (see :mod:`ofakd.data.views`); the
+teacher sees them through the engine's teacher-input adapter, under the run's autocast mode, in
+the same batches, as it would live. Every rank of the recorded world size is produced here: one
+process records them all, or under ``torchrun`` each process records its share.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+
+from .. import __version__
+from ..config.schema import RunConfig
+from ..data import build_data, dataset_num_classes
+from ..data.views import untouched_rng
+from ..engine.build import build_model, model_spec, teacher_adapter
+from ..engine.device import pick_device
+from ..engine.precision import Precision
+from ..engine.seeding import seed_all
+from ..errors import ConfigError
+from ..models.info import InputSpec
+from .errors import CacheError, CacheMismatchError
+from .manifest import (
+    FORMAT,
+    VERSION,
+    file_sha256,
+    plain,
+    resume_differences,
+    spec_dict,
+    state_dict_sha256,
+    view_transforms,
+)
+from .reader import TeacherCache, read_manifest, view_means
+from .storage import DONE, MANIFEST, Layout, atomic_write_bytes
+from .topk import encode_topk
+
+
+def student_input_spec(cfg: RunConfig, num_classes: int) -> InputSpec:
+    """The student's input spec, as the engine derives it: the config's input_size/mean/std, the rest
+    read from the student model. The student is built when named (drawing from the global generators
+    as a run's does, so a teacher without a checkpoint initialises as in the run), else the config
+    must give all three."""
+    s = cfg.student
+    if not s.name:
+        if s.input_size is not None and s.mean is not None and s.std is not None:
+            return InputSpec(tuple(s.input_size), tuple(s.mean), tuple(s.std))
+        raise ConfigError(
+            "cache record: the views are prepared for the student's input; pass --student NAME "
+            "(or set student.input_size, student.mean and student.std)"
+        )
+    return model_spec(build_model(s, num_classes, "student"), s)
+
+
+def record_cache(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    topk: int | None = None,
+    world_size: int = 1,
+    ranks: Sequence[int] | None = None,
+    overwrite: bool = False,
+    device: torch.device | str | None = None,
+    log: Callable[[str], None] = print,
+    on_step: Callable[[int, int, int], None] | None = None,
+) -> TeacherCache:
+    """Record ``cfg.teacher``'s logits over the ``cfg.train.epochs`` epochs of views a run of ``cfg``
+    with ``world_size`` processes draws, into folder ``out``; resumes (or extends to more epochs)
+    a cache already there for the same settings.
+
+    ``topk`` None stores full fp16 logits, else the top ``topk`` (see ``topk``). ``ranks``: which
+    ranks this process records (default all). ``on_step(epoch, rank, step)`` runs after each batch.
+    """
+    out = Path(out)
+    if world_size < 1:
+        raise ConfigError(f"--world-size must be >= 1, got {world_size}")
+    ranks = list(range(world_size)) if ranks is None else sorted(set(ranks))
+    if not ranks or not all(0 <= r < world_size for r in ranks):
+        raise ConfigError(f"ranks {ranks} are not all in a world of size {world_size}")
+    if not cfg.teacher.name:
+        raise ConfigError(
+            "cache record needs the teacher: pass --teacher NAME --teacher-checkpoint PATH, "
+            "or --teacher-run RUN_DIR"
+        )
+    num_classes = dataset_num_classes(cfg.data)
+    if topk is not None and not 1 <= topk < num_classes:
+        raise ConfigError(
+            f"--topk {topk}: give 1 to {num_classes - 1} (the data have {num_classes} classes), "
+            "or leave it out to store full logits"
+        )
+    storage, k = ("full", num_classes) if topk is None else ("topk", int(topk))
+    _prepare_folder(out, overwrite)
+
+    device = pick_device(cfg.train.device) if device is None else torch.device(device)
+    precision = Precision(cfg.train.amp, device)
+    seed_all(cfg.train.seed)  # as a run does before building its models
+    student_spec = student_input_spec(cfg, num_classes)
+    with untouched_rng():
+        teacher = build_model(cfg.teacher, num_classes, "teacher")
+    teacher_spec = model_spec(teacher, cfg.teacher)
+    adapter = teacher_adapter(student_spec, teacher_spec)
+    bundle = build_data(
+        cfg.data,
+        cfg.augment,
+        input_size=student_spec.input_size,
+        mean=student_spec.mean,
+        std=student_spec.std,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.data_seed,
+        world_size=world_size,
+        rank=ranks[0],
+        with_indices=True,
+        drop_last=True,
+    )
+    steps = len(bundle.train_loader)
+    batch = cfg.train.batch_size
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "teacher": {
+            "name": cfg.teacher.name,
+            "kwargs": dict(cfg.teacher.kwargs),
+            "checkpoint": cfg.teacher.checkpoint,
+            "checkpoint_sha256": file_sha256(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else None,
+            "pretrained": cfg.teacher.pretrained,
+            "weights_sha256": state_dict_sha256(teacher),
+            "num_classes": num_classes,
+            "num_features": int(teacher.num_features),
+            **spec_dict(teacher_spec),
+            "interpolation": teacher_spec.interpolation,
+        },
+        "student_input": spec_dict(student_spec),
+        "dataset": {"name": cfg.data.name, "fingerprint": bundle.fingerprint, "num_classes": num_classes},
+        "transforms": view_transforms(cfg.augment),
+        "data_seed": cfg.data_seed,
+        "batch_size": batch,
+        "world_size": world_size,
+        "epochs": cfg.train.epochs,
+        "steps_per_epoch": steps,
+        "views_per_epoch": world_size * steps * batch,
+        "storage": storage,
+        "k": k,
+        "precision": precision.mode,
+        "recorded_with": {"ofakd": __version__, "torch": torch.__version__, "timm": timm.__version__},
+    }
+    manifest = plain(manifest)
+    if (out / MANIFEST).is_file():
+        old = read_manifest(out)
+        diff = resume_differences(old, manifest)
+        if diff is not None:
+            raise CacheMismatchError(
+                out,
+                diff[0],
+                diff[1],
+                diff[2],
+                "pass --overwrite to record afresh, or choose another --out folder",
+            )
+        manifest["epochs"] = max(int(old["epochs"]), manifest["epochs"])
+    layout = Layout(
+        out,
+        storage=storage,
+        num_classes=num_classes,
+        k=k,
+        rows_per_epoch=manifest["views_per_epoch"],
+        rows_per_rank=steps * batch,
+    )
+    (out / DONE).mkdir(parents=True, exist_ok=True)
+    for epoch in range(manifest["epochs"]):
+        if layout.allocate(epoch):
+            log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
+    atomic_write_bytes(layout.manifest, (json.dumps(manifest, indent=2) + "\n").encode())
+
+    teacher.to(device).eval()
+    if adapter is not None:
+        adapter.to(device)
+    bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
+    log(
+        f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
+        f"epochs x {world_size} rank(s) x {steps} steps x {batch} views into {out}, device {device}"
+    )
+    for epoch in range(cfg.train.epochs):
+        for rank in ranks:
+            if layout.is_done(epoch, rank):
+                continue
+            started = time.perf_counter()
+            _record_block(
+                teacher,
+                adapter,
+                precision,
+                device,
+                bundles[rank],
+                layout,
+                epoch,
+                rank,
+                steps,
+                batch,
+                storage,
+                k,
+                on_step,
+            )
+            layout.mark_done(epoch, rank)
+            seconds = time.perf_counter() - started
+            log(
+                f"epoch {epoch + 1}/{cfg.train.epochs} rank {rank}: {steps * batch} views, "
+                f"{steps * batch / max(seconds, 1e-9):.0f} views/s"
+            )
+    return TeacherCache(out)
+
+
+def _record_block(
+    teacher, adapter, precision, device, bundle, layout, epoch, rank, steps, batch, storage, k, on_step
+) -> None:
+    """Record ``rank``'s views of ``epoch``: teacher forward per batch, rows written in step order."""
+    bundle.train_sampler.set_epoch(epoch)
+    arrays = layout.open(epoch, "r+")
+    base = layout.rank_rows(rank).start
+    done = 0
+    try:
+        for step, (images, _targets, indices) in enumerate(bundle.train_loader):
+            rows = slice(base + step * batch, base + (step + 1) * batch)
+            x = images.to(device, non_blocking=True)
+            with precision.autocast(), torch.inference_mode():
+                logits = teacher(adapter(x) if adapter is not None else x)
+            logits = logits.float().cpu()
+            if storage == "full":
+                half = logits.numpy().astype(np.float16)
+                _check_finite(half, epoch, step, rank)
+                arrays["logits"][rows] = half
+            else:
+                values, classes, lse = encode_topk(logits, k)
+                _check_finite(values, epoch, step, rank)
+                arrays["values"][rows], arrays["indices"][rows], arrays["lse"][rows] = values, classes, lse
+            arrays["index"][rows] = indices.numpy().astype(np.int32)
+            arrays["check"][rows] = view_means(images)
+            done += 1
+            if on_step is not None:
+                on_step(epoch, rank, step)
+    finally:
+        for array in arrays.values():
+            array.flush()
+        del arrays
+    if done != steps:
+        raise CacheError(f"epoch {epoch} rank {rank} gave {done} batches, expected {steps}")
+
+
+def _check_finite(values: np.ndarray, epoch: int, step: int, rank: int) -> None:
+    if not np.isfinite(values).all():
+        raise CacheError(
+            f"teacher logits at epoch {epoch}, step {step}, rank {rank} are not finite in float16 (|z| > 65504 or "
+            "NaN); the teacher is broken or needs its logits scaled: check its checkpoint"
+        )
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise CacheError(f"--out {out} is a file; give a folder for the cache")
+    if out.is_dir():
+        ours = [
+            p for p in out.iterdir() if p.name == MANIFEST or p.name == DONE or p.name.startswith("epoch_")
+        ]
+        others = [p for p in out.iterdir() if p not in ours]
+        if not (out / MANIFEST).is_file() and others:
+            raise CacheError(
+                f"--out {out} holds other files ({others[0].name}, ...) and no cache; choose an empty "
+                "or new folder"
+            )
+        if overwrite:
+            for path in ours:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
