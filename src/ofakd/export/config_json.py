@@ -1,0 +1,96 @@
+"""``config.json`` of an export folder, in timm's own layout (what ``local-dir:`` and the Hub read).
+
+    {"architecture": "vit_tiny_patch16_224", "num_classes": 10, "num_features": 64,
+     "model_args": {"img_size": [32, 32], "patch_size": 4, "depth": 2, ...},
+     "pretrained_cfg": {"input_size": [3, 32, 32], "mean": [...], "std": [...],
+                        "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "squash", ...},
+     "label_names": ["0", "1", ...],
+     "ofakd": {"run": "runs/NAME", "weights": "best.safetensors (EMA, epoch 3)", "ema": true,
+               "weights_sha256": "...", "exports": {"onnx": {"file": "model.onnx", "max_abs_diff": 1e-07}}}}
+
+timm builds the model from ``architecture`` + ``model_args`` and reads preprocessing from
+``pretrained_cfg``; the ``ofakd`` block is provenance only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from .student import StudentInfo
+
+# Facts about the source checkpoint timm's default config carries that do not describe our weights.
+_SOURCE_ONLY_KEYS = ("tag", "license", "origin_url", "paper_ids", "paper_name", "notes", "hf_hub_id", "url", "file")
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of the state_dict's names, shapes, dtypes and bytes (identifies the exported weights)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def build_config(model: nn.Module, info: StudentInfo, digest: str) -> dict[str, Any]:
+    """The timm ``config.json`` dict for ``model`` (as built by timm) with ``info``'s preprocessing."""
+    from timm.models._hub import save_config_for_hf
+
+    data_config = info.preprocess.to_timm()
+    model_config: dict[str, Any] = {}
+    if info.class_names and len(info.class_names) == info.num_classes:
+        model_config["label_names"] = list(info.class_names)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.json"
+        save_config_for_hf(model, str(path), model_config=model_config, data_config=data_config)
+        config = json.loads(path.read_text())
+    pretrained_cfg = config.get("pretrained_cfg", {})
+    for key in _SOURCE_ONLY_KEYS:
+        pretrained_cfg.pop(key, None)
+    # Our preprocessing, exactly (timm keeps a channel-matched copy of what it is given).
+    pretrained_cfg.update({k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()})
+    config["ofakd"] = {
+        "run": str(info.run_dir) if info.run_dir is not None else None,
+        "source": str(info.path),
+        "weights": info.weights,
+        "ema": info.ema,
+        "epoch": info.epoch,
+        "top1": info.top1,
+        "data": info.data.model_dump(mode="json") if info.data is not None else None,
+        "weights_sha256": digest,
+        "ofakd_version": __version__,
+        "exports": {},
+    }
+    return config
+
+
+def merge_existing(new: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``new`` with the ``exports`` of ``existing`` when both describe the same weights; None when not."""
+    if not existing:
+        return new
+    old = existing.get("ofakd") or {}
+    if old.get("weights_sha256") != new["ofakd"]["weights_sha256"]:
+        return None
+    merged = json.loads(json.dumps(new))
+    merged["ofakd"]["exports"] = {**(old.get("exports") or {}), **new["ofakd"]["exports"]}
+    return merged
+
+
+def read_config(path: Path) -> dict[str, Any] | None:
+    """A folder's ``config.json`` or None (missing or unreadable)."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    path.write_text(json.dumps(config, indent=2) + "\n")

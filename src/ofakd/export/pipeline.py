@@ -1,0 +1,174 @@
+"""``export_student``: load a trained student, write it in one format, check it, then move it into place.
+
+Nothing lands in the output folder unless the check passed: files are written to a hidden
+temporary folder inside it, loaded back the way a user would (plain timm, onnxruntime,
+torch.jit.load), compared with the PyTorch student on random inputs, then moved in.
+Several formats of the same weights can share one folder; ``config.json`` lists them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
+from .errors import ExportCheckError, ExportError, UnknownFormatError
+from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
+from .run_loading import load_student
+from .student import StudentInfo
+from .timm_export import load_with_timm, write_timm_weights
+from .torchscript_export import export_torchscript, load_torchscript
+from .verify import DEFAULT_ATOL, CheckResult, compare, random_batches
+
+FORMATS = ("timm", "onnx", "torchscript")
+CONFIG_FILE = "config.json"
+_RUNTIME = {"timm": "timm", "onnx": "onnxruntime", "torchscript": "torch.jit"}
+_MAIN_FILE = {"timm": "model.safetensors", "onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+
+
+@dataclass
+class ExportResult:
+    format: str
+    out_dir: Path
+    files: list[str]
+    """File names written into ``out_dir`` (config.json included)."""
+    exporter: str
+    """How: "safetensors" (timm), "dynamo"/"legacy" (ONNX), "script"/"trace" (TorchScript)."""
+    check: CheckResult
+    info: StudentInfo
+
+    @property
+    def max_abs_diff(self) -> float:
+        return self.check.max_abs_diff
+
+    def describe(self) -> str:
+        how = {"safetensors": "", "dynamo": " (torch.export-based ONNX exporter)",
+               "legacy": " (TorchScript-based ONNX exporter)", "script": " (torch.jit.script)",
+               "trace": " (torch.jit.trace)"}[self.exporter]
+        main = self.out_dir / _MAIN_FILE[self.format]
+        return (f"exported {self.info.architecture} [{self.info.weights}] as {self.format} to {main}{how}\n"
+                f"check: {self.check.describe(_RUNTIME[self.format])}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "out_dir": str(self.out_dir),
+            "files": self.files,
+            "exporter": self.exporter,
+            "max_abs_diff": self.check.max_abs_diff,
+            "check_images": self.check.images,
+            "check_batch_sizes": list(self.check.batch_sizes),
+            "atol": self.check.atol,
+            "student": self.info.to_dict(),
+        }
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` lower-cased if it is a known format, else a one-line error."""
+    name = str(fmt).strip().lower()
+    if name not in FORMATS:
+        raise UnknownFormatError(f"unknown export format {fmt!r}; use --format {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
+    return name
+
+
+def export_student(
+    source: str | Path,
+    fmt: str,
+    out_dir: str | Path,
+    *,
+    ema: bool = True,
+    weights: str = "best",
+    overwrite: bool = False,
+    atol: float = DEFAULT_ATOL,
+    opset: int = DEFAULT_OPSET,
+    onnx_exporter: str = "auto",
+    torchscript_method: str = "auto",
+) -> ExportResult:
+    """Export the student of ``source`` (a run folder, an ofakd ``.safetensors`` or a timm export)
+    as ``fmt`` into ``out_dir``, checked against PyTorch to ``atol``.
+
+    ``ema``: on a run trained with EMA, export the EMA weights (default) or, with False, the
+    plain student. ``weights``: "best" (best.safetensors) or "last" (last.pt).
+    """
+    fmt = check_format(fmt)
+    if atol <= 0:
+        raise ExportError(f"--atol must be > 0, got {atol}")
+    model, info = load_student(source, weights=weights, ema=ema)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; pass a folder (it is created when missing)")
+    out.mkdir(parents=True, exist_ok=True)
+    main_file = _MAIN_FILE[fmt]
+    if (out / main_file).exists() and not overwrite:
+        raise ExportError(f"{out / main_file} already exists; pass --overwrite to replace it, or another --out")
+
+    config = build_config(model, info, weights_digest(model))
+    existing = read_config(out / CONFIG_FILE)
+    merged = merge_existing(config, existing)
+    stale: list[str] = []
+    if merged is None:
+        if not overwrite:
+            old = existing.get("ofakd") or {}
+            raise ExportError(
+                f"{out} already holds an export of other weights ({existing.get('architecture')}, "
+                f"{old.get('weights', 'unknown source')}); pass another --out, or --overwrite to replace it"
+            )
+        stale = [f for entry in ((existing.get("ofakd") or {}).get("exports") or {}).values()
+                 for f in entry.get("files", []) if "/" not in f and f != CONFIG_FILE]
+        merged = config
+    merged["ofakd"]["exports"].pop(fmt, None)
+
+    c, h, w = info.preprocess.input_size
+    example = random_batches((c, h, w), (2,), seed=1)[0]
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp_name:
+        tmp = Path(tmp_name)
+        if fmt == "timm":
+            files, exporter = write_timm_weights(model, tmp), "safetensors"
+            write_config(tmp / CONFIG_FILE, merged)
+            runner = load_with_timm(tmp)
+        elif fmt == "onnx":
+            files, exporter = export_onnx(model, example, tmp, exporter=onnx_exporter, opset=opset,
+                                          name=info.architecture)
+            runner = onnx_runner(tmp)
+        else:
+            files, exporter = export_torchscript(model, example, tmp, method=torchscript_method,
+                                                 config_json=json.dumps(merged), name=info.architecture)
+            runner = load_torchscript(tmp)
+        check = compare(model, runner, random_batches((c, h, w)), atol)
+        if not check.passed:
+            raise ExportCheckError(
+                f"the {fmt} export of {info.architecture} does not match PyTorch: "
+                f"{check.describe(_RUNTIME[fmt])}; nothing was written to {out}. "
+                + _mismatch_hint(fmt)
+            )
+        entry: dict[str, Any] = {"files": files, "exporter": exporter, "max_abs_diff": check.max_abs_diff,
+                                 "atol": atol}
+        if fmt == "onnx":
+            entry.update(opset=opset, input="input", output="logits", dynamic_axes={"input": [0], "logits": [0]})
+        merged["ofakd"]["exports"][fmt] = entry
+        for name in stale:
+            if name not in files and (out / name).is_file():
+                (out / name).unlink()
+        write_config(tmp / CONFIG_FILE, merged)
+        for name in [*files, CONFIG_FILE]:
+            (tmp / name).chmod(_shared_mode())  # some writers make private files; exports are for sharing
+            os.replace(tmp / name, out / name)
+    return ExportResult(fmt, out, [*files, CONFIG_FILE], exporter, check, info)
+
+
+def _shared_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _mismatch_hint(fmt: str) -> str:
+    if fmt == "onnx":
+        return "Try --onnx-exporter legacy or dynamo, another --opset, or raise --atol if the difference is rounding"
+    if fmt == "torchscript":
+        return "Try --torchscript-method script or trace, or raise --atol if the difference is rounding"
+    return "Raise --atol if the difference is rounding, or report the model name as a bug"

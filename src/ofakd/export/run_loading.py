@@ -1,0 +1,366 @@
+"""Load a trained student from a run folder, an ofakd ``.safetensors`` file or an exported timm folder.
+
+A run folder (``runs/NAME``) holds ``config.yaml``, ``best.safetensors`` (the best epoch's weights:
+the student's or its EMA's, whichever scored higher; its metadata says which) and ``last.pt``
+(the last epoch: ``distiller`` state with the student under ``student.``, ``ema`` with the EMA
+model under ``module.``). Which weights are taken:
+
+- ``weights="best"``, ``ema=None``: ``best.safetensors`` as it is.
+- ``ema=True`` / ``ema=False`` on a run trained with EMA: the EMA / the plain student. When
+  ``best.safetensors`` holds the other kind, the last epoch's weights of the asked kind come
+  from ``last.pt`` (and a note says so).
+- ``weights="last"``: ``last.pt``, the EMA on an EMA run unless ``ema=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from ..config.errors import config_error
+from ..config.load import read_recipe
+from ..config.schema import ModelConfig
+from ..data.config import AugmentConfig, DataConfig
+from ..errors import OfakdError
+from .errors import StudentSourceError, UnfinishedRunError
+from .student import Preprocess, StudentInfo
+
+CONFIG_YAML = "config.yaml"
+BEST = "best.safetensors"
+LAST = "last.pt"
+SUMMARY = "summary.json"
+TIMM_CONFIG = "config.json"
+TIMM_WEIGHTS = "model.safetensors"
+WEIGHT_CHOICES = ("best", "last")
+
+
+def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = None) -> tuple[nn.Module, StudentInfo]:
+    """The student at ``path`` (eval mode, on the CPU) and what is known about it.
+
+    ``path``: a run folder, a ``.safetensors`` file written by ofakd (``best.safetensors``, inside
+    its run folder or alone), or a folder written by ``ofakd export --format timm``.
+    ``weights`` and ``ema`` choose among a run's checkpoints (see the module docstring).
+    """
+    if weights not in WEIGHT_CHOICES:
+        raise StudentSourceError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
+    path = Path(path)
+    if path.is_dir():
+        if (path / CONFIG_YAML).is_file():
+            return _load_run(path, weights=weights, ema=ema)
+        if (path / TIMM_CONFIG).is_file():
+            return _load_timm_folder(path)
+        raise StudentSourceError(
+            f"{path} holds neither config.yaml (a run folder) nor config.json (an exported timm model); "
+            "pass runs/NAME, runs/NAME/best.safetensors or a folder written by `ofakd export --format timm`"
+        )
+    if path.is_file() and path.suffix == ".safetensors":
+        if (path.parent / CONFIG_YAML).is_file():
+            return _load_run(path.parent, weights_file=path)
+        return _load_weights_file(path)
+    if not path.exists():
+        raise StudentSourceError(f"{path} does not exist; pass a run folder, a .safetensors file or an exported timm folder")
+    raise StudentSourceError(
+        f"{path} is not a run folder, a .safetensors file or an exported timm folder "
+        "(ONNX and TorchScript files are loaded with onnxruntime / torch.jit.load, not ofakd)"
+    )
+
+
+# ---- run folders -------------------------------------------------------------------------------
+
+
+def _section(raw: dict[str, Any], name: str, model: type[BaseModel], where: Path) -> Any:
+    try:
+        return model.model_validate(raw.get(name) or {})
+    except ValidationError as err:
+        problem = config_error(err, model, prefix=f"{name}.")
+        raise StudentSourceError(f"{where}: {problem}") from None
+
+
+def read_run_config(run_dir: Path) -> tuple[ModelConfig, AugmentConfig, DataConfig, dict[str, Any]]:
+    """The student, augment and data sections of a run's ``config.yaml`` (and the raw dict)."""
+    where = run_dir / CONFIG_YAML
+    try:
+        raw = read_recipe(str(where))
+    except OfakdError as err:
+        raise StudentSourceError(f"{where} cannot be read: {err}") from None
+    student = _section(raw, "student", ModelConfig, where)
+    if not student.name:
+        raise StudentSourceError(f"{where} names no student (student.name is empty); is this an ofakd run folder?")
+    return student, _section(raw, "augment", AugmentConfig, where), _section(raw, "data", DataConfig, where), raw
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _weights_metadata(path: Path) -> dict[str, Any]:
+    from ..engine.checkpoint import read_weights_metadata
+
+    try:
+        return read_weights_metadata(path)
+    except Exception as err:  # safetensors raises several types for a bad file
+        raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises several types for a bad file
+        raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
+
+
+def _read_last(run_dir: Path) -> dict[str, Any]:
+    from ..engine.checkpoint import load_state
+
+    path = run_dir / LAST
+    if not path.is_file():
+        raise UnfinishedRunError(
+            f"run folder {run_dir} has no finished checkpoint ({LAST} is missing: no epoch has completed); "
+            "wait for its first epoch to end, or start the run again"
+        )
+    return load_state(path)
+
+
+def _student_from_last(ckpt: dict[str, Any], use_ema: bool, run_dir: Path) -> dict[str, torch.Tensor]:
+    if use_ema:
+        state = ckpt.get("ema")
+        if not isinstance(state, dict):
+            raise StudentSourceError(f"{run_dir / LAST} holds no EMA weights; pass --no-ema")
+        prefix = "module."
+    else:
+        state = ckpt.get("distiller")
+        if not isinstance(state, dict):
+            raise StudentSourceError(f"{run_dir / LAST} holds no 'distiller' state; it is not an ofakd last.pt")
+        prefix = "student."
+    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not out:
+        raise StudentSourceError(f"{run_dir / LAST}: no '{prefix}*' tensors; it is not an ofakd last.pt")
+    return out
+
+
+def _num_classes(meta: dict[str, Any], summary: dict[str, Any], data: DataConfig, where: Path) -> int:
+    for value in (meta.get("ofakd_num_classes"), summary.get("num_classes")):
+        if isinstance(value, int) and value > 0:
+            return value
+    from ..data import dataset_num_classes
+
+    try:
+        return dataset_num_classes(data)
+    except OfakdError as err:
+        raise StudentSourceError(f"{where}: cannot tell the number of classes ({err})") from None
+
+
+def _select_run_weights(
+    run_dir: Path, weights: str, ema: bool | None, ema_run: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, bool | None, list[str]]:
+    """(state_dict, best metadata, description, is_ema, notes) for the asked checkpoint of a run."""
+    best = run_dir / BEST
+    notes: list[str] = []
+    if weights == "best":
+        if not best.is_file():
+            hint = (f"pass --weights last to use {LAST}" if (run_dir / LAST).is_file()
+                    else "wait for its first epoch to end, or start the run again")
+            raise UnfinishedRunError(
+                f"run folder {run_dir} has no finished checkpoint ({BEST} is missing: no epoch has completed); {hint}"
+            )
+        meta = _weights_metadata(best)
+        best_is_ema = meta.get("ofakd_source") == "ema"
+        if ema is None or not ema_run or ema == best_is_ema:
+            kind = "EMA" if best_is_ema else "student"
+            epoch = meta.get("ofakd_epoch")
+            text = f"{BEST} ({kind}" + (f", epoch {epoch})" if epoch else ")")
+            return _read_safetensors(best), meta, text, best_is_ema, notes
+        ckpt = _read_last(run_dir)
+        epoch = int(ckpt.get("epoch", 0))
+        wanted, other = ("EMA", "plain student") if ema else ("plain student", "EMA")
+        notes.append(
+            f"{BEST} holds the {other} (it scored higher); the {wanted} is taken from {LAST} "
+            f"(last epoch, {epoch})" + ("; pass --no-ema for best.safetensors" if ema else "")
+        )
+        text = f"{LAST} ({'EMA' if ema else 'student'}, epoch {epoch})"
+        return _student_from_last(ckpt, bool(ema), run_dir), meta, text, bool(ema), notes
+    ckpt = _read_last(run_dir)
+    use_ema = ema_run and ema is not False
+    meta = _weights_metadata(best) if best.is_file() else {}
+    text = f"{LAST} ({'EMA' if use_ema else 'student'}, epoch {int(ckpt.get('epoch', 0))})"
+    return _student_from_last(ckpt, use_ema, run_dir), meta, text, use_ema, notes
+
+
+def _load_run(
+    run_dir: Path, *, weights: str = "best", ema: bool | None = None, weights_file: Path | None = None
+) -> tuple[nn.Module, StudentInfo]:
+    from ..engine.build import build_model, model_spec
+
+    student_cfg, augment, data, raw = read_run_config(run_dir)
+    summary = _read_json(run_dir / SUMMARY)
+    ema_run = (raw.get("train") or {}).get("ema_decay") is not None or bool(summary.get("ema"))
+    if weights_file is not None:
+        meta = _weights_metadata(weights_file)
+        state = _read_safetensors(weights_file)
+        is_ema = {"ema": True, "model": False}.get(meta.get("ofakd_source"))
+        epoch = meta.get("ofakd_epoch")
+        text = f"{weights_file.name}" + (f" ({'EMA' if is_ema else 'student'}, epoch {epoch})" if epoch else "")
+        notes: list[str] = []
+    else:
+        state, meta, text, is_ema, notes = _select_run_weights(run_dir, weights, ema, ema_run)
+    num_classes = _num_classes(meta, summary, data, run_dir)
+    clean_cfg = student_cfg.model_copy(update={"checkpoint": None, "pretrained": None})
+    try:
+        model = build_model(clean_cfg, num_classes, "student")
+    except OfakdError as err:
+        raise StudentSourceError(f"{run_dir / CONFIG_YAML}: cannot rebuild the student ({err})") from None
+    load_state_dict_strict(model, state, weights_file or run_dir)
+    model.eval()
+    spec = model_spec(model, student_cfg)
+    from_best = weights_file is not None or text.startswith(BEST)
+    info = StudentInfo(
+        architecture=student_cfg.name,
+        model_kwargs=_model_kwargs(model, clean_cfg.kwargs),
+        num_classes=num_classes,
+        preprocess=Preprocess.from_augment(spec.input_size, spec.mean, spec.std, augment),
+        kind="run" if weights_file is None else "weights",
+        path=weights_file or run_dir,
+        weights=text,
+        ema=is_ema,
+        epoch=meta.get("ofakd_epoch") if from_best else None,
+        top1=meta.get("ofakd_top1") if from_best else None,
+        class_names=meta.get("ofakd_class_names"),
+        run_dir=run_dir,
+        data=data,
+        notes=notes,
+    )
+    return model, info
+
+
+def _model_kwargs(model: nn.Module, fallback: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs timm recorded for ``model`` (what rebuilds it), num_classes and drop rates excluded."""
+    recorded = dict(getattr(model, "_model_args", None) or fallback)
+    return {
+        k: v for k, v in recorded.items()
+        if k != "num_classes" and not k.endswith(("drop_rate", "drop_path_rate", "drop_block_rate"))
+    }
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> None:
+    """Load ``state`` strictly; a mismatch names the missing, unexpected and reshaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or reshaped:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if reshaped:
+            parts.append(f"{len(reshaped)} of another shape (e.g. {', '.join(reshaped[:2])})")
+        raise StudentSourceError(
+            f"weights in {where} do not fit {type(model).__name__}: {'; '.join(parts)}; "
+            "the config and the weights come from different runs"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+# ---- a lone .safetensors -----------------------------------------------------------------------
+
+
+def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
+    from ..engine.build import build_model, model_spec
+
+    meta = _weights_metadata(path)
+    name = meta.get("ofakd_model")
+    num_classes = meta.get("ofakd_num_classes")
+    if not name or not isinstance(num_classes, int):
+        raise StudentSourceError(
+            f"{path} carries no ofakd model recipe and has no config.yaml beside it; pass its run folder, "
+            "or load it with ofakd.create_model(NAME, num_classes=N, checkpoint=PATH)"
+        )
+    cfg = ModelConfig(
+        name=name,
+        kwargs=dict(meta.get("ofakd_kwargs") or {}),
+        input_size=meta.get("ofakd_input_size"),
+        mean=meta.get("ofakd_mean"),
+        std=meta.get("ofakd_std"),
+    )
+    try:
+        model = build_model(cfg, num_classes, "student")
+    except OfakdError as err:
+        raise StudentSourceError(f"{path}: cannot rebuild the student from its metadata ({err})") from None
+    load_state_dict_strict(model, _read_safetensors(path), path)
+    model.eval()
+    spec = model_spec(model, cfg)
+    source = meta.get("ofakd_source")
+    return model, StudentInfo(
+        architecture=name,
+        model_kwargs=_model_kwargs(model, cfg.kwargs),
+        num_classes=num_classes,
+        preprocess=Preprocess(spec.input_size, spec.mean, spec.std, "bicubic", 1.0, "squash"),
+        kind="weights",
+        path=path,
+        weights=path.name,
+        ema={"ema": True, "model": False}.get(source),
+        epoch=meta.get("ofakd_epoch"),
+        top1=meta.get("ofakd_top1"),
+        class_names=meta.get("ofakd_class_names"),
+        data=_data_or_none(meta.get("ofakd_data")),
+        notes=["no config.yaml beside the weights: preprocessing is a plain bicubic resize (the run's own "
+               "interpolation and crop are unknown)"],
+    )
+
+
+# ---- an exported timm folder -------------------------------------------------------------------
+
+
+def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
+    import timm
+
+    config = _read_json(path / TIMM_CONFIG)
+    if "architecture" not in config:
+        raise StudentSourceError(f"{path / TIMM_CONFIG} is not a timm model config (no 'architecture')")
+    if not (path / TIMM_WEIGHTS).is_file():
+        raise StudentSourceError(
+            f"{path} holds no {TIMM_WEIGHTS}; only `--format timm` exports load as PyTorch models "
+            "(load model.onnx with onnxruntime, model.torchscript.pt with torch.jit.load)"
+        )
+    try:
+        model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True)
+    except Exception as err:  # timm raises several types for a bad folder
+        raise StudentSourceError(f"timm cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    model.eval()
+    ofakd = config.get("ofakd") or {}
+    labels = config.get("label_names")
+    return model, StudentInfo(
+        architecture=config["architecture"],
+        model_kwargs={k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"},
+        num_classes=int(model.num_classes),
+        preprocess=Preprocess.from_timm(model.pretrained_cfg),
+        kind="timm",
+        path=path,
+        weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else TIMM_WEIGHTS,
+        ema=ofakd.get("ema"),
+        epoch=ofakd.get("epoch"),
+        top1=ofakd.get("top1"),
+        class_names=list(labels) if isinstance(labels, (list, tuple)) else None,
+        run_dir=Path(ofakd["run"]) if ofakd.get("run") else None,
+        data=_data_or_none(ofakd.get("data")),
+    )
+
+
+def _data_or_none(raw: Any) -> DataConfig | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return DataConfig.model_validate(raw)
+    except ValidationError:
+        return None
