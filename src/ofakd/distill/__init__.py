@@ -28,6 +28,7 @@ def create_distiller(
     teacher_input=None,
     num_samples: int | None = None,
     num_teacher_classes: int | None = None,
+    teacher_channels_last: bool = True,
     **options,
 ) -> Distiller:
     """Build method ``method`` (see :func:`list_methods`) for ``teacher`` -> ``student``.
@@ -36,6 +37,8 @@ def create_distiller(
     are validated: an unknown option names the closest valid one. ``input_size`` (C, H, W)
     is the student's input, used to size feature branches; by default the student's own.
     ``teacher`` may be None when its logits come from a cache (give ``num_teacher_classes``).
+    The teacher is frozen for inference and, unless ``teacher_channels_last=False``, run in
+    channels-last memory format (same values, faster convolutions).
     """
     from ..models.info import input_spec
 
@@ -53,4 +56,5 @@ def create_distiller(
                 "create both with the same num_classes"
             )
     size = tuple(input_size) if input_size is not None else input_spec(student).input_size
-    return cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples)
+    return cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
+               teacher_channels_last=teacher_channels_last)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.stages import StageTap
+from .teacher_view import TeacherView, prepare_teacher
 
 
 class MethodOptions(BaseModel):
@@ -62,6 +63,7 @@ class Distiller(nn.Module):
         input_size: tuple[int, int, int] | None = None,
         teacher_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
         num_samples: int | None = None,
+        teacher_channels_last: bool = True,
     ) -> None:
         super().__init__()
         self.options = options
@@ -69,10 +71,10 @@ class Distiller(nn.Module):
         self.branches = nn.Module() if not hasattr(self, "branches") else self.branches
         self.input_size = input_size
         self.num_samples = num_samples
-        self.teacher_input = teacher_input
+        self.teacher_input = TeacherView(teacher_input, channels_last=teacher_channels_last)
         self.__dict__["teacher"] = teacher  # outside the module tree on purpose
         if teacher is not None:
-            teacher.eval().requires_grad_(False)
+            prepare_teacher(teacher, channels_last=teacher_channels_last)
         self.teacher_tap = StageTap(teacher) if (teacher is not None and self.needs_teacher_features) else None
 
     # ---- teacher -----------------------------------------------------------------
@@ -92,7 +94,7 @@ class Distiller(nn.Module):
         """Teacher logits (and stage features if the method needs them), no autograd."""
         if self.teacher is None:
             raise ConfigError(f"method {self.method_name!r} needs a teacher (or teacher logits from a cache)")
-        x = self.teacher_input(images) if self.teacher_input is not None else images
+        x = self.teacher_input(images)
         with torch.inference_mode():
             if self.teacher_tap is not None:
                 logits, features = self.teacher_tap(x)
