@@ -1,0 +1,250 @@
+"""Training throughput of distillation against its floor, side by side in one process.
+
+For each teacher -> student pair it times, interleaved round by round (so drift in machine
+load hits every variant alike), one optimizer step of:
+
+* ``student only``   the student on labels alone (vanilla): the reference step;
+* ``KD``             Hinton KD with the live teacher;
+* ``OFA live``       OFA-KD with the live teacher (every OFA term computed);
+* ``OFA cache``      OFA-KD reading the teacher's logits from a teacher-output cache
+                     (recorded here with ``ofakd.cache.record_cache`` over real digits views);
+* ``OFA floor``      OFA-KD with the teacher's logits handed over for free: student forward and
+                     backward plus branches, no teacher, no cache reads.
+
+It prints images/s, peak memory (CUDA: peak allocated; CPU: peak resident-set growth while the
+variant ran), the ratio of each step to the student-only step, and the branch parameters and
+forward FLOPs as multiples of the student's. Runs on CPU here and on a GPU unchanged
+(``--device cuda``). Timings are measured, never asserted.
+
+    python bench/throughput.py            # paper pairs at 224 px, batch 8
+    python bench/throughput.py --quick    # small models at 32 px (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import ofakd
+from ofakd.cache import TeacherCache, record_cache
+from ofakd.config import load_config
+from ofakd.models import count_parameters
+
+OFFICIAL_RATIO = {("deit_tiny_patch16_224", "resnet18"): 1.56, ("resnet50", "deit_tiny_patch16_224"): 2.04}
+"""OFA step / student-only step of the official code on 2 CPU cores, 224 px, batch 8."""
+
+FULL_PAIRS = [
+    ("deit_tiny_patch16_224", {}, "resnet18", {}),
+    ("resnet50", {}, "deit_tiny_patch16_224", {}),
+]
+QUICK_VIT = {"img_size": 32, "patch_size": 4, "depth": 4, "embed_dim": 64, "num_heads": 2}
+QUICK_PAIRS = [
+    ("vit_tiny_patch16_224", QUICK_VIT, "resnet18", {}),
+    ("resnet18", {}, "vit_tiny_patch16_224", QUICK_VIT),
+]
+
+
+@dataclass
+class Pair:
+    teacher: str
+    teacher_kwargs: dict
+    student: str
+    student_kwargs: dict
+    size: int
+
+
+class PeakMemory:
+    """Peak memory while a block runs: CUDA peak allocated, or CPU peak RSS growth (sampled)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak = device, 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = self.peak_rss = _rss()
+            self.running = True
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak_rss = max(self.peak_rss, _rss())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+        else:
+            self.running = False
+            self.thread.join()
+            self.peak = max(self.peak_rss, _rss()) - self.base
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def record_teacher_cache(pair: Pair, batch: int, steps: int, directory: str, device: torch.device) -> TeacherCache:
+    """Record the teacher over ``steps`` batches of real digits views at the student's input size."""
+    cfg = load_config(
+        "demo",
+        [
+            ("teacher.name", pair.teacher), ("teacher.kwargs", pair.teacher_kwargs),
+            ("teacher.input_size", [3, pair.size, pair.size]),
+            ("student.name", pair.student), ("student.kwargs", pair.student_kwargs),
+            ("student.input_size", [3, pair.size, pair.size]),
+            ("data.train_subset", batch * steps), ("data.val_subset", batch),
+            ("train.batch_size", batch), ("train.epochs", 1),
+        ],
+    )
+    return record_cache(cfg, directory, device=device, log=lambda _msg: None)
+
+
+def forward_flops(fn, *args) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops()
+
+
+def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch.device) -> list[dict]:
+    torch.manual_seed(0)
+    num_classes = 10  # digits, for the recorded cache; the step cost barely depends on it
+    teacher = ofakd.create_model(pair.teacher, num_classes=num_classes, **pair.teacher_kwargs).to(device)
+    input_size = (3, pair.size, pair.size)
+    images = [torch.randn(batch, *input_size, device=device) for _ in range(steps)]
+    targets = [torch.randint(0, num_classes, (batch,), device=device) for _ in range(steps)]
+    with torch.inference_mode():
+        free_logits = [teacher(x).float() for x in images]
+
+    def student():
+        return ofakd.create_model(pair.student, num_classes=num_classes, **pair.student_kwargs)
+
+    distillers = {
+        "student only": ofakd.create_distiller("vanilla", student=student(), input_size=input_size),
+        "KD": ofakd.create_distiller("kd", teacher=teacher, student=student(), input_size=input_size),
+        "OFA live": ofakd.create_distiller("ofa", teacher=teacher, student=student(), input_size=input_size),
+    }
+    ofa_student = student()
+    ofa = ofakd.create_distiller("ofa", teacher=None, student=ofa_student, input_size=input_size,
+                                 num_teacher_classes=num_classes, teacher_dim=teacher.num_features)
+    distillers["OFA cache"] = ofa
+    distillers["OFA floor"] = ofa
+    for d in distillers.values():
+        d.to(device).train()
+    optimizers = {name: torch.optim.SGD(d.trainable_parameters(), lr=1e-4, momentum=0.9) for name, d in distillers.items()}
+
+    with tempfile.TemporaryDirectory() as folder:
+        cache = record_teacher_cache(pair, batch, steps, folder, device)
+
+        def step(name: str, i: int) -> None:
+            kwargs = {}
+            if name == "OFA cache":
+                kwargs["teacher_logits"] = cache.read(0, i).to(device, non_blocking=True)
+            elif name == "OFA floor":
+                kwargs["teacher_logits"] = free_logits[i]
+            optimizer = optimizers[name]
+            optimizer.zero_grad(set_to_none=True)
+            _, losses = distillers[name](images[i], targets[i], **kwargs)
+            sum(losses.values()).backward()
+            optimizer.step()
+
+        def sync() -> None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        for name in distillers:  # warm-up: allocator, oneDNN/cuDNN kernel choice
+            step(name, 0)
+        seconds = {name: [] for name in distillers}
+        memory = dict.fromkeys(distillers, 0)
+        for _ in range(rounds):
+            for name in distillers:
+                sync()
+                with PeakMemory(device) as peak:
+                    start = time.perf_counter()
+                    for i in range(steps):
+                        step(name, i)
+                    sync()
+                    seconds[name].append((time.perf_counter() - start) / steps)
+                memory[name] = max(memory[name], peak.peak)
+
+    x = images[0]
+    student_flops = forward_flops(ofa_student, x)
+    tap_flops = forward_flops(ofa.student_tap, x)
+    with torch.no_grad():
+        _, features = ofa.student_tap(x)
+    branch_flops = sum(forward_flops(ofa.branches[f"stage{s}"], features[s - 1]) for s in ofa.options.stages)
+    branch_flops += max(tap_flops - student_flops, 0)
+    base = statistics.median(seconds["student only"])
+    rows = []
+    for name in distillers:
+        median = statistics.median(seconds[name])
+        rows.append({
+            "pair": f"{pair.teacher} -> {pair.student}",
+            "variant": name,
+            "step_s": median,
+            "images_per_s": batch / median,
+            "ratio": median / base,
+            "peak_mib": memory[name] / 2**20,
+        })
+    rows.append({
+        "pair": f"{pair.teacher} -> {pair.student}",
+        "branch_params_x": count_parameters(ofa.branches) / count_parameters(ofa_student),
+        "branch_flops_x": branch_flops / student_flops,
+        "official_ratio": OFFICIAL_RATIO.get((pair.teacher, pair.student)),
+    })
+    return rows
+
+
+def print_table(rows: list[dict], *, batch: int, size: int, device: torch.device) -> None:
+    print(f"\n### Throughput ({device.type}, {torch.get_num_threads()} threads, {size} px, batch {batch})\n")
+    print("| pair | variant | images/s | step (s) | × student-only | peak memory (MiB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for row in rows:
+        if "variant" in row:
+            print(f"| {row['pair']} | {row['variant']} | {row['images_per_s']:.1f} | {row['step_s']:.3f} | "
+                  f"{row['ratio']:.2f} | {row['peak_mib']:.0f} |")
+    print("\n| pair | OFA branch params × student | OFA branch FLOPs × student | official OFA × student-only |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        if "branch_params_x" in row:
+            official = f"{row['official_ratio']:.2f}" if row["official_ratio"] else "—"
+            print(f"| {row['pair']} | {row['branch_params_x']:.2f} | {row['branch_flops_x']:.2f} | {official} |")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small models at 32 px instead of the paper pairs at 224 px")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help="steps per variant per round (default 3; quick 4)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 2)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    pairs, size = (QUICK_PAIRS, 32) if args.quick else (FULL_PAIRS, 224)
+    steps = args.steps or (4 if args.quick else 3)
+    rounds = args.rounds or (2 if args.quick else 3)
+    rows = []
+    for teacher, t_kwargs, student, s_kwargs in pairs:
+        rows += bench_pair(Pair(teacher, t_kwargs, student, s_kwargs, size), batch=args.batch, steps=steps,
+                           rounds=rounds, device=device)
+    print_table(rows, batch=args.batch, size=size, device=device)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

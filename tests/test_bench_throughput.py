@@ -1,0 +1,28 @@
+"""Smoke test of bench/throughput.py in its smallest mode: every variant is measured and printed."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
+
+
+def test_throughput_bench_quick_mode_measures_every_variant(capsys):
+    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        rows = bench.main(["--quick", "--steps", "1", "--rounds", "1", "--threads", "1", "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    variants = [r for r in rows if "variant" in r]
+    assert [r["variant"] for r in variants[:5]] == ["student only", "KD", "OFA live", "OFA cache", "OFA floor"]
+    assert len(variants) == 10
+    assert all(r["images_per_s"] > 0 and r["step_s"] > 0 for r in variants)
+    assert [r["ratio"] for r in variants if r["variant"] == "student only"] == [1.0, 1.0]
+    extras = [r for r in rows if "branch_params_x" in r]
+    assert len(extras) == 2 and all(r["branch_params_x"] > 0 and r["branch_flops_x"] > 0 for r in extras)
+    out = capsys.readouterr().out
+    assert "OFA cache" in out and "× student-only" in out
