@@ -1,6 +1,7 @@
 """Smoke test of bench/throughput.py in its smallest mode: every variant is measured and printed."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
 def test_throughput_bench_quick_mode_measures_every_variant(capsys):
     spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
     bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up
     spec.loader.exec_module(bench)
     threads = torch.get_num_threads()
     try:
