@@ -58,6 +58,7 @@ def test_official_recipe_details():
         0.0, 3, "rand-m7-mstd0.5", 0.1, 1.0, 0.95
     )
     assert strong.student.kwargs["drop_path_rate"] == 0.05 and strong.train.ema_decay == 0.9998
+    assert strong.method.gt_loss == "bce"
 
 
 def test_recipes_say_batch_is_per_gpu():

@@ -89,3 +89,24 @@ def test_kd_loss_matches_hand_computation():
     expected = expected / len(STUDENT) * temperature**2
     got = kd_loss(torch.tensor(STUDENT), torch.tensor(TEACHER), temperature)
     assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_binary_cross_entropy_gt_loss_matches_hand_computation():
+    import ofakd
+    from ofakd.distill.targets import ground_truth_loss
+
+    from .tiny_models import tiny
+
+    logits = torch.tensor([[1.0, -2.0, 0.5]])
+    expected = 0.0
+    for c, z in enumerate(logits[0].tolist()):
+        y = 1.0 if c == 2 else 0.0
+        sigma = 1 / (1 + math.exp(-z))
+        expected -= y * math.log(sigma) + (1 - y) * math.log(1 - sigma)
+    expected /= 3
+    assert ground_truth_loss(logits, torch.tensor([2]), "bce").item() == pytest.approx(expected, rel=1e-6)
+    distiller = ofakd.create_distiller("vanilla", student=tiny("resnet"), gt_loss="bce", gt_weight=2.0).eval()
+    images, targets = torch.randn(2, 3, 32, 32), torch.tensor([0, 3])
+    with torch.no_grad():
+        got = distiller(images, targets)[1]["gt"]
+        assert got.item() == pytest.approx(2.0 * ground_truth_loss(distiller.student(images), targets, "bce").item(), rel=1e-5)

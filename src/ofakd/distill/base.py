@@ -9,9 +9,10 @@ distiller on ``.to(device)``. A method file knows nothing of the engine.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.stages import StageTap
+from .targets import ground_truth_loss
 from .teacher_view import TeacherView, prepare_teacher
 
 
@@ -29,6 +31,8 @@ class MethodOptions(BaseModel):
 
     gt_weight: float = 1.0
     """Weight of the cross-entropy to the ground-truth (or mixed / smoothed) targets."""
+    gt_loss: Literal["ce", "bce"] = "ce"
+    """Supervised loss: ce (cross-entropy) or bce (binary cross-entropy, the 'stronger' ImageNet recipe)."""
 
 
 @dataclass
@@ -53,6 +57,9 @@ class Distiller(nn.Module):
     """True when the method needs teacher stage features (it then cannot use a logits-only cache)."""
     needs_sample_indices: ClassVar[bool] = False
     """True when ``forward`` needs ``sample_indices`` (dataset indices of the batch), e.g. CRD."""
+    teacher_autocast: Callable[[], contextlib.AbstractContextManager] | None = None
+    """Set by the engine: the autocast context every teacher forward runs in (``teacher.amp``,
+    ``teacher.dtype``); None: the caller's (the student's) precision."""
 
     def __init__(
         self,
@@ -129,7 +136,8 @@ class Distiller(nn.Module):
                 )
             teacher = TeacherOutput(teacher_logits.float())
         else:
-            teacher = self.run_teacher(images)
+            with self.teacher_autocast() if self.teacher_autocast is not None else contextlib.nullcontext():
+                teacher = self.run_teacher(images)
         if self.needs_sample_indices and sample_indices is None:
             raise ConfigError(f"method {self.method_name!r} needs the dataset indices of the batch (sample_indices)")
         return self.compute_losses(images, targets, teacher, sample_indices)
@@ -147,6 +155,10 @@ class Distiller(nn.Module):
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """The student's and the method's own parameters (never the teacher's)."""
         return (p for p in self.parameters() if p.requires_grad)
+
+    def gt_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The weighted supervised term ``gt_weight · loss(logits, targets)`` (``gt_loss``: ce or bce)."""
+        return self.options.gt_weight * ground_truth_loss(logits, targets, self.options.gt_loss)
 
     def on_step_end(self) -> None:
         """Hook the engine calls after each optimizer step (e.g. momentum updates). Default: nothing."""

@@ -12,7 +12,6 @@ from .base import MethodOptions, TeacherOutput
 from .feature_distiller import FeatureDistiller
 from .precision import float32_loss
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 @float32_loss
@@ -57,6 +56,6 @@ class CC(FeatureDistiller):
         f_s = self.branches["embed_student"](out.embedding.float())
         f_t = self.branches["embed_teacher"](teacher.embedding.float())
         return out.logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(out.logits, targets),
+            "gt": self.gt_loss(out.logits, targets),
             "cc": opts.cc_weight * cc_loss(f_s, f_t),
         }

@@ -28,7 +28,6 @@ from .base import MethodOptions, TeacherOutput
 from .feature_distiller import FeatureDistiller
 from .precision import float32_loss
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 @float32_loss
@@ -194,6 +193,6 @@ class CRD(FeatureDistiller):
         v_s = self.branches["embed_student"](out.embedding.float())
         v_t = self.branches["embed_teacher"](teacher.embedding.float())
         return out.logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(out.logits, targets),
+            "gt": self.gt_loss(out.logits, targets),
             "crd": opts.crd_weight * self.contrast_loss(v_s, v_t, indices),
         }

@@ -10,7 +10,6 @@ from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .precision import float32_loss
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -68,7 +67,7 @@ class DIST(Distiller):
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
         inter, intra = dist_terms(z_s, z_t, opts.temperature)
         return logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(logits, targets),
+            "gt": self.gt_loss(logits, targets),
             "dist_inter": opts.kd_weight * opts.beta * inter,
             "dist_intra": opts.kd_weight * opts.gamma * intra,
         }

@@ -10,7 +10,7 @@ from .base import Distiller, TeacherOutput
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .registry import register_method
-from .targets import hard_targets, soft_cross_entropy
+from .targets import hard_targets
 
 
 def dkd_terms(
@@ -98,7 +98,7 @@ class DKD(Distiller):
         tckd, nckd = dkd_terms(z_s, z_t, targets, opts.temperature)
         weight = opts.kd_weight * self.warmup_factor()
         return logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(logits, targets),
+            "gt": self.gt_loss(logits, targets),
             "tckd": weight * opts.alpha * tckd,
             "nckd": weight * opts.beta * nckd,
         }

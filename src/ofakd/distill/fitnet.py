@@ -14,7 +14,6 @@ from .precision import float32_loss
 from .projectors import FeatureProjector
 from .registry import register_method
 from .taps import stage_positions
-from .targets import soft_cross_entropy
 
 
 @float32_loss
@@ -71,7 +70,7 @@ class FitNet(FeatureDistiller):
     def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
         opts = self.options
         out = self.student_tap.forward_all(images)
-        losses = {"gt": opts.gt_weight * soft_cross_entropy(out.logits, targets)}
+        losses = {"gt": self.gt_loss(out.logits, targets)}
         for stage, f_s, f_t in zip(opts.stages, out.features, teacher.features):
             projector = self.branches[f"stage{stage}"]
             losses[f"fitnet_s{stage}"] = opts.fitnet_weight * fitnet_loss(projector(f_s), projector.target(f_t))

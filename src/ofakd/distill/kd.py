@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from .base import Distiller, MethodOptions, TeacherOutput
 from .logit_standardization import maybe_standardize
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -41,6 +40,6 @@ class KD(Distiller):
         z_s = maybe_standardize(logits, opts.logit_standardization)
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
         return logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(logits, targets),
+            "gt": self.gt_loss(logits, targets),
             "kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature),
         }

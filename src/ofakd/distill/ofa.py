@@ -16,7 +16,7 @@ from .logit_standardization import maybe_standardize
 from .ofa_branches import build_branch
 from .registry import register_method
 from .taps import probe_features
-from .targets import one_hot_targets, soft_cross_entropy
+from .targets import one_hot_targets
 
 
 def ofa_loss(
@@ -110,7 +110,7 @@ class OFA(Distiller):
         logits, features = self.student_tap(images)
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
         mask = one_hot_targets(targets, logits.shape[1])
-        losses = {"gt": opts.gt_weight * soft_cross_entropy(logits, targets)}
+        losses = {"gt": self.gt_loss(logits, targets)}
         for k, stage in enumerate(opts.stages):
             branch_logits = maybe_standardize(self.branches[f"stage{stage}"](features[stage - 1]), opts.logit_standardization)
             losses[f"ofa_s{stage}"] = opts.ofa_weight * ofa_loss(branch_logits, z_t, mask, self.eps[k], opts.temperature)

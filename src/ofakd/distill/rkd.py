@@ -13,7 +13,6 @@ from .base import MethodOptions, TeacherOutput
 from .feature_distiller import FeatureDistiller
 from .precision import float32_loss
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 def pairwise_distances(e: torch.Tensor, squared: bool = False, eps: float = 1e-12) -> torch.Tensor:
@@ -76,7 +75,7 @@ class RKD(FeatureDistiller):
         opts = self.options
         out = self.student_tap.forward_all(images)
         return out.logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(out.logits, targets),
+            "gt": self.gt_loss(out.logits, targets),
             "rkd_distance": opts.distance_weight * rkd_distance_loss(out.embedding, teacher.embedding, opts.squared,
                                                                     opts.eps),
             "rkd_angle": opts.angle_weight * rkd_angle_loss(out.embedding, teacher.embedding),

@@ -21,7 +21,6 @@ from .logit_standardization import maybe_standardize
 from .ofa_branches import init_branch_weights
 from .precision import float32_loss
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 def batch_standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -89,7 +88,7 @@ class RSD(FeatureDistiller):
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
         projected = self.branches["projector"](out.embedding)
         return out.logits, {
-            "gt": opts.gt_weight * soft_cross_entropy(out.logits, targets),
+            "gt": self.gt_loss(out.logits, targets),
             "kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature),
             "rsd": opts.rsd_weight * rsd_loss(projected, teacher.embedding.float(), opts.offdiag_weight),
         }

@@ -21,3 +21,15 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     if targets.dim() == 2:
         return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
     return F.cross_entropy(logits.float(), targets)
+
+
+def binary_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits to the (one-hot or soft) target rows, averaged over batch and classes:
+    ``mean_{b,c} -[y log σ(z) + (1 - y) log(1 - σ(z))]`` (timm's BinaryCrossEntropy, DeiT III)."""
+    rows = targets if targets.dim() == 2 else F.one_hot(targets, logits.shape[1]).float()
+    return F.binary_cross_entropy_with_logits(logits.float(), rows.float())
+
+
+def ground_truth_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str = "ce") -> torch.Tensor:
+    """The supervised term: ``ce`` (soft cross-entropy) or ``bce`` (binary cross-entropy)."""
+    return binary_cross_entropy(logits, targets) if kind == "bce" else soft_cross_entropy(logits, targets)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .base import Distiller
 from .registry import register_method
-from .targets import soft_cross_entropy
 
 
 @register_method("vanilla")
@@ -14,4 +13,4 @@ class Vanilla(Distiller):
 
     def compute_losses(self, images, targets, teacher, sample_indices):
         logits = self.student(images)
-        return logits, {"gt": self.options.gt_weight * soft_cross_entropy(logits, targets)}
+        return logits, {"gt": self.gt_loss(logits, targets)}
