@@ -122,7 +122,6 @@ def load_model(
 def run(args: argparse.Namespace) -> int:
     from ..analysis.cka import cka
     from ..analysis.heatmap import plot_cka_heatmap
-    from ..analysis.inputs import input_adapter
     from ..data import AugmentConfig, DataConfig, build_data, dataset_num_classes
     from ..models import input_spec
 
@@ -167,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
         data.val_loader,
         layers=args.layers,
         batches=args.batches,
-        adapt_a=input_adapter(source, specs[0]),
-        adapt_b=input_adapter(source, specs[1]),
+        adapt_a=_adapter(source, specs[0]),
+        adapt_b=_adapter(source, specs[1]),
         name_a=args.model_a,
         name_b=args.model_b,
         progress=not args.no_progress,
@@ -190,3 +189,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:>{width}}  " + "  ".join(f"{v:8.3f}" for v in row))
     print(f"wrote {png}, {csv_path}, {json_path}")
     return 0
+
+
+def _adapter(source, target):
+    """Images prepared for ``source`` (size, mean, std) re-normalised and resized for ``target``."""
+    from ..engine.teacher_input import build_teacher_input
+
+    return build_teacher_input(source.input_size, source.mean, source.std, target.input_size, target.mean, target.std,
+                 target.interpolation)
