@@ -12,16 +12,26 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from ..errors import ConfigError
 from ..models.stages import StageTap
 from .targets import ground_truth_loss
 from .teacher_view import TeacherView, prepare_teacher
+
+
+def _check_stages(value: list[int]) -> list[int]:
+    if not value or any(s not in (1, 2, 3, 4) for s in value) or len(set(value)) != len(value):
+        raise ValueError(f"stages must be distinct values among 1, 2, 3, 4; got {value}")
+    return sorted(value)
+
+
+Stages = Annotated[list[int], AfterValidator(_check_stages)]
+"""Option type for a method's stages: distinct values among 1-4, sorted."""
 
 
 class MethodOptions(BaseModel):

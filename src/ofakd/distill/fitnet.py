@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import field_validator
 from torch import nn
 
-from .base import MethodOptions, TeacherOutput
+from .base import MethodOptions, Stages, TeacherOutput
 from .feature_distiller import FeatureDistiller
 from .precision import float32_loss
 from .projectors import FeatureProjector
@@ -23,7 +22,7 @@ def fitnet_loss(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class FitNetOptions(MethodOptions):
-    stages: list[int] = [1, 2, 3, 4]
+    stages: Stages = [1, 2, 3, 4]
     """Stages (1-4) whose student feature regresses the teacher's feature at the same stage."""
     fitnet_weight: float = 1.0
     """Weight of each stage's MSE (the loss is their weighted sum)."""
@@ -31,13 +30,6 @@ class FitNetOptions(MethodOptions):
     """Explicit feature_info positions of the student's four stages (default: the documented stage map)."""
     teacher_feature_indices: list[int] | None = None
     """Explicit feature_info positions of the teacher's four stages (default: the documented stage map)."""
-
-    @field_validator("stages")
-    @classmethod
-    def _valid_stages(cls, value: list[int]) -> list[int]:
-        if not value or any(s not in (1, 2, 3, 4) for s in value) or len(set(value)) != len(value):
-            raise ValueError(f"stages must be distinct values among 1, 2, 3, 4; got {value}")
-        return sorted(value)
 
 
 @register_method("fitnet")

@@ -27,6 +27,7 @@ from ..config.load import read_recipe
 from ..config.schema import ModelConfig
 from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError
+from ..models.checkpoint import state_mismatch
 from .errors import StudentSourceError, UnfinishedRunError
 from .student import Preprocess, StudentInfo
 
@@ -253,20 +254,10 @@ def _model_kwargs(model: nn.Module, fallback: dict[str, Any]) -> dict[str, Any]:
 
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> None:
     """Load ``state`` strictly; a mismatch names the missing, unexpected and reshaped keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or reshaped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if reshaped:
-            parts.append(f"{len(reshaped)} of another shape (e.g. {', '.join(reshaped[:2])})")
+    problem = state_mismatch(model, state)
+    if problem:
         raise StudentSourceError(
-            f"weights in {where} do not fit {type(model).__name__}: {'; '.join(parts)}; "
+            f"weights in {where} do not fit {type(model).__name__}: {problem}; "
             "the config and the weights come from different runs"
         )
     model.load_state_dict(state, strict=True)

@@ -30,13 +30,40 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        refused = refused_object(err)
+        if refused is None:
+            raise ModelError(f"checkpoint {str(path)!r} is truncated or not a PyTorch file ({_first_line(err)})") from None
         raise ModelError(
-            f"checkpoint {str(path)!r} holds more than tensors and was refused for safety "
-            f"(weights_only load failed: {str(err).splitlines()[0]}); re-save its state_dict or use safetensors"
+            f"checkpoint {str(path)!r} holds more than tensors and was refused for safety ({refused}: loading it "
+            "could run code; ofakd loads with weights_only=True only); re-save its state_dict or use safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise ModelError(f"checkpoint {str(path)!r} is truncated or not a PyTorch file ({err})") from None
     return _unwrap(obj, path)
+
+
+_NOT_A_PICKLE = ("Unsupported operand", "invalid load key", "could not find MARK", "truncated", "EOF")
+
+
+def refused_object(err: Exception) -> str | None:
+    """What ``torch.load(weights_only=True)`` refused to build (``GLOBAL builtins.exec``, a class...), or
+    None when ``err`` says the bytes are no pickle at all (a damaged or foreign file)."""
+    text = str(err)
+    lines = [line.strip() for line in text.splitlines()]
+    detail = next((line.split("error:", 1)[-1].strip() for line in lines if "WeightsUnpickler error:" in line
+                   and line.split("error:", 1)[-1].strip()), None)
+    if any(mark in text for mark in _NOT_A_PICKLE):
+        return None
+    detail = detail or next((line for line in lines if "global" in line.lower()), lines[0] if lines else "")
+    if detail.startswith("Unsupported global: "):
+        detail = detail.removeprefix("Unsupported global: ").split(" was not")[0]
+    return detail.rstrip(".") or type(err).__name__
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    mark = next((line for line in lines if any(m in line for m in _NOT_A_PICKLE)), None)
+    return mark or (lines[0] if lines else type(err).__name__)
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -64,9 +91,8 @@ def _strip_prefix(key: str) -> str:
     return key
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load ``path`` into ``model`` strictly; a mismatch names the missing and unexpected keys."""
-    state = read_state_dict(path)
+def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """How ``state`` fails to fit ``model`` (missing, unexpected, reshaped keys, a few named), or None."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -75,16 +101,23 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> None:
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong_shape:
-            parts.append(f"{len(wrong_shape)} of another shape (e.g. {', '.join(wrong_shape[:2])})")
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    if wrong_shape:
+        parts.append(f"{len(wrong_shape)} of another shape (e.g. {', '.join(wrong_shape[:2])})")
+    return "; ".join(parts) or None
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load ``path`` into ``model`` strictly; a mismatch names the missing and unexpected keys."""
+    state = read_state_dict(path)
+    problem = state_mismatch(model, state)
+    if problem:
         raise ModelError(
-            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {'; '.join(parts)}. "
+            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {problem}. "
             "Check the model name, num_classes and model kwargs (img_size, patch_size, in_chans) it was trained with."
         )
     model.load_state_dict(state, strict=True)
