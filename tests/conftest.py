@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
-import numpy as np
-import pytest
-from PIL import Image
+# One compute thread per process: the tests use tiny models, several tests start extra
+# processes (torchrun, signals), and on a 2-core machine oversubscribed OpenMP threads make a
+# step an order of magnitude slower. Set before torch is imported; children inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from ofakd.cli import main
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+from ofakd.cli import main  # noqa: E402
 
 TINY_VIT = {"img_size": 16, "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
 """A ViT student small enough for CPU tests (16 px input, 16 tokens)."""
