@@ -217,7 +217,7 @@ def test_one_epoch_steps_logs_and_calls_hooks():
 def test_nan_loss_stops_with_a_clear_error():
     model = _Toy()
     model.scale = float("nan")
-    with pytest.raises(OfakdError, match=r"loss is nan at epoch 1, step 1 \(gt=nan\); lower train.lr"):
+    with pytest.raises(OfakdError, match=r"non-finite loss at epoch 1, step 1: loss component 'gt' is nan \(gt=nan\)"):
         train_one_epoch(_ctx(model), _loader(), epoch=1, start_step=0, on_log=lambda r: None)
 
 
@@ -349,3 +349,27 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert summary["amp"] == "bf16" and summary["complete"]
     records = read_records(tmp_path / "bf16" / "metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from ofakd.engine.progress import EpochProgress, epoch_line
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term, pipe = Terminal(), io.StringIO()
+    for stream in (term, pipe):
+        bar = EpochProgress(1, 3, steps=2, stream=stream)
+        bar.update(loss=1.25, lr=0.01, images_per_s=100.0)
+        bar.update(loss=1.0, lr=0.01, images_per_s=120.0)
+        if bar.bar is not None:
+            bar.bar.refresh()  # tqdm redraws at most every 0.1 s by itself
+        bar.close()
+    assert "epoch 1/3" in term.getvalue() and "loss 1.0000" in term.getvalue() and "img/s" in term.getvalue()
+    assert pipe.getvalue() == ""
+    line = epoch_line(1, 3, loss=1.0, lr=0.01, images_per_s=120.0, seconds=2.0,
+                      evals={"top1": 50.0, "top5": 90.0, "ema_top1": 55.0}, best_top1=55.0)
+    assert line.startswith("epoch 1/3  loss 1.0000") and "ema top1 55.00" in line and "\n" not in line

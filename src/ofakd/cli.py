@@ -1,8 +1,9 @@
 """The ``ofakd`` command: one subcommand per module in ``ofakd.commands``.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``. Bad input (:class:`ofakd.errors.OfakdError`) prints one line
-and exits with status 2; ``--debug`` shows the traceback instead.
+``run(args) -> int``. Bad input (:class:`ofakd.errors.OfakdError`, usage errors too) prints one
+line and exits with status 2 (other statuses for stopped runs: see :mod:`ofakd.errors`);
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ import pkgutil
 import sys
 
 from . import commands
-from .errors import OfakdError
+from .errors import EXIT_BAD_INPUT, EXIT_KILLED_BY_CTRL_C, OfakdError
 
-EXIT_BAD_INPUT = 2
+
+class UsageError(OfakdError):
+    """A command line argparse cannot parse (unknown option, missing value, bad choice)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``ofakd train: error: ...; see ofakd train --help``)
+    raised as :class:`UsageError` instead of a usage block and ``SystemExit``."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message}; see `{self.prog} --help`")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ofakd",
         description="Distil any image classifier into any other (CNN <-> ViT <-> MLP) with OFA-KD and baselines.",
     )
@@ -40,8 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``ofakd ARGV``; returns the exit status (see :mod:`ofakd.errors`): bad input is one line on
+    stderr and 2, a run stopped by a signal 75, a failed write 74, a non-finite loss 3."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            raise UsageError(_unknown_options(parser, args, extra))
+    except OfakdError as err:  # a usage error, or bad input found while parsing (e.g. --teacher-run)
+        argv = sys.argv[1:] if argv is None else argv
+        if "--debug" in argv:
+            raise
+        if isinstance(err, UsageError):
+            print(one_line(err), file=sys.stderr)
+        else:
+            command = next((a for a in argv if not str(a).startswith("-")), "")
+            print(f"ofakd {command}: {err.label}: {one_line(err)}", file=sys.stderr)
+        return err.exit_code
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -50,8 +76,47 @@ def main(argv: list[str] | None = None) -> int:
     except OfakdError as err:
         if getattr(args, "debug", False):
             raise
-        print(f"ofakd {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        print(f"ofakd {args.command}: {err.label}: {one_line(err)}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print(f"ofakd {args.command}: interrupted at once (a second Ctrl-C); nothing more was saved", file=sys.stderr)
+        return EXIT_KILLED_BY_CTRL_C
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line. An error re-raised from a DataLoader worker carries the worker's
+    traceback in its text: its last line is the original message."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last and "Error" in last.split(": ", 1)[0] else last
+    return " ".join(text.split()) if "\n" in text else text
+
+
+def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> str:
+    """``ofakd train: error: unknown option '--trian.lr' — did you mean '--train.lr'?; see ...``."""
+    import difflib
+
+    command = getattr(args, "command", None)
+    sub = _subparser(parser, command)
+    target = sub or parser
+    flags = [f for f in extra if f.startswith("-")]
+    if not flags:
+        return f"{target.prog}: error: unexpected argument {extra[0]!r}; see `{target.prog} --help`"
+    flag = flags[0].split("=", 1)[0]
+    known = list(target._option_string_actions)
+    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    return f"{target.prog}: error: unknown option {flag!r}{hint}; see `{target.prog} --help`"
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return None
 
 
 if __name__ == "__main__":

@@ -42,12 +42,15 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         )
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # JSONDecodeError, UnicodeDecodeError (not a text file)
         raise CacheError(
             f"teacher cache {directory}: manifest.json is unreadable ({err}); record the cache again"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CacheError(f"teacher cache {directory}: manifest.json is not an ofakd teacher-cache manifest")
+        raise CacheError(
+            f"teacher cache {directory}: manifest.json is not an ofakd teacher-cache manifest; pass the folder that "
+            "`ofakd cache record --out DIR` wrote"
+        )
     if manifest.get("version") != VERSION:
         raise CacheMismatchError(
             directory,

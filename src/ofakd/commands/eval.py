@@ -52,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     raw.setdefault("student", {}).update(checkpoint=str(weights), pretrained=None)
     raw["method"] = {"name": "vanilla"}
     raw.pop("teacher", None)
-    result = evaluate_target(validate(raw), split=args.split, last_pt=weights.suffix == ".pt" and args.weights == "last")
+    cfg = validate(raw)
+    from ..engine.launch import distributed
+
+    with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout) as dist:  # under torchrun: a share each
+        result = evaluate_target(cfg, split=args.split, last_pt=weights.suffix == ".pt" and args.weights == "last",
+                                 dist=dist)
+    if not dist.is_main:
+        return 0
     if args.json:
         print(json.dumps(result))
     else:

@@ -55,9 +55,15 @@ def run(args: argparse.Namespace) -> int:
         print_config(cfg)
         return 0
     from ..engine import fit
+    from ..engine.launch import distributed, run_folder_hint
 
-    summary = fit(cfg, resume=args.resume, overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs)
-    _report(summary)
+    # one process, or one of torchrun's: the process group lives as long as the run
+    with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout,
+                     resume_hint=run_folder_hint(cfg, args.resume)) as dist:
+        summary = fit(cfg, resume=args.resume, overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs,
+                      dist=dist)
+    if dist.is_main:
+        _report(summary)
     return 0
 
 

@@ -9,6 +9,7 @@ order, after the recipe.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,22 @@ def add_override(group, *flags: str, key: str | None, raw: bool = False, **kwarg
     group.add_argument(*flags, action=_Override, key=key, raw=raw, dest="overrides", default=argparse.SUPPRESS, **kwargs)
 
 
+class _SetTrue(argparse.Action):
+    """A switch that queues ``key=true`` in command-line order (``--compile`` -> ``train.compile=true``)."""
+
+    def __init__(self, option_strings, dest, key=None, **kwargs):
+        self.key = key
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), (self.key, True)]
+
+
+def add_switch(group, *flags: str, key: str, **kwargs) -> None:
+    """A flag without a value that sets the boolean config ``key`` to true."""
+    group.add_argument(*flags, action=_SetTrue, key=key, dest="overrides", default=argparse.SUPPRESS, **kwargs)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, *, recipe_default: str | None = None) -> None:
     """Recipe, overrides, run folder, resume and device options."""
     recipes = ", ".join(list_recipes())
@@ -83,10 +100,20 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, recipe_default: str | 
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     run.add_argument("--stop-after-epochs", type=int, metavar="N",
                      help="stop after N epochs in total (last.pt stays resumable), e.g. to split a run into jobs")
+    add_override(run, "--checkpoint-every", key="train.checkpoint_every", metavar="N",
+                 help="also save last.pt every N steps, so a SIGKILL loses at most N steps (SIGTERM/SIGINT always "
+                 "save a recovery checkpoint and exit 75; resume with --resume)")
     add_override(run, "--device", key="train.device", raw=True, metavar="DEVICE",
               help="force a device: cpu, cuda, cuda:1, mps (default: auto)")
     add_override(run, "--seed", key="train.seed", metavar="N", help="model-initialisation seed (and data seed unless train.data_seed is set)")
     add_override(run, "--epochs", key="train.epochs", metavar="N", help="number of epochs (train.epochs)")
+    speed = parser.add_argument_group(
+        "speed and several processes (start with torchrun --nproc_per_node=N -m ofakd ... for several GPUs/nodes)")
+    add_switch(speed, "--compile", key="train.compile", help="torch.compile the training forward (train.compile)")
+    add_switch(speed, "--channels-last", key="train.channels_last",
+               help="channels-last images and weights, faster convolutions on GPUs (train.channels_last)")
+    add_switch(speed, "--sync-bn", key="train.sync_bn",
+               help="BatchNorm statistics over the global batch on several GPUs (train.sync_bn)")
 
 
 def add_field_flags(parser: argparse.ArgumentParser, sections: list[str], *, method_options: bool = False) -> None:
@@ -135,6 +162,7 @@ def _field_help(field, doc: str | None = None) -> str:
     return f"{text} (default: {shown})".replace("%", "%%")
 
 
+@functools.cache  # (parsing the source is most of the time `ofakd` takes to start)
 def attribute_docs(model: type[BaseModel]) -> dict[str, str]:
     """Docstrings written under fields (``x: int = 1`` then ``\"\"\"doc\"\"\"``), for every class in the MRO."""
     import ast

@@ -8,6 +8,7 @@ dotted paths with YAML values: ``train.lr=0.1``, ``method.eps=[1.5]``, ``student
 from __future__ import annotations
 
 import copy
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -43,6 +44,8 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
     """Parse YAML text (safe), with a one-line error naming ``where``."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise ConfigError(f"config: {where} is nested too deeply to read") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""
@@ -54,7 +57,7 @@ def parse_value(text: str) -> Any:
     """A command-line value read as YAML: ``0.1`` -> float, ``[1.5]`` -> list, ``null`` -> None."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -152,8 +155,26 @@ def validate(raw: dict[str, Any]) -> RunConfig:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise config_error(err, RunConfig) from None
+    except RecursionError:
+        raise ConfigError("config: a value is nested too deeply") from None
     check_method_options(cfg)
+    bad = _nonfinite(cfg.model_dump())
+    if bad is not None:
+        raise ConfigError(f"config: {bad[0]}: must be a finite number, got {bad[1]}")
     return cfg
+
+
+def _nonfinite(tree: Any, prefix: str = "") -> tuple[str, float] | None:
+    """The first (dotted key, value) holding a NaN or an infinity, or None."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return prefix or "config", tree
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix and isinstance(key, str) else f"{prefix}[{key}]" if prefix else str(key)
+        found = _nonfinite(value, name)
+        if found is not None:
+            return found
+    return None
 
 
 def check_method_options(cfg: RunConfig) -> None:

@@ -56,6 +56,11 @@ class TeacherConfig(ModelConfig):
     """Folder of a teacher-output cache: distil from its recorded logits; the teacher is never built."""
     cache_cycle: bool = False
     """Train past the cache's recorded epochs by replaying them (epoch e uses recorded epoch e mod E)."""
+    amp: Literal["same", "none", "bf16"] = "same"
+    """Autocast of the teacher's forward: same (as train.amp), none (float32 even when the student uses AMP),
+    bf16 (bfloat16 autocast on CPU or GPU even when the student trains in float32)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """The teacher's weights: bfloat16 halves their memory; its forward then runs under bfloat16 autocast."""
 
 
 class MethodConfig(BaseModel):
@@ -79,7 +84,8 @@ class TrainConfig(BaseModel):
 
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(128, ge=1)
-    """Images per process per step (the global batch is batch_size x number of processes)."""
+    """Images per process per step: the global batch is batch_size x number of processes (a run resumed on
+    another number of processes keeps batch_size, so its global batch changes; the lr is not rescaled)."""
     lr: float = Field(1e-3, gt=0)
     min_lr: float = Field(0.0, ge=0)
     warmup_epochs: int = Field(0, ge=0)
@@ -112,6 +118,21 @@ class TrainConfig(BaseModel):
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."""
     eval_teacher: bool = True
     """Evaluate the teacher on the val split once at the start of a distillation run."""
+    checkpoint_every: int | None = Field(None, ge=1)
+    """Also save last.pt every N optimizer steps (a SIGKILL then loses at most N steps); null: at epoch ends
+    (and on SIGTERM/SIGINT) only."""
+    nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN/inf loss or gradient: stop the run naming the step and loss component, or skip that step."""
+    max_skipped_steps: int = Field(10, ge=0)
+    """With nonfinite: skip, stop once this many steps were skipped in the run."""
+    sync_bn: bool = False
+    """Several GPU processes: BatchNorm statistics over the global batch (SyncBatchNorm); ignored on CPU."""
+    compile: bool = False
+    """torch.compile the training forward (student, method modules and losses); the first steps compile."""
+    channels_last: bool = False
+    """Channels-last memory format for the images and the 4-d weights (faster convolutions on GPUs)."""
+    dist_timeout: float = Field(1800.0, gt=0)
+    """Seconds a process waits for the others (joining, any collective) before it stops with an error."""
 
     @field_validator("optimizer")
     @classmethod
@@ -173,7 +194,9 @@ class RunConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_every")
+RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_every", "train.checkpoint_every",
+                    "train.nonfinite", "train.max_skipped_steps", "train.compile", "train.channels_last",
+                    "train.dist_timeout")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 
 SECTIONS: dict[str, type[BaseModel]] = {

@@ -38,12 +38,23 @@ def train_sampler(
     )
 
 
-def val_sampler(dataset: Dataset, *, world_size: int, rank: int) -> Sampler | None:
-    """None (sequential) for one process; else an in-order DistributedSampler.
+class ShardSampler(Sampler):
+    """Indices ``rank, rank + W, rank + 2W, ...`` in order: every sample exactly once over the ``W`` ranks
+    (no padding, so the ranks' shares may differ by one; fine for evaluation, which has no DDP step)."""
 
-    It pads to a multiple of ``world_size`` by repeating the first samples, so a distributed
-    evaluation sees up to ``world_size - 1`` duplicates; with ``with_indices`` they can be dropped.
-    """
+    def __init__(self, dataset: Dataset, *, world_size: int, rank: int) -> None:
+        self.size, self.world_size, self.rank = len(dataset), int(world_size), int(rank)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.size, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.world_size))
+
+
+def val_sampler(dataset: Dataset, *, world_size: int, rank: int) -> Sampler | None:
+    """None (sequential) for one process; else a :class:`ShardSampler`: summed over the ranks, a
+    distributed evaluation counts every validation image exactly once, as one process does."""
     if world_size == 1:
         return None
-    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False, drop_last=False)
+    return ShardSampler(dataset, world_size=world_size, rank=rank)

@@ -93,6 +93,7 @@ class ViewSampler(Sampler):
         self.sampler = sampler
         self.world_size = int(world_size)
         self.rank = int(rank)
+        self._skip = 0
 
     @property
     def epoch(self) -> int:
@@ -101,13 +102,20 @@ class ViewSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
+    def skip_next(self, samples: int) -> None:
+        """Make the next pass start after its first ``samples`` samples, with the keys they would have had
+        (a resume inside an epoch: the batches that follow are the uninterrupted run's). Once only."""
+        self._skip = max(int(samples), 0)
+
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         epoch = self.epoch
+        skip, self._skip = self._skip, 0
         for i, index in enumerate(self.sampler):
-            yield int(index), epoch, self.rank + i * self.world_size
+            if i >= skip:
+                yield int(index), epoch, self.rank + i * self.world_size
 
 
 class KeyedViewDataset(Dataset):

@@ -6,8 +6,17 @@
 
 The engine knows nothing of a particular method: it calls ``distiller(images, targets)`` and sums
 the returned losses. Files: ``build`` (config -> models, data, distiller), ``loop`` (one epoch),
-``evaluate``, ``checkpoint`` (atomic saves), ``run_folder``, ``metrics_log``, ``progress``,
-``optim``, ``precision``, ``seeding``, ``state``, ``teacher_input``, ``trainer`` (orchestration).
+``evaluate``, ``checkpoint`` (atomic, verified saves; last.pt / last.prev.pt), ``preemption``
+(SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop or skip), ``run_folder``, ``metrics_log``, ``progress``,
+``optim``, ``precision``, ``seeding``, ``state``, ``teacher_input``, ``trainer`` (orchestration);
+several processes: ``launch`` (torchrun's process group), ``dist`` (rank, collectives), ``ddp`` (DDP,
+SyncBatchNorm, compile, channels-last); ``teacher_precision`` (a bf16 teacher beside an fp32 student).
+
+Under torchrun::
+
+    from ofakd.engine.launch import distributed
+    with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout) as dist:
+        summary = fit(cfg, dist=dist)
 """
 
 from .dist import DistContext

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from torch.utils.data import DataLoader
+
 from ..config.schema import RunConfig
 from ..data import build_data, dataset_num_classes
+from ..data.samplers import ShardSampler
+from ..data.views import ViewSampler
 from ..errors import ModelError
 from .build import build_model, model_spec
 from .checkpoint import load_state
 from .device import pick_device
+from .dist import SINGLE_PROCESS, DistContext
 from .evaluate import evaluate
+from .launch import rank_device
 from .precision import Precision
 from .seeding import seed_all
 
@@ -17,11 +23,13 @@ PLAIN = dict(train_resize_only=True, hflip=0.0, color_jitter=0.0, auto_augment=N
 """Augment settings that make the train split deterministic (plain resize, nothing random)."""
 
 
-def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False) -> dict:
+def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False,
+                    dist: DistContext = SINGLE_PROCESS) -> dict:
     """``{"top1", "top5", "loss", "count", "split", "model", "dataset"}`` of ``cfg.student`` (its
-    ``checkpoint``; with ``last_pt`` the student inside a run's ``last.pt``) on ``split``."""
+    ``checkpoint``; with ``last_pt`` the student inside a run's ``last.pt``) on ``split``. With several
+    processes (``dist``) each evaluates its share of the images and the counts are summed."""
     seed_all(0)
-    device = pick_device(cfg.train.device)
+    device = rank_device(cfg.train.device, dist.local_rank) if dist.distributed else pick_device(cfg.train.device)
     student_cfg = cfg.student.model_copy(update={"checkpoint": None}) if last_pt else cfg.student
     model = build_model(student_cfg, dataset_num_classes(cfg.data), "student")
     if last_pt:
@@ -33,8 +41,19 @@ def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False
     spec = model_spec(model, cfg.student)
     augment = cfg.augment.model_copy(update=PLAIN) if split == "train" else cfg.augment
     bundle = build_data(cfg.data, augment, input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                        batch_size=cfg.train.batch_size, seed=0, drop_last=False)
+                        batch_size=cfg.train.batch_size, seed=0, drop_last=False,
+                        world_size=dist.world_size, rank=dist.rank)
     loader = bundle.train_loader if split == "train" else bundle.val_loader
+    if split == "train" and dist.distributed:  # each image once over the processes (the train sampler pads)
+        loader = _shard_loader(loader, dist, workers=cfg.data.workers)
     model.to(device)
-    result = evaluate(model, loader, device=device, precision=Precision(cfg.train.amp, device))
+    result = evaluate(model, loader, device=device, precision=Precision(cfg.train.amp, device), dist=dist)
     return {**result, "split": split, "model": cfg.student.name, "dataset": cfg.data.name}
+
+
+def _shard_loader(train_loader: DataLoader, dist: DistContext, *, workers: int) -> DataLoader:
+    """``train_loader``'s images and collate over this process's :class:`ShardSampler` share, in order."""
+    shard = ShardSampler(train_loader.dataset, world_size=dist.world_size, rank=dist.rank)
+    return DataLoader(train_loader.dataset, batch_size=train_loader.batch_size, num_workers=workers,
+                      sampler=ViewSampler(shard, world_size=dist.world_size, rank=dist.rank),
+                      collate_fn=train_loader.collate_fn)

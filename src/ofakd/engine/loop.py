@@ -6,13 +6,15 @@ Per step::
     loss = sum(losses.values())
     backward (+ clip), optimizer step, distiller.on_step_end(), EMA update, scheduler.step_update
 
+A non-finite loss (checked before backward) or gradient norm (before the optimizer step) stops the
+run or skips the step (``numerics``); ``after_step`` may end the epoch early (preemption).
+
 Targets become soft rows through timm ``Mixup`` (applied in the data loader, label smoothing folded
 in) or, without mixup, through label smoothing here; every distiller accepts soft target rows.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from timm.data.mixup import one_hot
 
-from ..errors import OfakdError
+from .dist import SINGLE_PROCESS, DistContext
+from .numerics import NonFiniteGuard
 from .precision import Precision
 
 
@@ -41,6 +44,18 @@ class StepContext:
     log_every: int = 50
     teacher_logits: Callable | None = None
     """Optional ``(batch) -> teacher logits`` reader (a teacher cache's ``EpochReader``); None runs the teacher."""
+    numerics: NonFiniteGuard | None = None
+    """What a non-finite loss or gradient does (stop or skip, see ``numerics``); None: stop."""
+    after_step: Callable[[int, EpochResult], bool] | None = None
+    """Called after every step with (global step, this epoch so far): periodic checkpoints; True stops the
+    epoch there (a preemption request)."""
+    module: torch.nn.Module | None = None
+    """What runs the forward: the distiller in DistributedDataParallel and/or torch.compile (``ddp``); None:
+    the distiller itself."""
+    dist: DistContext = SINGLE_PROCESS
+    """The processes: losses are averaged over them (the same logged and checked value on every process)."""
+    channels_last: bool = False
+    """Feed the images in channels-last memory format."""
 
 
 @dataclass
@@ -51,10 +66,14 @@ class EpochResult:
     loss_sum: float = 0.0
     last_lr: float = 0.0
     loss_sums: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0
+    """Steps dropped for a non-finite loss or gradient (counted in ``steps``, not in the loss sums)."""
+    stopped: bool = False
+    """The epoch stopped part-way (``after_step`` asked): ``steps`` batches of it are done."""
 
     @property
     def mean_loss(self) -> float:
-        return self.loss_sum / max(self.steps, 1)
+        return self.loss_sum / max(self.steps - self.skipped, 1)
 
     @property
     def images_per_s(self) -> float:
@@ -75,21 +94,29 @@ def train_one_epoch(
     start_step: int,
     on_log: Callable[[dict], None],
     on_step: Callable[[float, float, float], None] | None = None,
+    done: EpochResult | None = None,
 ) -> EpochResult:
     """Train ``ctx.distiller`` for one pass over ``loader``. ``epoch`` counts from 1 (for logs);
     ``start_step`` is the number of optimizer steps before this epoch. ``on_log`` receives the
-    train records (every ``log_every`` steps and the last one), ``on_step(loss, lr, images/s)`` every step."""
+    train records (every ``log_every`` steps and the last one), ``on_step(loss, lr, images/s)`` every step.
+    ``done``: the part of this epoch trained before a resume (``loader`` then starts after its
+    ``done.steps`` batches, see ``ViewSampler.skip_next``); the result carries on from it."""
     distiller = ctx.distiller
     distiller.train()
+    forward = ctx.module if ctx.module is not None else distiller
     needs_indices = bool(getattr(distiller, "needs_sample_indices", False))
     params = [p for group in ctx.optimizer.param_groups for p in group["params"]]
-    result = EpochResult()
+    result = done if done is not None else EpochResult()
+    result.stopped = False
+    guard = ctx.numerics if ctx.numerics is not None else NonFiniteGuard()
     steps_total = len(loader)
     start = time.perf_counter()
     window_images, window_start = 0, start
-    step = start_step
-    for batch_index, batch in enumerate(loader):
+    step = start_step + result.steps  # (a resumed epoch: its first result.steps are done)
+    for batch_index, batch in enumerate(loader, start=result.steps):
         images = batch[0].to(ctx.device, non_blocking=True)
+        if ctx.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         targets = batch[1].to(ctx.device, non_blocking=True)
         indices = batch[2].to(ctx.device, non_blocking=True) if len(batch) > 2 else None
         if ctx.mixup is not None:
@@ -102,31 +129,40 @@ def train_one_epoch(
         if ctx.teacher_logits is not None:
             kwargs["teacher_logits"] = ctx.teacher_logits(batch)
         with ctx.precision.autocast():
-            _, losses = distiller(images, targets, **kwargs)
+            _, losses = forward(images, targets, **kwargs)
             loss = sum(losses.values())
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-            raise OfakdError(
-                f"loss is {loss_value} at epoch {epoch}, step {step + 1} ({parts}); lower train.lr, set "
-                "train.clip_grad, or use train.amp none. The last good checkpoint is last.pt"
-            )
+        # the mean over processes (every process logs and checks the same numbers): one sync and collective
+        loss_value, *parts = ctx.dist.mean_floats([loss, *losses.values()])
+        values = dict(zip(losses, parts))
         ctx.optimizer.zero_grad(set_to_none=True)
-        ctx.precision.step(loss, ctx.optimizer, params, ctx.clip_grad)
-        distiller.on_step_end()
+        taken = guard.loss_ok(values, loss_value, epoch=epoch, step=step + 1)  # raises or False: no backward
+        if taken:
+            verdicts: list[bool] = []
+
+            def grads_ok(norm: float, values=values, at=step + 1, verdicts=verdicts) -> bool:
+                verdicts.append(guard.grads_ok(norm, values, epoch=epoch, step=at))  # raises, or False: skip
+                return verdicts[-1]
+
+            ctx.precision.step(loss, ctx.optimizer, params, ctx.clip_grad, check_finite=grads_ok)
+            taken = all(verdicts)
+        if taken:
+            distiller.on_step_end()
         step += 1
-        if ctx.ema is not None:
+        if taken and ctx.ema is not None:
             ctx.ema.update(distiller.student, step=step)
         ctx.scheduler.step_update(num_updates=step)
 
         lr = float(ctx.optimizer.param_groups[0]["lr"])
         result.steps += 1
-        result.images += images.shape[0]
-        result.loss_sum += loss_value
+        result.images += images.shape[0] * ctx.dist.world_size  # the global batch: images/s of the whole job
         result.last_lr = lr
-        for name, value in losses.items():
-            result.loss_sums[name] = result.loss_sums.get(name, 0.0) + float(value.detach())
-        window_images += images.shape[0]
+        if taken:
+            result.loss_sum += loss_value
+            for name, value in values.items():
+                result.loss_sums[name] = result.loss_sums.get(name, 0.0) + value
+        else:
+            result.skipped += 1
+        window_images += images.shape[0] * ctx.dist.world_size
         now = time.perf_counter()
         images_per_s = window_images / max(now - window_start, 1e-9)
         if on_step is not None:
@@ -134,8 +170,11 @@ def train_one_epoch(
         if step % ctx.log_every == 0 or batch_index == steps_total - 1:
             on_log({
                 "kind": "train", "epoch": epoch, "step": step, "lr": lr, "loss": loss_value,
-                "images_per_s": images_per_s, "losses": {k: float(v.detach()) for k, v in losses.items()},
+                "images_per_s": images_per_s, "losses": dict(values),
             })
             window_images, window_start = 0, now
-    result.seconds = time.perf_counter() - start
+        if ctx.after_step is not None and ctx.after_step(step, result):
+            result.stopped = True
+            break
+    result.seconds += time.perf_counter() - start
     return result

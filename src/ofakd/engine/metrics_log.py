@@ -86,8 +86,18 @@ def read_records(path: str | Path) -> list[dict]:
     return out
 
 
-def truncate_after(path: str | Path, epochs_done: int) -> None:
-    """Keep only the records of the first ``epochs_done`` epochs (resume re-logs the rest)."""
+def truncate_after(path: str | Path, epochs_done: int, steps_done: int | None = None) -> None:
+    """Keep only the records of the first ``epochs_done`` epochs (resume re-logs the rest) and, with
+    ``steps_done`` (a checkpoint inside an epoch), the train records of the next epoch up to that step."""
     path = Path(path)
-    kept = [r for r in read_records(path) if isinstance(r.get("epoch"), int) and r["epoch"] <= epochs_done]
+
+    def kept_record(r: dict) -> bool:
+        if not isinstance(r.get("epoch"), int):
+            return False
+        if r["epoch"] <= epochs_done:
+            return True
+        return (steps_done is not None and r["epoch"] == epochs_done + 1 and r.get("kind") == "train"
+                and isinstance(r.get("step"), int) and r["step"] <= steps_done)
+
+    kept = [r for r in read_records(path) if kept_record(r)]
     write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

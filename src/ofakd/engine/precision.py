@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -35,13 +35,23 @@ class Precision:
         optimizer: torch.optim.Optimizer,
         parameters: Iterable[nn.Parameter],
         clip_grad: float | None = None,
+        check_finite: Callable[[float], bool] | None = None,
     ) -> float | None:
-        """Backward, optional global-norm clipping, optimizer step. Returns the gradient norm when clipping."""
+        """Backward, optional global-norm clipping, optimizer step. Returns the gradient norm when clipping
+        (or checking). ``check_finite(norm)`` decides whether a step with that gradient norm is taken (False:
+        no optimizer step; see ``numerics``); not with an fp16 GradScaler, which skips such steps itself."""
         self.scaler.scale(loss).backward()
         norm = None
         if clip_grad is not None:
             self.scaler.unscale_(optimizer)
             norm = float(nn.utils.clip_grad_norm_(list(parameters), clip_grad))
+        if check_finite is not None and not self.scaler.is_enabled():
+            if norm is None:
+                from .numerics import grad_norm
+
+                norm = grad_norm(parameters)
+            if not check_finite(norm):
+                return norm
         self.scaler.step(optimizer)
         self.scaler.update()
         return norm

@@ -14,6 +14,8 @@ METRICS = "metrics.jsonl"
 LAST = "last.pt"
 BEST = "best.safetensors"
 SUMMARY = "summary.json"
+PREVIOUS = "last.prev.pt"
+"""The last.pt before the latest one (kept in case the latest is damaged)."""
 _RUN_FILES = (CONFIG, METRICS, LAST, BEST, SUMMARY)
 
 
@@ -62,6 +64,11 @@ class RunFolder:
         """The folder a new run will use, checked but not yet created (see :meth:`make`): an existing
         run there is an error unless ``overwrite``."""
         folder = cls(Path(out_dir) / sanitize_name(name))
+        if folder.path.is_symlink():
+            raise ConfigError(
+                f"run folder {folder.path} is a symbolic link; a run writes only inside --out-dir: choose another "
+                "--name or remove the link"
+            )
         if folder.path.is_dir() and any(folder.path.iterdir()):
             if not overwrite:
                 raise ConfigError(
@@ -86,6 +93,6 @@ class RunFolder:
         folder = cls(Path(path))
         if not folder.config.is_file():
             raise ConfigError(f"--resume {path}: no {CONFIG} there; pass the folder of a run (runs/NAME)")
-        if not folder.last.is_file():
+        if not folder.last.is_file() and not folder.path.joinpath(PREVIOUS).is_file():
             raise ConfigError(f"--resume {path}: no {LAST} there (the run ended before its first epoch); start it again")
         return folder

@@ -7,6 +7,7 @@ and ``summary.json``.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -20,18 +21,33 @@ from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..errors import ConfigError
 from ..models import count_parameters
 from .build import Setup, build_setup
-from .checkpoint import load_state, save_state, save_weights, write_json, write_text
+from .checkpoint import (
+    WRITE_ERRNOS,
+    CheckpointWriteError,
+    describe_checkpoint,
+    load_resume_state,
+    save_state,
+    save_weights,
+    write_error,
+    write_json,
+    write_text,
+)
+from .ddp import ShiftedScheduler, prepare_modules, training_module, world_size_change
 from .device import pick_device
 from .dist import SINGLE_PROCESS, DistContext
 from .evaluate import evaluate
-from .loop import StepContext, train_one_epoch
+from .launch import rank_device
+from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
+from .numerics import FIX, NonFiniteError, NonFiniteGuard, nonfinite_tensors
 from .optim import build_optimizer, build_scheduler
 from .precision import Precision
+from .preemption import Interrupted, StopRequest
 from .progress import EpochProgress, epoch_line
 from .run_folder import RunFolder, default_name
 from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
 from .state import RunState
+from .teacher_precision import TeacherPrecision
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -96,11 +112,18 @@ class Trainer:
             name = run_name(cfg)
             cfg = self.cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"name": name})})
             self.folder = RunFolder.plan(cfg.run.out_dir, name, overwrite=self.overwrite)
-        self.device = pick_device(cfg.train.device)
+            self.dist.barrier()  # every process checked the folder before the main one (re)makes it
+        self.device = rank_device(cfg.train.device, self.dist.local_rank) if self.dist.distributed else (
+            pick_device(cfg.train.device))
         self.precision = Precision(cfg.train.amp, self.device)
-        seed_all(cfg.train.seed)
+        self.teacher_precision = TeacherPrecision(cfg.teacher.amp, cfg.teacher.dtype, self.precision)
+        seed_all(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = build_setup(cfg, self.device, self.dist)
         distiller = self.setup.distiller
+        self.teacher_precision.prepare(self.setup.teacher)
+        distiller.teacher_autocast = self.teacher_precision.autocast
+        prepare_modules(distiller, dist=self.dist, device=self.device, sync_bn=cfg.train.sync_bn,
+                        channels_last=cfg.train.channels_last, log=self.log)
         steps_per_epoch = len(self.setup.bundle.train_loader)
         self.optimizer = build_optimizer(cfg.train, distiller)
         self.scheduler = build_scheduler(cfg.train, self.optimizer, steps_per_epoch)
@@ -110,29 +133,46 @@ class Trainer:
 
             self.ema = ModelEmaV3(self.setup.student, decay=cfg.train.ema_decay)
         self.state = RunState()
+        self.numerics = NonFiniteGuard(cfg.train.nonfinite, cfg.train.max_skipped_steps, log=self.log)
+        self.resume_point: tuple[int, EpochResult, dict] | None = None
+        """(steps done, their EpochResult, generator states) of a checkpoint saved inside an epoch."""
+        self.stop = StopRequest()
         if self.resume is not None:
             self._load_checkpoint()
-            truncate_after(self.folder.metrics, self.state.epoch)
+            inside = self.resume_point is not None
+            if self.dist.is_main:
+                truncate_after(self.folder.metrics, self.state.epoch, self._step_now() if inside else None)
         else:
-            self.folder.make()
-            write_text(self.folder.config, dump_config(cfg))
+            if self.dist.is_main:
+                self.folder.make()
+                write_text(self.folder.config, dump_config(cfg))
             if self.setup.teacher is not None and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
                 self.log(f"warning: teacher {cfg.teacher.name} has no weights (teacher.checkpoint, teacher.pretrained "
                          "or --teacher-run): it is a randomly initialised network")
             if self.setup.teacher is not None and cfg.train.eval_teacher:
                 self.state.teacher_eval = evaluate(
-                    self.setup.teacher, self.setup.bundle.val_loader, device=self.device, precision=self.precision,
-                    input_transform=self.setup.teacher_input, dist=self.dist,
+                    self.setup.teacher, self.setup.bundle.val_loader, device=self.device,
+                    precision=self.teacher_precision, input_transform=self.setup.teacher_input, dist=self.dist,
                 )
                 self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
                          f"top5 {self.state.teacher_eval['top5']:.2f}")
+        self.module = training_module(distiller, dist=self.dist, device=self.device, compile=cfg.train.compile)
+        """What the loop runs the forward through (DDP and/or torch.compile around the distiller)."""
         self._setup_seconds = time.time() - started
 
-    def _checkpoint(self) -> dict:
+    def _step_now(self) -> int:
+        """Optimizer steps taken, the part of an epoch resumed from a checkpoint included."""
+        return self.state.step + (self.resume_point[1].steps if self.resume_point is not None else 0)
+
+    def _checkpoint(self, partial: EpochResult | None = None) -> dict:
+        """Everything to resume; ``partial``: the epoch under way (a checkpoint inside an epoch)."""
         return {
             "format": 1,
             "epoch": self.state.epoch,
-            "step": self.state.step,
+            "step": self.state.step + (partial.steps if partial is not None else 0),
+            "epoch_step": partial.steps if partial is not None else 0,
+            "partial": {k: v for k, v in vars(partial).items() if k != "stopped"} if partial is not None else None,
+            "skipped_steps": self.numerics.skipped,
             "distiller": self.setup.distiller.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -142,10 +182,11 @@ class Trainer:
             "state": self.state.to_dict(),
             "config": self.cfg.to_dict(),
             "fingerprint": self.setup.bundle.fingerprint,
+            "world_size": self.dist.world_size,
         }
 
     def _load_checkpoint(self) -> None:
-        ckpt = load_state(self.folder.last)
+        ckpt, used = load_resume_state(self.folder.last, log=self.log)
         changed = [k for k in _changed_keys(ckpt.get("config") or {}, self.cfg.to_dict()) if k not in RESUME_SAFE_KEYS]
         if changed:
             raise ConfigError(
@@ -160,13 +201,36 @@ class Trainer:
             self.ema.load_state_dict(ckpt["ema"])
         restore_rng(ckpt["rng"], loader_generators(self.setup.bundle.train_loader))
         self.state = RunState.from_dict(ckpt["state"])
+        self.numerics.skipped = int(ckpt.get("skipped_steps") or 0)
+        self.numerics.last_good = describe_checkpoint(used, ckpt)
+        if ckpt.get("epoch_step"):
+            self.resume_point = (int(ckpt["epoch_step"]), EpochResult(**ckpt["partial"]), ckpt["rng"])
+        self._resume_world_size(ckpt)
         if ckpt.get("fingerprint") != self.setup.bundle.fingerprint:
             warnings.warn(
                 f"the data differ from when the run started ({ckpt.get('fingerprint')} -> "
                 f"{self.setup.bundle.fingerprint}); the resumed run is not an exact continuation",
                 stacklevel=2,
             )
-        self.log(f"resuming {self.folder.path} after epoch {self.state.epoch} (step {self.state.step})")
+        where = f"{ckpt['epoch_step']} steps into epoch {self.state.epoch + 1}" if ckpt.get("epoch_step") else (
+            f"after epoch {self.state.epoch}")
+        self.log(f"resuming {self.folder.path} {where} (step {ckpt['step']})")
+
+    def _resume_world_size(self, ckpt: dict) -> None:
+        """A run saved on another number of processes: keep train.batch_size (per process), warn that the global
+        batch changed, continue a per-step schedule from the epoch reached, restart a part-done epoch."""
+        changed = world_size_change(ckpt.get("world_size"), self.dist.world_size, self.cfg.train.batch_size, self.log)
+        if changed and self.resume_point is not None:
+            self.log(f"warning: last.pt was saved {self.resume_point[0]} steps into epoch {self.state.epoch + 1} on "
+                     f"another number of processes; that epoch starts again from its first batch")
+            self.resume_point = None
+        steps_per_epoch = len(self.setup.bundle.train_loader)
+        offset = self.state.epoch * steps_per_epoch - self.state.step  # 0 unless the world size ever changed
+        if self.cfg.train.sched_on_updates and offset:
+            # the saved per-step schedule counts the old epochs' steps: rebuild it for today's steps per epoch
+            # and continue it from the epoch reached (the lr of the next step set now)
+            self.scheduler = ShiftedScheduler(build_scheduler(self.cfg.train, self.optimizer, steps_per_epoch), offset)
+            self.scheduler.step_update(num_updates=self._step_now())
 
     # ---- training --------------------------------------------------------------
     def fit(self) -> dict:
@@ -174,23 +238,28 @@ class Trainer:
         cfg, setup, state = self.cfg, self.setup, self.state
         main = self.dist.is_main
         metrics = MetricsLog(
-            self.folder.metrics,
+            self.folder.metrics if main else os.devnull,  # only the main process writes files
             tensorboard_dir=self.folder.path if (self.tensorboard and main) else None,
-            purge_step=state.step + 1 if self.resume is not None else None,
+            purge_step=self._step_now() + 1 if self.resume is not None else None,
         )
         self.log(
             f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
             f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
             f"val images), device {self.device}, amp {self.precision.mode}"
+            + (f", teacher amp {self.teacher_precision.mode}" if setup.teacher is not None else "")
+            + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
+               f"{cfg.train.batch_size * self.dist.world_size}" if self.dist.distributed else "")
         )
         ctx = StepContext(
             distiller=setup.distiller, optimizer=self.optimizer, scheduler=self.scheduler, precision=self.precision,
             device=self.device, num_classes=setup.bundle.num_classes, mixup=setup.bundle.mixup,
             smoothing=cfg.augment.smoothing, clip_grad=cfg.train.clip_grad, ema=self.ema,
-            log_every=cfg.train.log_every,
+            log_every=cfg.train.log_every, numerics=self.numerics, after_step=self._after_step,
+            module=self.module, dist=self.dist, channels_last=cfg.train.channels_last,
         )
         epochs = cfg.train.epochs
         session_start = time.time() - self._setup_seconds
+        self.stop.install()  # SIGTERM/SIGINT: a recovery checkpoint at the next step boundary, then exit 75
         try:
             for epoch in range(state.epoch, epochs):
                 if self.stop_after_epochs is not None and epoch >= self.stop_after_epochs:
@@ -204,15 +273,21 @@ class Trainer:
                 if cache is not None:
                     ctx.teacher_logits = cache.epoch_reader(data_epoch, self.dist.rank, self.device)
                 setup.distiller.set_epoch(epoch)
+                done = self._resume_inside(epoch, ctx)
                 bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), enabled=self.progress and main)
                 try:
                     result = train_one_epoch(
                         ctx, setup.bundle.train_loader, epoch=epoch + 1, start_step=state.step,
                         on_log=lambda r: metrics.train(**{k: v for k, v in r.items() if k != "kind"}) if main else None,
                         on_step=lambda loss, lr, ips, bar=bar: bar.update(loss=loss, lr=lr, images_per_s=ips),
+                        done=done,
                     )
                 finally:
                     bar.close()
+                if result.stopped:  # a signal: save where the epoch stands and stop
+                    if main:
+                        self._save_last(result)
+                    raise self._interrupted()
                 self.scheduler.step(epoch + 1)
                 state.step += result.steps
                 state.train_seconds += result.seconds
@@ -228,19 +303,86 @@ class Trainer:
                 session_start = now
                 if main:
                     metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
-                    save_state(self.folder.last, self._checkpoint())
+                    self._save_last()
                     write_json(self.folder.summary, self.summary())
                 self.log(epoch_line(epoch + 1, epochs, loss=result.mean_loss, lr=result.last_lr,
                                     images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
                                     best_top1=state.best.top1))
+                if epoch + 1 < epochs and self._stop_requested():  # a signal during evaluation: last.pt is saved
+                    raise self._interrupted()
+        except CheckpointWriteError as err:
+            raise CheckpointWriteError(f"{err}; then continue with --resume {self.folder.path} (last good "
+                                       f"checkpoint: {self.numerics.last_good})") from err
+        except OSError as err:  # a log file (metrics.jsonl, TensorBoard) on a full disk
+            if err.errno not in WRITE_ERRNOS:
+                raise
+            bad = write_error(err, err.filename or self.folder.metrics)
+            raise CheckpointWriteError(f"{bad}; then continue with --resume {self.folder.path} (last good "
+                                       f"checkpoint: {self.numerics.last_good})") from err
         finally:
+            self.stop.restore()
             metrics.close()
         summary = self.summary()
         if main:
             write_json(self.folder.summary, summary)
         return summary
 
+    # ---- recovery ----------------------------------------------------------------
+    def _resume_inside(self, epoch: int, ctx: StepContext) -> EpochResult | None:
+        """At the start of ``epoch``: when the run resumes inside it, skip the batches already trained (their
+        views are keyed by position, so the rest are the uninterrupted run's), put back every generator
+        state as it was at that step, and return that part's EpochResult; else None."""
+        if self.resume_point is None or epoch != self.state.epoch:
+            return None
+        steps, done, rng = self.resume_point
+        self.resume_point = None
+        loader = self.setup.bundle.train_loader
+        loader.sampler.skip_next(steps * loader.batch_size)
+        if ctx.teacher_logits is not None:
+            ctx.teacher_logits.step = steps
+        restore_rng(rng, loader_generators(loader))  # dropout / drop-path continue as uninterrupted
+        return done
+
+    def _stop_requested(self) -> bool:
+        """A signal arrived (on any process: all of them stop at the same step)."""
+        stop = self.stop.requested
+        if self.dist.distributed:
+            flag = torch.tensor([float(stop)], device=self.device)
+            stop = bool(self.dist.sum(flag).item() > 0)
+        return stop
+
+    def _after_step(self, step: int, result: EpochResult) -> bool:
+        """After every step: True to stop (a signal); else last.pt every train.checkpoint_every steps."""
+        if self._stop_requested():
+            return True
+        every = self.cfg.train.checkpoint_every
+        if every and step % every == 0 and result.steps < len(self.setup.bundle.train_loader) and self.dist.is_main:
+            self._save_last(result)
+        return False
+
+    def _save_last(self, partial: EpochResult | None = None) -> None:
+        """Write last.pt (verified; the one it replaces kept as last.prev.pt). Weights with a NaN/inf are never
+        saved: that stops the run naming the last good checkpoint."""
+        bad = nonfinite_tensors(self.setup.distiller.state_dict().items())
+        if bad:
+            raise NonFiniteError(
+                f"the weights hold NaN/inf ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}) at step "
+                f"{self.state.step + (partial.steps if partial else 0)}; they were not saved. Last good checkpoint: "
+                f"{self.numerics.last_good}. Fix: {FIX}"
+            )
+        ckpt = self._checkpoint(partial)
+        save_state(self.folder.last, ckpt, keep_previous=True)
+        self.numerics.last_good = describe_checkpoint(self.folder.last, ckpt)
+
+    def _interrupted(self) -> Interrupted:
+        return Interrupted(
+            f"{self.stop.name} received: saved {self.numerics.last_good}; continue with --resume {self.folder.path}"
+        )
+
     def _evaluate(self) -> dict[str, float]:
+        self.dist.broadcast_buffers(self.setup.distiller)  # rank 0's BatchNorm statistics, as saved in last.pt
+        if self.ema is not None:
+            self.dist.broadcast_buffers(self.ema.module)
         loader = self.setup.bundle.val_loader
         kwargs = dict(device=self.device, precision=self.precision, dist=self.dist)
         result = evaluate(self.setup.student, loader, **kwargs)
@@ -295,6 +437,7 @@ class Trainer:
             "epochs_done": state.epoch,
             "complete": state.epoch >= cfg.train.epochs,
             "steps": state.step,
+            "skipped_steps": self.numerics.skipped,
             "final_ema_top1": final.get("ema_top1"),
             "final_ema_top5": final.get("ema_top5"),
             "teacher_top1": state.teacher_eval["top1"] if state.teacher_eval else None,

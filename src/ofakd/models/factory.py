@@ -43,6 +43,13 @@ def create_model(
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as err:
         raise ModelError(f"model {name!r} does not accept these kwargs {sorted(kwargs)}: {err}") from None
+    except (ValueError, AssertionError, ArithmeticError, RuntimeError, KeyError, IndexError) as err:
+        shown = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg_overlay",)}
+        reason = (str(err).splitlines() or [type(err).__name__])[0] or type(err).__name__
+        raise ModelError(
+            f"model {name!r} cannot be built with kwargs {shown} ({type(err).__name__}: {reason}); check the "
+            "model kwargs (student.kwargs / teacher.kwargs)"
+        ) from None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model

@@ -88,10 +88,34 @@ def _folder(root: str, spec: dict) -> str | None:
     return None
 
 
+_ARRAY_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+"""The only globals a CIFAR batch file may name: numpy arrays (and bytes as protocol 2 writes them)."""
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays; refuses every other global (code)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
+
+
 def _unpickle(path: str) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _ArrayUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        if "is not allowed" in str(e):
+            raise DataError(
+                f"refused to read CIFAR file {path}: it holds pickled objects beyond arrays ({e}), which could run "
+                "code; re-download the data set (data.download true) or put the original files there"
+            ) from None
+        raise DataError(f"cannot read CIFAR file {path} ({type(e).__name__}: {e}); re-download it") from None
     except Exception as e:  # truncated or not a pickle
         raise DataError(f"cannot read CIFAR file {path} ({type(e).__name__}: {e}); re-download it") from None
 
