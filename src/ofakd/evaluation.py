@@ -13,12 +13,10 @@ copy to the device to its logits (synchronised on CUDA), data loading excluded.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .data.config import DataConfig
@@ -79,7 +77,6 @@ class EvalResult:
         return "\n".join(lines)
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader,
@@ -92,56 +89,25 @@ def evaluate(
 
     Batches are ``(images, targets, ...)``; targets are class indices, or soft rows (their argmax
     is the class and the loss is the soft cross-entropy). ``autocast_dtype`` (e.g. torch.bfloat16)
-    runs the model under autocast; logits are scored in float32.
+    runs the model under autocast; logits are scored in float32. The counting is the engine's
+    (:func:`ofakd.engine.evaluate.evaluate`), the one every training run reports.
     """
+    from .engine.evaluate import evaluate as count_hits
+    from .engine.precision import Precision
+
     device = torch.device(device)
     model.to(device)
-    was_training = model.training
-    model.eval()
-    k = min(5, num_classes)
-    correct1 = torch.zeros(num_classes, dtype=torch.float64)
-    seen = torch.zeros(num_classes, dtype=torch.float64)
-    correct_k = 0.0
-    loss_sum = 0.0
-    seconds = 0.0
-    try:
-        for batch in loader:
-            start = time.perf_counter()
-            images = batch[0].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                logits = model(images)
-            logits = logits.float()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds += time.perf_counter() - start
-            if logits.ndim != 2 or logits.shape[1] != num_classes:
-                raise DataError(
-                    f"the model returns logits of shape {tuple(logits.shape)} but the data has {num_classes} "
-                    "classes; evaluate on the data set the model was trained for"
-                )
-            targets = batch[1].to(device)
-            labels = targets.argmax(dim=1) if targets.ndim == 2 else targets.long()
-            loss_sum += float(F.cross_entropy(logits, targets.float() if targets.ndim == 2 else labels, reduction="sum"))
-            top = logits.topk(k, dim=1).indices
-            hits = top.eq(labels.view(-1, 1))
-            correct_k += float(hits.any(dim=1).sum())
-            labels_cpu = labels.cpu()
-            seen += torch.bincount(labels_cpu, minlength=num_classes).double()
-            correct1 += torch.bincount(labels_cpu, weights=hits[:, 0].cpu().double(), minlength=num_classes)
-    finally:
-        model.train(was_training)
-    count = int(seen.sum().item())
-    denom = max(count, 1)
-    per_class = [None if n == 0 else 100.0 * float(c) / float(n) for c, n in zip(correct1.tolist(), seen.tolist())]
+    mode = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "none"}[autocast_dtype]
+    out = count_hits(model, loader, device=device, precision=Precision(mode, device), num_classes=num_classes)
     return EvalResult(
-        top1=100.0 * float(correct1.sum()) / denom,
-        top5=100.0 * correct_k / denom,
-        per_class_accuracy=per_class,
-        mean_loss=loss_sum / denom,
-        images_per_s=count / seconds if seconds > 0 else 0.0,
-        count=count,
-        per_class_count=[int(n) for n in seen.tolist()],
-        seconds=seconds,
+        top1=out["top1"],
+        top5=out["top5"],
+        per_class_accuracy=out["per_class_accuracy"],
+        mean_loss=out["loss"],
+        images_per_s=out["images_per_s"],
+        count=out["count"],
+        per_class_count=out["per_class_count"],
+        seconds=out["seconds"],
     )
 
 

@@ -11,16 +11,19 @@ from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
 
 NAME = "eval"
-HELP = "top-1 / top-5 accuracy of a checkpoint or run on a data split"
+HELP = "top-1 / top-5 / per-class accuracy, loss and images/s of a run, checkpoint or exported model"
 DESCRIPTION = """\
 Evaluate a model: the best weights of a run folder (TARGET = runs/NAME; its config.yaml gives
 the model and data), a best.safetensors written by ofakd (its metadata gives the model and data),
-or any local weights file together with --model and the data options. Prints top-1, top-5 and
-the cross-entropy. --split train evaluates the training images with the validation transform.
+a folder written by `ofakd export --format timm` (with --data/--data.root), or any local weights
+file together with --model and the data options. Prints top-1, top-5, per-class top-1, the mean
+cross-entropy and images/s (the model alone, data loading excluded). --split train evaluates the
+training images with a plain resize.
 
 examples:
   ofakd eval runs/ofa-test_resnet-vit_tiny_patch16_224-digits-s42
   ofakd eval runs/my-run/best.safetensors --split train --json
+  ofakd eval export/my-run --data.name digits
   ofakd eval resnet18_cifar100.pth --model resnet18 --config cifar-cnn --data.root ./data
 """
 
@@ -38,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  help="override any config key (YAML value), e.g. --set data.root=./data (repeatable)")
     add_override(parser, "--device", key="train.device", raw=True, metavar="DEVICE", help="cpu, cuda, mps (default: auto)")
     add_override(parser, "--batch-size", key="train.batch_size", metavar="N", help="images per batch (default: the run's)")
+    parser.add_argument("--max-classes", type=int, default=100, metavar="N",
+                        help="per-class lines to print (the N worst classes when there are more)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_field_flags(parser, ["data", "augment", "student"])
 
@@ -46,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluator import evaluate_target
 
     target = Path(args.target)
+    if target.is_dir() and (target / "config.json").is_file() and not (target / "config.yaml").is_file():
+        return _run_export(target, args)
     raw, weights = _config_and_weights(target, args)
     for key, value in getattr(args, "overrides", None) or []:
         apply_override(raw, key, value)
@@ -60,13 +67,36 @@ def run(args: argparse.Namespace) -> int:
                                  dist=dist)
     if not dist.is_main:
         return 0
+    _print(result, f"{result['model']} on {result['dataset']} {result['split']}", args)
+    return 0
+
+
+def _print(result: dict, title: str, args) -> None:
+    from ..evaluation import EvalResult
+
     if args.json:
         print(json.dumps(result))
-    else:
-        print(
-            f"{result['model']} on {result['dataset']} {result['split']} ({result['count']} images): "
-            f"top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}"
-        )
+        return
+    depth = EvalResult(result["top1"], result["top5"], result["per_class_accuracy"], result["loss"],
+                       result["images_per_s"], result["count"], result["per_class_count"], result["seconds"])
+    print(title)
+    print(depth.format(result.get("class_names"), max_classes=args.max_classes))
+
+
+def _run_export(target: Path, args) -> int:
+    """A model exported with ``ofakd export --format timm``: plain timm loads it; data from the flags."""
+    from ..engine.device import pick_device
+    from ..evaluation import eval_loader, evaluate, load_student, resolve_data
+
+    overrides = list(getattr(args, "overrides", None) or [])
+    settings = dict(overrides)
+    model, info = load_student(target)
+    data = resolve_data(info, overrides)
+    loader, names = eval_loader(info, data, batch_size=int(settings.get("train.batch_size", 128)), split=args.split)
+    result = evaluate(model, loader, info.num_classes, pick_device(str(settings.get("train.device", "auto"))))
+    summary = {**result.to_dict(names), "loss": result.mean_loss, "model": info.architecture,
+               "dataset": data.name, "split": args.split}
+    _print(summary, f"{info.architecture} (export {target}) on {data.name} {args.split}", args)
     return 0
 
 

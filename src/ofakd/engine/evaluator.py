@@ -48,7 +48,8 @@ def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False
         loader = _shard_loader(loader, dist, workers=cfg.data.workers)
     model.to(device)
     result = evaluate(model, loader, device=device, precision=Precision(cfg.train.amp, device), dist=dist)
-    return {**result, "split": split, "model": cfg.student.name, "dataset": cfg.data.name}
+    return {**result, "split": split, "model": cfg.student.name, "dataset": cfg.data.name,
+            "class_names": list(bundle.class_names)}
 
 
 def _shard_loader(train_loader: DataLoader, dist: DistContext, *, workers: int) -> DataLoader:
