@@ -21,9 +21,9 @@ import torch
 
 from .. import __version__
 from ..config.schema import RunConfig
-from ..data import build_data, dataset_num_classes
+from ..data import dataset_num_classes
 from ..data.views import untouched_rng
-from ..engine.build import build_model, model_spec, teacher_adapter
+from ..engine.build import build_model, model_spec, run_data, teacher_adapter
 from ..engine.device import pick_device
 from ..engine.precision import Precision
 from ..engine.seeding import seed_all
@@ -108,19 +108,7 @@ def record_cache(
         teacher = build_model(cfg.teacher, num_classes, "teacher")
     teacher_spec = model_spec(teacher, cfg.teacher)
     adapter = teacher_adapter(student_spec, teacher_spec)
-    bundle = build_data(
-        cfg.data,
-        cfg.augment,
-        input_size=student_spec.input_size,
-        mean=student_spec.mean,
-        std=student_spec.std,
-        batch_size=cfg.train.batch_size,
-        seed=cfg.data_seed,
-        world_size=world_size,
-        rank=ranks[0],
-        with_indices=True,
-        drop_last=True,
-    )
+    bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)
     steps = len(bundle.train_loader)
     batch = cfg.train.batch_size
     manifest = {

@@ -10,10 +10,9 @@ from ..config.cli_args import (
     add_field_flags,
     add_override,
     add_run_arguments,
-    print_config,
     resolve_config,
 )
-from .train import _report
+from .train import run_config
 
 NAME = "distill"
 HELP = "distil a teacher into a student (OFA-KD or a baseline method)"
@@ -74,17 +73,4 @@ class _CacheCycle(argparse.Action):
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    if args.print_config:
-        print_config(cfg)
-        return 0
-    from ..engine import fit
-    from ..engine.launch import distributed, run_folder_hint
-
-    # one process, or one of torchrun's: the process group lives as long as the run
-    with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout,
-                     resume_hint=run_folder_hint(cfg, args.resume)) as dist:
-        summary = fit(cfg, resume=args.resume, overwrite=args.overwrite, stop_after_epochs=args.stop_after_epochs,
-                      dist=dist)
-    if dist.is_main:
-        _report(summary)
-    return 0
+    return run_config(cfg, args)

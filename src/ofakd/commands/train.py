@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, reset_sections=("teacher", "method"), forced=[("method", {"name": "vanilla"})])
+    return run_config(cfg, args)
+
+
+def run_config(cfg, args: argparse.Namespace) -> int:
+    """Print the resolved config (``--print-config``) or run it: one process or one of torchrun's."""
     if args.print_config:
         print_config(cfg)
         return 0

@@ -90,6 +90,24 @@ def teacher_adapter(student_spec: InputSpec, teacher_spec: InputSpec) -> Teacher
     )
 
 
+def run_data(cfg: RunConfig, student_spec, *, world_size: int, rank: int, with_indices: bool):
+    """The data of a run of ``cfg``: the student's input spec, the data seed, full batches only.
+    ``ofakd cache record`` draws the same views through this."""
+    return build_data(
+        cfg.data,
+        cfg.augment,
+        input_size=student_spec.input_size,
+        mean=student_spec.mean,
+        std=student_spec.std,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.data_seed,
+        world_size=world_size,
+        rank=rank,
+        with_indices=with_indices,
+        drop_last=True,
+    )
+
+
 def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE_PROCESS) -> Setup:
     """Student (and teacher when the method needs one), data for the student's input, the distiller on ``device``.
 
@@ -112,19 +130,8 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
             teacher = build_model(cfg.teacher, num_classes, "teacher")
         teacher_spec = model_spec(teacher, cfg.teacher)
         check_forward(teacher, teacher_spec.input_size, "teacher", cfg.teacher.name)
-    bundle = build_data(
-        cfg.data,
-        cfg.augment,
-        input_size=student_spec.input_size,
-        mean=student_spec.mean,
-        std=student_spec.std,
-        batch_size=cfg.train.batch_size,
-        seed=cfg.data_seed,
-        world_size=dist.world_size,
-        rank=dist.rank,
-        with_indices=method.needs_sample_indices,
-        drop_last=True,
-    )
+    bundle = run_data(cfg, student_spec, world_size=dist.world_size, rank=dist.rank,
+                      with_indices=method.needs_sample_indices)
     if cache is not None:  # every mismatch stops the run here, before its first step
         cache.check_run(cfg, fingerprint=bundle.fingerprint, student_spec=student_spec, world_size=dist.world_size,
                         cycle=cfg.teacher.cache_cycle, method=method, precision=Precision(cfg.train.amp, device).mode)
