@@ -1,0 +1,280 @@
+"""The bad-input catalogue (docs/errors.md): every case is one line on stderr that names the problem
+and the fix, exit status 2, no traceback; ``--debug`` shows the traceback instead.
+
+Each case runs ``ofakd.cli.main([...])`` in-process on tiny models and data (a 16-px one-block ViT).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ofakd.cli import main
+from ofakd.errors import OfakdError
+
+torch.set_num_threads(1)
+
+TINY = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
+TEACHER = {"name": "test_byobnet", "input_size": [3, 16, 16]}
+
+
+def tiny(out: Path, command: str = "train") -> list[str]:
+    """A valid tiny run's flags (students: the tiny ViT; distill: kd from a tiny CNN teacher)."""
+    args = [command, "--config", "demo", "--out-dir", str(out / "runs"), "--epochs", "1",
+            "--data.train_subset", "32", "--data.val_subset", "8", "--train.batch_size", "8",
+            "--student.kwargs", json.dumps(TINY), "--student.input_size", "[3, 16, 16]"]
+    if command == "distill":
+        args += ["--set", f"teacher={json.dumps(TEACHER)}", "--method", "kd", "--train.eval_teacher", "false"]
+    return args
+
+
+def folder_data(out: Path, *, classes=("a", "b"), n=4, val=True) -> list[str]:
+    """An ImageFolder with ``classes`` under out/data; returns the flags that use it."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val") if val else ("train",):
+        for k, name in enumerate(classes):
+            folder = out / "data" / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{name}{k}_{i}.png")
+    return ["--data", "imagefolder", "--data.root", str(out / "data"), "--data.train_subset", "null",
+            "--data.val_subset", "null", "--train.batch_size", "4"]
+
+
+class Payload:
+    def __reduce__(self):
+        return builtins.exec, ("open('PWNED', 'w').write('ran')",)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished tiny `ofakd train` run."""
+    out = tmp_path_factory.mktemp("finished")
+    assert main([*tiny(out), "--name", "done"]) == 0
+    return out / "runs" / "done"
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(data, bytes) else path.write_text)(data)
+    return path
+
+
+# Each case: (id, build(tmp, finished) -> argv, words the one line must hold). ``tmp`` is the test's folder.
+CASES = [
+    # ---- configs and overrides
+    ("unknown-key", lambda t, f: [*tiny(t), "--set", "train.lrr=0.1"], ["unknown key 'train.lrr'", "did you mean 'train.lr'"]),
+    ("wrong-type", lambda t, f: [*tiny(t), "--train.epochs", "ten"], ["train.epochs", "expected an integer", "'ten'"]),
+    ("unknown-recipe", lambda t, f: ["train", "--config", "cifar-cn"], ["unknown recipe 'cifar-cn'", "did you mean 'cifar-cnn'"]),
+    ("missing-config-file", lambda t, f: ["train", "--config", str(t / "nope.yaml")], ["nope.yaml", "does not exist", "recipe name"]),
+    ("yaml-syntax", lambda t, f: ["train", "--config", str(write(t / "bad.yaml", "train: {lr: [1,\n"))],
+     ["bad.yaml", "is not valid YAML", "line"]),
+    ("config-not-a-mapping", lambda t, f: ["train", "--config", str(write(t / "list.yaml", "- 1\n- 2\n"))],
+     ["list.yaml", "must hold a mapping of sections"]),
+    ("base-loop", lambda t, f: ["train", "--config", str(write(t / "a.yaml", "base: b.yaml\n"))] if write(
+        t / "b.yaml", "base: a.yaml\n") else [], ["recipes inherit in a loop", "a.yaml", "b.yaml"]),
+    ("override-into-a-value", lambda t, f: [*tiny(t), "--set", "train=5", "--set", "train.lr=1"],
+     ["cannot set 'train.lr'", "'train' is a value, not a section"]),
+    ("set-without-equals", lambda t, f: [*tiny(t), "--set", "train.lr"], ["'train.lr' must look like KEY=VALUE", "train.lr=0.1"]),
+    ("unknown-flag", lambda t, f: [*tiny(t), "--trian.lr", "0.1"], ["unknown option '--trian.lr'", "did you mean '--train.lr'"]),
+    ("flag-without-value", lambda t, f: [*tiny(t), "--epochs"], ["--epochs", "expected one argument", "--help"]),
+    ("negative-lr", lambda t, f: [*tiny(t), "--train.lr", "-1"], ["train.lr", "greater than 0", "-1"]),
+    ("zero-epochs", lambda t, f: [*tiny(t), "--epochs", "0"], ["train.epochs", "greater than or equal to 1"]),
+    ("unknown-optimizer", lambda t, f: [*tiny(t), "--train.optimizer", "sgdd"], ["unknown timm optimizer 'sgdd'", "sgd"]),
+    ("bad-probability", lambda t, f: [*tiny(t), "--augment.hflip", "1.5"], ["augment.hflip", "probability between 0 and 1"]),
+    ("bad-interpolation", lambda t, f: [*tiny(t), "--augment.interpolation", "cubic"],
+     ["augment.interpolation", "must be one of", "bicubic"]),
+    ("bad-nonfinite-policy", lambda t, f: [*tiny(t), "--set", "train.nonfinite=ignore"],
+     ["train.nonfinite", "'stop' or 'skip'", "'ignore'"]),
+    ("checkpoint-every-zero", lambda t, f: [*tiny(t), "--checkpoint-every", "0"], ["train.checkpoint_every", "greater than or equal to 1"]),
+    ("negative-stop-after", lambda t, f: [*tiny(t), "--stop-after-epochs", "-1"], ["--stop-after-epochs", ">= 0"]),
+    ("not-a-device", lambda t, f: [*tiny(t), "--device", "toaster"], ["train.device", "not a device", "cpu"]),
+    ("fp16-without-gpu", lambda t, f: [*tiny(t), "--device", "cpu", "--train.amp", "fp16"], ["fp16 needs a CUDA GPU", "bf16 or none"]),
+    # ---- run folders and resume
+    ("run-exists", lambda t, f: [*tiny(f.parent.parent), "--name", "done"], ["already exists", "--resume", "--overwrite"]),
+    ("unusable-run-name", lambda t, f: [*tiny(t), "--name", "../.."], ["run.name", "no usable characters"]),
+    ("overwrite-a-non-run-folder", lambda t, f: [*tiny(t), "--name", "mine", "--overwrite"] if write(
+        t / "runs" / "mine" / "thesis.tex", "keep me") else [], ["does not look like a run folder", "not deleting"]),
+    ("resume-not-a-run", lambda t, f: ["train", "--resume", str(t)], ["no config.yaml there", "runs/NAME"]),
+    ("resume-changes-recipe", lambda t, f: ["train", "--resume", str(f), "--set", "train.lr=1"],
+     ["'train.lr' cannot change", "Start a new run"]),
+    ("resume-damaged-checkpoint", lambda t, f: ["train", "--resume", str(damaged_copy(f, t))],
+     ["last.pt is not a readable checkpoint", "nothing to resume", "--overwrite"]),
+    # ---- model names and checkpoints
+    ("unknown-model", lambda t, f: [*tiny(t), "--model", "resnet19"], ["unknown model 'resnet19'", "resnet18"]),
+    ("unknown-teacher", lambda t, f: [*tiny(t, "distill"), "--teacher", "test_byobnett"],
+     ["unknown model 'test_byobnett'", "test_byobnet"]),
+    ("teacher-missing", lambda t, f: [*tiny(t, "distill"), "--set", "teacher={}"], ["teacher.name is required", "--teacher NAME"]),
+    ("unknown-method", lambda t, f: [*tiny(t, "distill"), "--method", "ofaa"], ["method.name", "'ofaa'"]),
+    ("bad-model-kwargs", lambda t, f: [*tiny(t), "--set", "student.kwargs.patch_size=0"],
+     ["vit_tiny_patch16_224", "student.kwargs"]),
+    ("input-size-mismatch", lambda t, f: [*tiny(t), "--student.input_size", "[3, 32, 32]"],
+     ["cannot take student.input_size [3, 32, 32]", "kwargs.img_size"]),
+    ("pretrained-file-missing", lambda t, f: [*tiny(t), "--pretrained", str(t / "none.safetensors")],
+     ["student.pretrained", "does not exist", "local weights file"]),
+    ("teacher-checkpoint-missing", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(t / "none.pth")],
+     ["none.pth", "does not exist"]),
+    ("teacher-checkpoint-garbage", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint",
+                                                 str(write(t / "t.pth", b"not a checkpoint"))],
+     ["t.pth", "truncated or not a PyTorch file"]),
+    ("teacher-checkpoint-other-model", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(saved(
+        t / "lin.pth", torch.nn.Linear(3, 4).state_dict()))], ["lin.pth", "does not fit", "missing", "model name"]),
+    ("teacher-checkpoint-no-state-dict", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(saved(
+        t / "meta.pth", {"epoch": 3, "note": "hi"}))], ["meta.pth", "has no state_dict", "{'model': state_dict}"]),
+    ("teacher-checkpoint-runs-code", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(saved(
+        t / "evil.pth", {"w": torch.ones(1), "x": Payload()}))], ["evil.pth", "refused for safety", "safetensors"]),
+    ("corrupt-safetensors", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(write(t / "w.safetensors", b"xx"))],
+     ["w.safetensors", "not a readable safetensors file"]),
+    ("teacher-run-not-a-run", lambda t, f: [*tiny(t, "distill"), "--teacher-run", str(t)],
+     ["--teacher-run", "expected config.yaml and best.safetensors"]),
+    ("eval-missing-target", lambda t, f: ["eval", str(t / "nothing")], ["nothing", "does not exist", "run folder"]),
+    ("eval-run-without-best", lambda t, f: ["eval", str(without_best(f, t))], ["has no best.safetensors", "no epoch finished"]),
+    # ---- data folders
+    ("imagefolder-without-root", lambda t, f: [*tiny(t), "--data", "imagefolder"], ["imagefolder needs --data.root", "ROOT/train"]),
+    ("data-root-missing", lambda t, f: [*tiny(t), "--data", "imagefolder", "--data.root", str(t / "nowhere")],
+     ["data folder not found", "nowhere", "ROOT/train/<class>/<image>"]),
+    ("empty-data-folder", lambda t, f: [*tiny(t), *folder_data(t, classes=()), "--data.root", str(mkdir(t / "empty"))],
+     ["folder not found", "train", "ROOT/train/<class>/<image>"]),
+    ("images-without-class-folders", lambda t, f: [*tiny(t), *flat_images(t)], ["no class folders in", "ROOT/train/<class>"]),
+    ("one-class-only", lambda t, f: [*tiny(t), *folder_data(t, classes=("cat",))], ["only one class folder (cat)", "at least two"]),
+    ("classes-differ", lambda t, f: [*tiny(t), *folder_data(t, classes=("a", "b"), val=False), *val_only(t, ("a", "c"))],
+     ["class folders differ", "only in train: b", "only in val: c"]),
+    ("empty-class-folder", lambda t, f: [*tiny(t), *empty_class(t)], ["holds no images", "add images or remove the folder"]),
+    ("corrupt-image", lambda t, f: [*tiny(t), *corrupt(t)], ["cannot read image", "broken.png", "--data.skip_corrupt true"]),
+    ("corrupt-image-in-a-worker", lambda t, f: [*tiny(t), *corrupt(t), "--data.workers", "1"],
+     ["cannot read image", "broken.png", "--data.skip_corrupt true"]),
+    ("subset-larger-than-data", lambda t, f: [*tiny(t), "--data.train_subset", "100000"], ["data.train_subset=100000", "larger than"]),
+    ("no-full-batch", lambda t, f: [*tiny(t), "--train.batch_size", "64"], ["make no full batch of 64", "lower the batch size"]),
+    ("mixup-odd-batch", lambda t, f: [*tiny(t), "--augment.mixup", "0.5", "--train.batch_size", "7"], ["even batch size", "7"]),
+    ("download-not-possible", lambda t, f: [*tiny(t), "--data.download", "true"], ["download applies only to", "data.download false"]),
+    ("cifar-files-missing", lambda t, f: [*tiny(t), "--data", "cifar10", "--data.root", str(t)], ["CIFAR-10 files not found", "--data.download true"]),
+    # ---- teacher caches
+    ("cache-missing", lambda t, f: [*tiny(t, "distill"), "--teacher-cache", str(t / "nocache")],
+     ["teacher cache", "does not exist", "ofakd cache record"]),
+    ("cache-manifest-garbage", lambda t, f: [*tiny(t, "distill"), "--teacher-cache", str(cache_with(t, b"\x80\x04garbage"))],
+     ["manifest.json is unreadable", "record the cache again"]),
+    ("cache-foreign-manifest", lambda t, f: [*tiny(t, "distill"), "--teacher-cache", str(cache_with(t, b"{}"))],
+     ["not an ofakd teacher-cache manifest"]),
+    ("cache-newer-version", lambda t, f: [*tiny(t, "distill"), "--teacher-cache", str(cache_with(
+        t, json.dumps({"format": "ofakd-teacher-cache", "version": 99}).encode()))], ["version", "99", "record the cache again"]),
+    # ---- method options
+    ("method-option-out-of-range", lambda t, f: [*tiny(t, "distill"), "--method", "ofa", "--method.eps", "[0]"], ["method.eps"]),
+    ("method-option-unknown", lambda t, f: [*tiny(t, "distill"), "--set", "method.temprature=2"],
+     ["unknown key 'method.temprature'", "did you mean 'method.temperature'"]),
+    ("method-option-wrong-type", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "hot"],
+     ["method.temperature", "expected a number", "'hot'"]),
+]
+
+
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def saved(path: Path, obj) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+def damaged_copy(run: Path, tmp: Path) -> Path:
+    copy = tmp / "copy"
+    shutil.copytree(run, copy)
+    (copy / "last.pt").write_bytes((copy / "last.pt").read_bytes()[:1000])
+    (copy / "last.prev.pt").unlink(missing_ok=True)
+    return copy
+
+
+def without_best(run: Path, tmp: Path) -> Path:
+    copy = tmp / "nobest"
+    shutil.copytree(run, copy)
+    (copy / "best.safetensors").unlink()
+    return copy
+
+
+def flat_images(tmp: Path) -> list[str]:
+    folder_data(tmp, classes=("a", "b"))
+    for split in ("train", "val"):
+        for path in (tmp / "data" / split).rglob("*.png"):
+            path.rename(tmp / "data" / split / path.name)
+        for sub in ("a", "b"):
+            (tmp / "data" / split / sub).rmdir()
+    return ["--data", "imagefolder", "--data.root", str(tmp / "data")]
+
+
+def val_only(tmp: Path, classes) -> list[str]:
+    for name in classes:
+        folder = tmp / "data" / "val" / name
+        folder.mkdir(parents=True)
+        Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(folder / "x.png")
+    return []
+
+
+def empty_class(tmp: Path) -> list[str]:
+    args = folder_data(tmp, classes=("a", "b"))
+    for split in ("train", "val"):
+        (tmp / "data" / split / "z").mkdir()
+    return args
+
+
+def corrupt(tmp: Path) -> list[str]:
+    args = folder_data(tmp, classes=("a", "b"), n=4)
+    good = next((tmp / "data" / "train" / "a").glob("*.png"))
+    write(tmp / "data" / "train" / "a" / "broken.png", good.read_bytes()[:60])  # a PNG cut short
+    return [*args, "--train.batch_size", "9"]  # one batch of every image: broken.png is in it
+
+
+def cache_with(tmp: Path, manifest: bytes) -> Path:
+    write(tmp / "cache" / "manifest.json", manifest)
+    return tmp / "cache"
+
+
+def run_cli(capsys, argv) -> tuple[int, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # (must not happen: usage errors return 2 too)
+        code = f"SystemExit({exit_.code})"
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def test_the_catalogue_is_large_and_distinct():
+    ids = [case[0] for case in CASES]
+    assert len(ids) == len(set(ids)) >= 30
+
+
+@pytest.mark.parametrize(("build", "words"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_is_one_clear_line(build, words, tmp_path, finished, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (anything written to the working folder stays in the test's folder)
+    argv = build(tmp_path, finished)
+    code, err = run_cli(capsys, argv)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith(f"ofakd {argv[0]}: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("build", [CASES[1][1], next(c[1] for c in CASES if c[0] == "unknown-model")])
+def test_debug_shows_the_traceback(build, tmp_path, finished):
+    with pytest.raises(OfakdError):
+        main(["--debug", *[str(a) for a in build(tmp_path, finished)]])
+
+
+def test_skip_corrupt_trains_past_a_broken_image(tmp_path, capsys):
+    args = corrupt(tmp_path)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) under .*broken.png"):
+        code = main([*tiny(tmp_path), *args, "--data.skip_corrupt", "true", "--train.batch_size", "4", "--name", "skip"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "runs" / "skip" / "summary.json").read_text())
+    assert summary["train_images"] == 8 and summary["complete"]
