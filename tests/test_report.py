@@ -188,3 +188,20 @@ def test_formatting_helpers():
     assert fmt_duration(42) == "42.0s"
     assert fmt_duration(185) == "3m 05s"
     assert fmt_duration(2 * 3600 + 7 * 60) == "2h 07m"
+
+
+def test_find_runs_skips_unfinished_runs_inside_a_parent(tmp_path):
+    import json as _json
+
+    import pytest as _pytest
+
+    from ofakd.analysis.runs import find_runs
+
+    for name, complete in (("done", True), ("training", False)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text(_json.dumps({"method": "kd", "complete": complete, "seed": 0}))
+        (folder / "metrics.jsonl").write_text("")
+    with _pytest.warns(UserWarning, match="has not finished"):
+        runs = find_runs([tmp_path])
+    assert [r.path.name for r in runs] == ["done"]

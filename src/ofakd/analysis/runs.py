@@ -125,8 +125,8 @@ def load_run(path: str | Path) -> Run:
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Runs in ``paths``: each a run folder, or a folder whose sub-folders (any depth) are runs.
 
-    Inside a parent folder, sub-folders without a ``summary.json`` (unfinished runs) are
-    skipped with a warning; a run given twice is read once.
+    Inside a parent folder, unfinished runs (no ``summary.json``, or one the engine marks
+    ``"complete": false`` while it trains) are skipped with a warning; a run given twice is read once.
     """
     runs: list[Run] = []
     seen: set[Path] = set()
@@ -147,9 +147,14 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
             raise OfakdError(f"{path} is not a folder: pass run folders (each with a {SUMMARY})")
         for candidate in candidates:
             resolved = candidate.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                runs.append(load_run(candidate))
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            run = load_run(candidate)
+            if run.summary.get("complete") is False and len(candidates) > 1:
+                warnings.warn(f"skipping {candidate}: the run has not finished (complete: false)", stacklevel=2)
+                continue
+            runs.append(run)
     return runs
 
 
