@@ -19,8 +19,6 @@ from PIL import Image
 from ofakd.cli import main
 from ofakd.errors import OfakdError
 
-torch.set_num_threads(1)
-
 TINY = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
 TEACHER = {"name": "test_byobnet", "input_size": [3, 16, 16]}
 

@@ -38,15 +38,6 @@ STRONG = {"auto_augment": "rand-m9-mstd0.5-inc1", "reprob": 0.25, "mixup": 0.8, 
 """RandAugment, random erasing, mixup and cutmix on (plus the demo recipe's label smoothing)."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP threads crawl on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory):
     """A resnet18 teacher with logits of a realistic size (a few units), saved as a checkpoint."""

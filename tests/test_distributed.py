@@ -35,14 +35,6 @@ LAUNCH_TIMEOUT = 240
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,12 +104,7 @@ def initial_weights(run: Path) -> dict[str, torch.Tensor]:
 def one_process(tmp_path_factory) -> Path:
     """The reference: one process, batch 32."""
     out = tmp_path_factory.mktemp("one")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(distill_args(out, "one", batch=32)) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(distill_args(out, "one", batch=32)) == 0
     return out / "one"
 
 

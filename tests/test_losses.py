@@ -19,16 +19,6 @@ from ofakd.distill.rsd import rsd_loss
 from .tiny_models import tiny
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP threads
-    spin against each other (a step is ~15x slower): run this module single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _softmax(z):
     e = np.exp(z - z.max())
     return e / e.sum()

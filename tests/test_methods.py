@@ -21,16 +21,6 @@ METHODS = ["dkd", "dist", "fitnet", "rkd", "crd", "cc", "rsd", "ofa+rsd"]
 NUM_SAMPLES = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP threads
-    spin against each other (a step is ~15x slower): run this module single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _stem(model):
     """The first module of every forward (to count forwards with a hook)."""
     for name in ("patch_embed", "stem", "conv1"):

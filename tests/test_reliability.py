@@ -37,8 +37,6 @@ from ofakd.engine.checkpoint import (
 )
 from ofakd.engine.metrics_log import read_records
 
-torch.set_num_threads(1)
-
 TINY = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2,
         "drop_path_rate": 0.2, "proj_drop_rate": 0.1}
 STEPS_PER_EPOCH = 12
