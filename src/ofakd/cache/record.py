@@ -9,7 +9,6 @@ process records them all, or under ``torchrun`` each process records its share.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from ..config.schema import RunConfig
 from ..data import dataset_num_classes
 from ..data.views import untouched_rng
 from ..engine.build import build_model, model_spec, run_data, teacher_adapter
+from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
 from ..engine.precision import Precision
 from ..engine.seeding import seed_all
@@ -41,7 +41,7 @@ from .manifest import (
     view_transforms,
 )
 from .reader import TeacherCache, read_manifest, view_means
-from .storage import DONE, MANIFEST, Layout, atomic_write_bytes
+from .storage import DONE, MANIFEST, Layout
 from .topk import encode_topk
 
 
@@ -165,7 +165,7 @@ def record_cache(
     for epoch in range(manifest["epochs"]):
         if layout.allocate(epoch):
             log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
-    atomic_write_bytes(layout.manifest, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_json(layout.manifest, manifest)
 
     teacher.to(device).eval()
     if adapter is not None:

@@ -18,7 +18,6 @@ recording resumes block by block and a shortened (truncated) file is found by it
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +110,9 @@ class Layout:
     def mark_done(self, epoch: int, rank: int) -> None:
         path = self.marker(epoch, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, f"{self.rows_per_rank}\n".encode())
+        from ..engine.checkpoint import write_text  # here: the engine package imports the cache
+
+        write_text(path, f"{self.rows_per_rank}\n")
 
     def rank_rows(self, rank: int) -> slice:
         return slice(rank * self.rows_per_rank, (rank + 1) * self.rows_per_rank)
@@ -163,19 +164,3 @@ class Layout:
         for path in self.directory.glob("epoch_*.*"):
             total += path.stat().st_size
         return total
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync, and rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
