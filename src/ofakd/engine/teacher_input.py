@@ -59,6 +59,16 @@ class TeacherInput(nn.Module):
             out = F.interpolate(out, size=self.teacher_hw, mode=self.interpolation, align_corners=False, antialias=down)
         return out
 
+    @property
+    def is_identity(self) -> bool:
+        """True when the teacher takes the student's batch as it is (same size, channels, mean, std)."""
+        return (
+            not self.resize
+            and self.student_channels == self.teacher_channels
+            and torch.equal(self.student_mean, self.teacher_mean)
+            and torch.equal(self.student_std, self.teacher_std)
+        )
+
     def extra_repr(self) -> str:
         return f"channels {self.student_channels}->{self.teacher_channels}, resize to {self.teacher_hw if self.resize else 'same'}"
 
@@ -77,12 +87,6 @@ def build_teacher_input(
     interpolation: str = "bilinear",
 ) -> TeacherInput | None:
     """A :class:`TeacherInput`, or None when the teacher takes the student's batch as it is."""
-    same_shape = tuple(student_size) == tuple(teacher_size)
-    c = int(student_size[0])
-    same_norm = same_shape and (
-        channel_stats(student_mean, c, "student mean") == channel_stats(teacher_mean, c, "teacher mean")
-        and channel_stats(student_std, c, "student std") == channel_stats(teacher_std, c, "teacher std")
-    )
-    if same_norm:
-        return None
-    return TeacherInput(student_size, student_mean, student_std, teacher_size, teacher_mean, teacher_std, interpolation)
+    adapter = TeacherInput(student_size, student_mean, student_std, teacher_size, teacher_mean, teacher_std,
+                           interpolation)
+    return None if adapter.is_identity else adapter
