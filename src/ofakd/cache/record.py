@@ -22,6 +22,7 @@ from .. import __version__
 from ..config.schema import RunConfig
 from ..data import dataset_num_classes
 from ..data.views import untouched_rng
+from ..distill.teacher_view import TeacherView, prepare_teacher
 from ..engine.build import build_model, model_spec, run_data, teacher_adapter
 from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
@@ -167,9 +168,8 @@ def record_cache(
             log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
     write_json(layout.manifest, manifest)
 
-    teacher.to(device).eval()
-    if adapter is not None:
-        adapter.to(device)
+    prepare_teacher(teacher.to(device))  # after the weights' hash: folding drops BatchNorm entries
+    teacher_view = TeacherView(adapter).to(device)  # what a live distiller feeds it
     bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
     log(
         f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
@@ -182,7 +182,7 @@ def record_cache(
             started = time.perf_counter()
             _record_block(
                 teacher,
-                adapter,
+                teacher_view,
                 precision,
                 device,
                 bundles[rank],
@@ -205,7 +205,7 @@ def record_cache(
 
 
 def _record_block(
-    teacher, adapter, precision, device, bundle, layout, epoch, rank, steps, batch, storage, k, on_step
+    teacher, teacher_view, precision, device, bundle, layout, epoch, rank, steps, batch, storage, k, on_step
 ) -> None:
     """Record ``rank``'s views of ``epoch``: teacher forward per batch, rows written in step order."""
     bundle.train_sampler.set_epoch(epoch)
@@ -217,7 +217,7 @@ def _record_block(
             rows = slice(base + step * batch, base + (step + 1) * batch)
             x = images.to(device, non_blocking=True)
             with precision.autocast(), torch.inference_mode():
-                logits = teacher(adapter(x) if adapter is not None else x)
+                logits = teacher(teacher_view(x))
             logits = logits.float().cpu()
             if storage == "full":
                 half = logits.numpy().astype(np.float16)
