@@ -12,8 +12,10 @@ load hits every variant alike), one optimizer step of:
                      backward plus branches, no teacher, no cache reads.
 
 It prints images/s, peak memory (CUDA: peak allocated; CPU: peak resident-set growth while the
-variant ran), the ratio of each step to the student-only step, and the branch parameters and
-forward FLOPs as multiples of the student's. Runs on CPU here and on a GPU unchanged
+variant ran), the ratio of each step to the student-only step beside the ratio of the FLOPs the
+step performs (forward, backward and teacher forward, counted by ``FlopCounterMode``: where the
+two agree, the step runs as fast as its arithmetic allows), and the branch parameters and forward
+FLOPs as multiples of the student's. Runs on CPU here and on a GPU unchanged
 (``--device cuda``). Timings are measured, never asserted.
 
     python bench/throughput.py            # paper pairs at 224 px, batch 8
@@ -112,6 +114,13 @@ def record_teacher_cache(pair: Pair, batch: int, steps: int, directory: str, dev
     return record_cache(cfg, directory, device=device, log=lambda _msg: None)
 
 
+def step_flops(step, name: str) -> int:
+    """FLOPs of one optimizer step of ``name``: forwards (teacher included) and backward."""
+    with FlopCounterMode(display=False) as counter:
+        step(name, 0)
+    return counter.get_total_flops()
+
+
 def forward_flops(fn, *args) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn(*args)
@@ -166,6 +175,7 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
 
         for name in distillers:  # warm-up: allocator, oneDNN/cuDNN kernel choice
             step(name, 0)
+        flops = {name: step_flops(step, name) for name in distillers}
         seconds = {name: [] for name in distillers}
         memory = dict.fromkeys(distillers, 0)
         for _ in range(rounds):
@@ -196,6 +206,7 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
             "step_s": median,
             "images_per_s": batch / median,
             "ratio": median / base,
+            "flops_ratio": flops[name] / flops["student only"],
             "peak_mib": memory[name] / 2**20,
         })
     rows.append({
@@ -209,12 +220,12 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
 
 def print_table(rows: list[dict], *, batch: int, size: int, device: torch.device) -> None:
     print(f"\n### Throughput ({device.type}, {torch.get_num_threads()} threads, {size} px, batch {batch})\n")
-    print("| pair | variant | images/s | step (s) | × student-only | peak memory (MiB) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| pair | variant | images/s | step (s) | × student-only | step FLOPs × student-only | peak memory (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for row in rows:
         if "variant" in row:
             print(f"| {row['pair']} | {row['variant']} | {row['images_per_s']:.1f} | {row['step_s']:.3f} | "
-                  f"{row['ratio']:.2f} | {row['peak_mib']:.0f} |")
+                  f"{row['ratio']:.2f} | {row['flops_ratio']:.2f} | {row['peak_mib']:.0f} |")
     print("\n| pair | OFA branch params × student | OFA branch FLOPs × student | official OFA × student-only |")
     print("|---|---:|---:|---:|")
     for row in rows:
@@ -227,8 +238,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small models at 32 px instead of the paper pairs at 224 px")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=None, help="steps per variant per round (default 3; quick 4)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per variant per round (default 4; quick 4)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -236,8 +247,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     pairs, size = (QUICK_PAIRS, 32) if args.quick else (FULL_PAIRS, 224)
-    steps = args.steps or (4 if args.quick else 3)
-    rounds = args.rounds or (2 if args.quick else 3)
+    steps = args.steps or 4
+    rounds = args.rounds or (2 if args.quick else 5)
     rows = []
     for teacher, t_kwargs, student, s_kwargs in pairs:
         rows += bench_pair(Pair(teacher, t_kwargs, student, s_kwargs, size), batch=args.batch, steps=steps,
