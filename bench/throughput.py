@@ -9,7 +9,8 @@ load hits every variant alike), one optimizer step of:
 * ``OFA cache``      OFA-KD reading the teacher's logits from a teacher-output cache
                      (recorded here with ``ofakd.cache.record_cache`` over real digits views);
 * ``OFA floor``      OFA-KD with the teacher's logits handed over for free: student forward and
-                     backward plus branches, no teacher, no cache reads.
+                     backward plus branches, no teacher, no cache reads;
+* ``teacher forward`` the live teacher's forward alone (inference mode), as the distillers run it.
 
 It prints images/s, peak memory (CUDA: peak allocated; CPU: peak resident-set growth while the
 variant ran), the ratio of each step to the student-only step beside the ratio of the FLOPs the
@@ -158,6 +159,9 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
         cache = record_teacher_cache(pair, batch, steps, folder, device)
 
         def step(name: str, i: int) -> None:
+            if name == "teacher forward":
+                distillers["KD"].run_teacher(images[i])
+                return
             kwargs = {}
             if name == "OFA cache":
                 kwargs["teacher_logits"] = cache.read(0, i).to(device, non_blocking=True)
@@ -173,13 +177,14 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
-        for name in distillers:  # warm-up: allocator, oneDNN/cuDNN kernel choice
+        variants = [*distillers, "teacher forward"]
+        for name in variants:  # warm-up: allocator, oneDNN/cuDNN kernel choice
             step(name, 0)
-        flops = {name: step_flops(step, name) for name in distillers}
-        seconds = {name: [] for name in distillers}
-        memory = dict.fromkeys(distillers, 0)
+        flops = {name: step_flops(step, name) for name in variants}
+        seconds = {name: [] for name in variants}
+        memory = dict.fromkeys(variants, 0)
         for _ in range(rounds):
-            for name in distillers:
+            for name in variants:
                 sync()
                 with PeakMemory(device) as peak:
                     start = time.perf_counter()
@@ -198,7 +203,7 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
     branch_flops += max(tap_flops - student_flops, 0)
     base = statistics.median(seconds["student only"])
     rows = []
-    for name in distillers:
+    for name in variants:
         median = statistics.median(seconds[name])
         rows.append({
             "pair": f"{pair.teacher} -> {pair.student}",
@@ -207,6 +212,7 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
             "images_per_s": batch / median,
             "ratio": median / base,
             "flops_ratio": flops[name] / flops["student only"],
+            "gflops_per_s": flops[name] / median / 1e9,
             "peak_mib": memory[name] / 2**20,
         })
     rows.append({
@@ -218,14 +224,31 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
     return rows
 
 
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """The device's float32 matrix-multiply rate (best of ``repeats`` n x n products): the roof for GFLOP/s."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first one warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def print_table(rows: list[dict], *, batch: int, size: int, device: torch.device) -> None:
     print(f"\n### Throughput ({device.type}, {torch.get_num_threads()} threads, {size} px, batch {batch})\n")
-    print("| pair | variant | images/s | step (s) | × student-only | step FLOPs × student-only | peak memory (MiB) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| pair | variant | images/s | step (s) | × student-only | step FLOPs × student-only | GFLOP/s "
+          "| peak memory (MiB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         if "variant" in row:
             print(f"| {row['pair']} | {row['variant']} | {row['images_per_s']:.1f} | {row['step_s']:.3f} | "
-                  f"{row['ratio']:.2f} | {row['flops_ratio']:.2f} | {row['peak_mib']:.0f} |")
+                  f"{row['ratio']:.2f} | {row['flops_ratio']:.2f} | {row['gflops_per_s']:.0f} | {row['peak_mib']:.0f} |")
+    print(f"\nfloat32 2048² matrix multiply on this device: {matmul_gflops(device):.0f} GFLOP/s")
     print("\n| pair | OFA branch params × student | OFA branch FLOPs × student | official OFA × student-only |")
     print("|---|---:|---:|---:|")
     for row in rows:

@@ -20,14 +20,17 @@ def test_throughput_bench_quick_mode_measures_every_variant(capsys):
     finally:
         torch.set_num_threads(threads)
     variants = [r for r in rows if "variant" in r]
-    assert [r["variant"] for r in variants[:5]] == ["student only", "KD", "OFA live", "OFA cache", "OFA floor"]
-    assert len(variants) == 10
-    assert all(r["images_per_s"] > 0 and r["step_s"] > 0 for r in variants)
+    assert [r["variant"] for r in variants[:6]] == [
+        "student only", "KD", "OFA live", "OFA cache", "OFA floor", "teacher forward"
+    ]
+    assert len(variants) == 12
+    assert all(r["images_per_s"] > 0 and r["step_s"] > 0 and r["gflops_per_s"] > 0 for r in variants)
     assert [r["ratio"] for r in variants if r["variant"] == "student only"] == [1.0, 1.0]
     by_name = {(r["pair"], r["variant"]): r["flops_ratio"] for r in variants}
     for pair in {r["pair"] for r in variants}:
         # the live teacher's forward and the branches are real arithmetic; a cache read is none
         assert by_name[pair, "OFA live"] > by_name[pair, "KD"] > 1.0
+        assert by_name[pair, "KD"] > by_name[pair, "teacher forward"] > 0
         assert by_name[pair, "OFA live"] > by_name[pair, "OFA cache"] == by_name[pair, "OFA floor"] > 1.0
     extras = [r for r in rows if "branch_params_x" in r]
     assert len(extras) == 2 and all(r["branch_params_x"] > 0 and r["branch_flops_x"] > 0 for r in extras)
