@@ -1,7 +1,6 @@
 """Training throughput of distillation against its floor, side by side in one process.
 
-For each teacher -> student pair it times, interleaved round by round (so drift in machine
-load hits every variant alike), one optimizer step of:
+For each teacher -> student pair it times, interleaved round by round, one optimizer step of:
 
 * ``student only``   the student on labels alone (vanilla): the reference step;
 * ``KD``             Hinton KD with the live teacher;
@@ -11,6 +10,10 @@ load hits every variant alike), one optimizer step of:
 * ``OFA floor``      OFA-KD with the teacher's logits handed over for free: student forward and
                      backward plus branches, no teacher, no cache reads;
 * ``teacher forward`` the live teacher's forward alone (inference mode), as the distillers run it.
+
+A variant's ratio to the student-only step is the median over rounds of its time in a round over
+the student-only time in the same round, so drift in machine load (other tenants of a shared
+CPU) cancels between neighbours instead of landing on whichever variant ran during it.
 
 It prints images/s, peak memory (CUDA: peak allocated; CPU: peak resident-set growth while the
 variant ran), the ratio of each step to the student-only step beside the ratio of the FLOPs the
@@ -201,7 +204,7 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
         _, features = ofa.student_tap(x)
     branch_flops = sum(forward_flops(ofa.branches[f"stage{s}"], features[s - 1]) for s in ofa.options.stages)
     branch_flops += max(tap_flops - student_flops, 0)
-    base = statistics.median(seconds["student only"])
+    base = seconds["student only"]
     rows = []
     for name in variants:
         median = statistics.median(seconds[name])
@@ -210,7 +213,7 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
             "variant": name,
             "step_s": median,
             "images_per_s": batch / median,
-            "ratio": median / base,
+            "ratio": statistics.median(t / b for t, b in zip(seconds[name], base)),
             "flops_ratio": flops[name] / flops["student only"],
             "gflops_per_s": flops[name] / median / 1e9,
             "peak_mib": memory[name] / 2**20,
@@ -261,8 +264,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small models at 32 px instead of the paper pairs at 224 px")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=None, help="steps per variant per round (default 4; quick 4)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per variant per round (default 2; quick 4)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 10; quick 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -270,8 +273,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     pairs, size = (QUICK_PAIRS, 32) if args.quick else (FULL_PAIRS, 224)
-    steps = args.steps or 4
-    rounds = args.rounds or (2 if args.quick else 5)
+    steps = args.steps or (4 if args.quick else 2)
+    rounds = args.rounds or (2 if args.quick else 10)
     rows = []
     for teacher, t_kwargs, student, s_kwargs in pairs:
         rows += bench_pair(Pair(teacher, t_kwargs, student, s_kwargs, size), batch=args.batch, steps=steps,
