@@ -118,6 +118,12 @@ def record_teacher_cache(pair: Pair, batch: int, steps: int, directory: str, dev
     return record_cache(cfg, directory, device=device, log=lambda _msg: None)
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer sees it finished (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step_flops(step, name: str) -> int:
     """FLOPs of one optimizer step of ``name``: forwards (teacher included) and backward."""
     with FlopCounterMode(display=False) as counter:
@@ -176,10 +182,6 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
             sum(losses.values()).backward()
             optimizer.step()
 
-        def sync() -> None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-
         variants = [*distillers, "teacher forward"]
         for name in variants:  # warm-up: allocator, oneDNN/cuDNN kernel choice
             step(name, 0)
@@ -188,12 +190,12 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
         memory = dict.fromkeys(variants, 0)
         for _ in range(rounds):
             for name in variants:
-                sync()
+                sync(device)
                 with PeakMemory(device) as peak:
                     start = time.perf_counter()
                     for i in range(steps):
                         step(name, i)
-                    sync()
+                    sync(device)
                     seconds[name].append((time.perf_counter() - start) / steps)
                 memory[name] = max(memory[name], peak.peak)
 
@@ -232,12 +234,10 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> floa
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     best = float("inf")
     for _ in range(repeats + 1):  # the first one warms up
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 

@@ -1,10 +1,11 @@
 """What the teacher is fed, and the teacher made ready for inference.
 
-The feed: the engine's input adapter (re-normalise, resize), then channels-last. Convolutions on CPU (oneDNN) and on GPU (cuDNN) run markedly faster in channels-last memory
-format; the teacher only runs inference, so it is converted once and fed channels-last
-batches. The values are unchanged: only the memory layout differs. The teacher's eval-mode
-BatchNorms are folded into the convolutions before them (``ofakd.models.fold_batchnorm``): the same
-function with a memory pass fewer per BatchNorm.
+The feed: the engine's input adapter (re-normalise, resize), then channels-last. Convolutions on
+CPU (oneDNN) and on GPU (cuDNN) run markedly faster in channels-last memory format; the teacher
+only runs inference, so it is converted once and fed channels-last batches. The values are
+unchanged: only the memory layout differs. The teacher's eval-mode BatchNorms are folded into the
+convolutions before them (``ofakd.models.fold_batchnorm``): the same function with a memory pass
+fewer per BatchNorm.
 """
 
 from __future__ import annotations

@@ -15,14 +15,12 @@ trace, or that have no BatchNorm, are left as they are.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
+from timm.layers import BatchNormAct2d  # BatchNorm + activation in one module (EfficientNet, RegNet, ...)
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-try:  # timm's BatchNorm + activation in one module (EfficientNet, RegNet, ResNetV2, ...)
-    from timm.layers import BatchNormAct2d
-except ImportError:  # pragma: no cover - timm is a dependency; kept for older layouts
-    BatchNormAct2d = None
 
 
 class _ConvBatchNormTracer(fx.Tracer):
@@ -33,8 +31,7 @@ class _ConvBatchNormTracer(fx.Tracer):
 
 
 def _foldable_batchnorm(module: nn.Module) -> bool:
-    plain = type(module) is nn.BatchNorm2d or (BatchNormAct2d is not None and type(module) is BatchNormAct2d)
-    return plain and not module.training and module.running_mean is not None
+    return type(module) in (nn.BatchNorm2d, BatchNormAct2d) and not module.training and module.running_mean is not None
 
 
 def conv_batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -45,10 +42,7 @@ def conv_batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
         graph = _ConvBatchNormTracer().trace(model)
     except Exception:  # noqa: BLE001 - data-dependent control flow: not traceable, fold nothing
         return []
-    calls: dict[str, int] = {}
-    for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
