@@ -3,6 +3,7 @@
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 import ofakd
 from ofakd.errors import ConfigError, ModelError
@@ -188,3 +189,47 @@ def test_unsupported_stage_feature_shape():
         build_branch(torch.zeros(2, 64), 1, student_dim=64, teacher_dim=64, num_classes=10, image_hw=(32, 32))
     with pytest.raises(ModelError, match="cannot lay 7 tokens"):
         build_branch(torch.zeros(2, 7, 64), 1, student_dim=64, teacher_dim=64, num_classes=10, image_hw=(32, 32))
+
+
+# ---- token branches as the reference builds them -------------------------------------
+@pytest.mark.parametrize(
+    ("grid", "gelus"),
+    [
+        (7, []),  # no merge
+        (14, [True]),  # one merge: GELU after it
+        (28, [True, False]),  # two merges: after the first only
+        (56, [True, True, False]),  # three: after all but the last
+        (112, [True, True, True, False]),
+    ],
+)
+def test_token_branch_gelu_after_every_merge_but_the_last(grid, gelus):
+    from ofakd.distill.ofa_branches import build_branch
+
+    tokens = torch.zeros(2, 1 + grid * grid, 16)
+    branch = build_branch(
+        tokens, 1, student_dim=16, teacher_dim=32, num_classes=10, image_hw=(grid, grid),
+        num_prefix_tokens=1, class_token=True,
+    )
+    assert len(branch.mergers) == len(gelus)
+    assert [isinstance(a, nn.GELU) for a in branch.merge_activations] == gelus
+    assert branch(torch.randn(2, 1 + grid * grid, 16)).shape == (2, 10)
+
+
+def test_token_branch_blocks_use_the_reference_layer_norm_eps():
+    from ofakd.distill.ofa_branches import build_branch
+
+    branch = build_branch(torch.zeros(2, 197, 16), 2, student_dim=16, teacher_dim=32, num_classes=10,
+                          image_hw=(224, 224), num_prefix_tokens=1, class_token=True)
+    norms = [m for m in branch.blocks.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(norms) == 2 * 2 and all(m.eps == 1e-5 for m in norms)
+
+
+def test_stage4_map_branch_conv_bias_keeps_pytorch_default_init():
+    from ofakd.distill.ofa_branches import build_branch
+
+    torch.manual_seed(0)
+    branch = build_branch(torch.zeros(2, 64, 7, 7), 4, student_dim=64, teacher_dim=128, num_classes=10,
+                          image_hw=(224, 224))
+    conv = branch[0]
+    bound = 1 / 64**0.5  # PyTorch's uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert conv.bias.abs().max() <= bound and conv.bias.abs().min() > 0

@@ -4,16 +4,22 @@ Maps (B, C, H, W) at stage s < 4: (4 - s) depthwise-separable stride-2 blocks, c
 doubling, the last out to max(D_s, D_t); at stage 4 a 1x1 conv to max(D_s, D_t); then
 global average pooling and Linear(num_classes).
 
-Tokens (B, N, D): prefix tokens set aside, 2x2 patch merging (LayerNorm(4C) -> Linear)
-while the grid is at least twice 7 on its shorter side, prefix tokens put back, then
-max(4 - s, 1) transformer blocks of width D_s (4 heads), read out by the class token
-(or the mean of the patch tokens when the student has none), Linear(num_classes).
-The grid is derived from the feature and the input size, so any resolution works.
+Tokens (B, N, D): prefix tokens set aside, k = floor(log2(min(h, w) / 7)) 2x2 patch merges
+(LayerNorm(4C) -> Linear), each followed by GELU as in the reference: after merge 1 always,
+after merges 2 .. k-1, never after merge k when k >= 2. Prefix tokens put back, then
+max(4 - s, 1) transformer blocks of width D_s (4 heads, no qkv bias, LayerNorm eps 1e-5 as in
+the reference), read out by the class token (or the mean of the patch tokens when the student
+has none), Linear(num_classes). The grid is derived from the feature and the input size, so any
+resolution works; odd grids are zero-padded before a merge (the reference assumes even grids).
+
+Init as the reference: conv kaiming-normal (fan_out) with a conv bias left at PyTorch's default,
+BatchNorm/LayerNorm (1, 0), Linear trunc-normal 0.02 with bias 0.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from timm.layers import trunc_normal_
@@ -23,6 +29,14 @@ from torch import nn
 from ..errors import ModelError
 
 FINAL_GRID = 7
+BLOCK_LAYER_NORM_EPS = 1e-5
+"""The reference's branch blocks use PyTorch's LayerNorm default, not timm's ViT 1e-6."""
+
+
+def gelu_after_merge(index: int, merges: int) -> bool:
+    """Whether merge ``index`` (0-based) of ``merges`` is followed by GELU: the first always,
+    later ones all but the last."""
+    return index == 0 or index < merges - 1
 
 
 class SepConv(nn.Module):
@@ -99,6 +113,9 @@ class TokenBranch(nn.Module):
         self.mergers = nn.ModuleList(
             PatchMerging(dim if i == 0 else student_dim, student_dim) for i in range(merges)
         )
+        self.merge_activations = nn.ModuleList(
+            nn.GELU() if gelu_after_merge(i, merges) else nn.Identity() for i in range(merges)
+        )
         needs_projection = dim != student_dim
         # without any merge, a width change still needs a projection (tokens and prefix tokens alike)
         self.patch_projection = (
@@ -110,7 +127,10 @@ class TokenBranch(nn.Module):
             nn.Linear(dim, student_dim, bias=False) if needs_projection and num_prefix_tokens else nn.Identity()
         )
         heads = 4 if student_dim % 4 == 0 else 1
-        self.blocks = nn.Sequential(*[Block(dim=student_dim, num_heads=heads) for _ in range(max(4 - stage, 1))])
+        norm = partial(nn.LayerNorm, eps=BLOCK_LAYER_NORM_EPS)
+        self.blocks = nn.Sequential(
+            *[Block(dim=student_dim, num_heads=heads, norm_layer=norm) for _ in range(max(4 - stage, 1))]
+        )
         self.head = nn.Linear(student_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,8 +141,9 @@ class TokenBranch(nn.Module):
                 "build the distiller with the input_size you train at"
             )
         grid = self.grid
-        for merger in self.mergers:
+        for merger, activation in zip(self.mergers, self.merge_activations):
             patches, grid = merger(patches, grid)
+            patches = activation(patches)
         patches = self.patch_projection(patches)
         x = self.blocks(torch.cat([self.prefix_projection(prefix), patches], dim=1))
         readout = x[:, 0] if self.class_token else x[:, self.num_prefix_tokens :].mean(dim=1)
@@ -143,12 +164,11 @@ def token_grid(num_patches: int, image_hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def init_branch_weights(module: nn.Module) -> None:
-    """Conv: kaiming-normal (fan_out); BN/LayerNorm: (1, 0); Linear: trunc-normal 0.02, bias 0."""
+    """Conv: kaiming-normal (fan_out), bias as PyTorch made it; BN/LayerNorm: (1, 0);
+    Linear: trunc-normal 0.02, bias 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
