@@ -25,6 +25,22 @@ def test_shipped_recipes_are_listed_and_valid():
         assert isinstance(load_config(name), RunConfig)
 
 
+REFERENCE_WARMUP_LR = {
+    # the reference's default warm-up lr (1e-4) unless its config sets one (ViT/MLP: 5e-7)
+    "cifar-cnn": 1e-4, "imagenet-cnn": 1e-4, "imagenet-stronger": 1e-4,
+    "cifar-vit-mlp": 5e-7, "imagenet-vit-mlp": 5e-7,
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_official_recipes_follow_the_reference_training_defaults(name):
+    cfg = load_config(name)
+    assert cfg.train.warmup_lr == REFERENCE_WARMUP_LR[name]
+    assert cfg.augment.interpolation == "random"  # the reference's training interpolation
+    expected_smoothing = 0.0 if name == "imagenet-stronger" else 0.1
+    assert cfg.augment.smoothing == expected_smoothing
+
+
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_official_recipe_values(name):
     cfg = load_config(name)
