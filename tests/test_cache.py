@@ -118,7 +118,7 @@ def test_recording_holds_the_teachers_logits_of_the_run_views(full_cache, teache
         seed=42,
         with_indices=True,
     )
-    from ofakd.engine.build import teacher_adapter
+    from ofakd.engine.setup import teacher_adapter
     from ofakd.models import input_spec
 
     adapter = teacher_adapter(
@@ -482,7 +482,7 @@ def test_cached_run_losses_equal_the_live_run_step_by_step(
 ):
     """RandAugment, random erasing, mixup/cutmix, label smoothing and a drop-path student: every loss of
     every step of a run from the fp16 cache equals the live run's, within fp16 rounding of the logits."""
-    from ofakd.engine import build as engine_build
+    from ofakd.engine import setup as engine_build
     from ofakd.engine import fit
 
     epochs = 3 if method == "kd" else 2

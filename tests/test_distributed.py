@@ -92,8 +92,8 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 def initial_weights(run: Path) -> dict[str, torch.Tensor]:
     """The distiller's weights before the first step, built as the trainer builds them."""
-    from ofakd.engine.build import build_setup
     from ofakd.engine.seeding import seed_all
+    from ofakd.engine.setup import build_setup
 
     cfg = load_config(str(run / "config.yaml"))
     seed_all(cfg.train.seed)
@@ -242,8 +242,8 @@ def test_distributed_eval_counts_every_image_once(one_process):
     from dataclasses import dataclass
 
     from ofakd.config.load import read_recipe, validate
-    from ofakd.engine.dist import DistContext
     from ofakd.engine.evaluator import evaluate_target
+    from ofakd.engine.processes import DistContext
 
     @dataclass(frozen=True)
     class OneRankOfTwo(DistContext):  # the ranks run one after the other here: no all-reduce, we add up
@@ -318,7 +318,7 @@ def test_bf16_teacher_with_a_float32_student(tmp_path, method):
 
 
 def test_teacher_precision_options_are_checked():
-    from ofakd.engine.precision import Precision
+    from ofakd.engine.amp import Precision
     from ofakd.engine.teacher_precision import TeacherPrecision
 
     cpu = Precision("none", torch.device("cpu"))
@@ -388,8 +388,8 @@ def test_shard_sampler_counts_each_index_once():
 
 
 def test_one_process_context_needs_no_process_group(monkeypatch):
-    from ofakd.engine.dist import SINGLE_PROCESS
     from ofakd.engine.launch import distributed, env_world
+    from ofakd.engine.processes import SINGLE_PROCESS
 
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
@@ -446,7 +446,7 @@ def test_shifted_scheduler_moves_per_step_updates_only():
 
 def test_ddp_sees_the_student_and_method_modules_but_not_the_teacher(tmp_path):
     """DDP synchronises ``module.parameters()`` and ``module.buffers()``: the teacher is in neither."""
-    from ofakd.engine.build import build_setup
+    from ofakd.engine.setup import build_setup
 
     cfg = load_config("demo", [
         ("data.train_subset", 32), ("data.val_subset", 16), ("train.batch_size", 16),

@@ -13,12 +13,12 @@ from torch import nn
 
 from ofakd.config import TrainConfig, load_config
 from ofakd.engine import fit
+from ofakd.engine.amp import Precision
 from ofakd.engine.checkpoint import atomic_write, load_state, read_weights_metadata, save_state
 from ofakd.engine.evaluate import evaluate
 from ofakd.engine.loop import StepContext, soft_targets, train_one_epoch
 from ofakd.engine.metrics_log import read_records
 from ofakd.engine.optim import build_optimizer, build_scheduler, param_groups
-from ofakd.engine.precision import Precision
 from ofakd.engine.seeding import capture_rng, restore_rng
 from ofakd.engine.state import RunState
 from ofakd.engine.teacher_input import TeacherInput, build_teacher_input
@@ -325,8 +325,8 @@ def test_run_folder_files_exist_and_agree(resumed_pair):
 
 
 def test_data_seed_is_separate_from_the_init_seed(tmp_path):
-    from ofakd.engine.build import build_setup
     from ofakd.engine.seeding import seed_all
+    from ofakd.engine.setup import build_setup
 
     def setup(seed, data_seed):
         cfg = load_config("demo", tiny_overrides(tmp_path, "x") + [("train.seed", seed), ("train.data_seed", data_seed)])

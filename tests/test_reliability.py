@@ -108,7 +108,7 @@ DRIVER = """
 import sys, time
 import torch
 torch.set_num_threads(1)
-from ofakd.engine import precision
+from ofakd.engine import amp as precision
 _step = precision.Precision.step
 def slow_step(self, *args, **kwargs):  # a slower training step, so the signal lands mid-epoch
     time.sleep(float(sys.argv[1]))
@@ -128,7 +128,7 @@ def slow_run_in_child(args, *, sleep: float, log: Path) -> int:
         try:
             stream = open(log, "w", buffering=1)  # noqa: SIM115
             sys.stdout = sys.stderr = stream
-            from ofakd.engine import precision
+            from ofakd.engine import amp as precision
 
             step = precision.Precision.step
 

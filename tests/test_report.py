@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from ofakd.analysis.report import write_report
 from ofakd.analysis.report_table import fmt_duration, fmt_mean_std, summary_table
+from ofakd.analysis.report_writer import write_report
 from ofakd.analysis.runs import find_runs, group_runs
 from ofakd.errors import OfakdError
 

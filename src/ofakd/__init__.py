@@ -17,7 +17,7 @@ __all__ = ["OfakdError", "cka", "create_distiller", "create_model", "list_method
 
 
 def cka(*args, **kwargs):
-    """Linear CKA between the stages of two models; see :func:`ofakd.analysis.cka.cka`."""
-    from .analysis.cka import cka as _cka
+    """Linear CKA between the stages of two models; see :func:`ofakd.analysis.stage_cka.cka`."""
+    from .analysis.stage_cka import cka as _cka
 
     return _cka(*args, **kwargs)

@@ -18,6 +18,8 @@ Exit statuses of ``ofakd`` (see docs/errors.md):
 * 130 - a second SIGINT (Ctrl-C) stopped it at once, without saving.
 """
 
+import json
+
 EXIT_BAD_INPUT = 2
 EXIT_NONFINITE = 3
 EXIT_PEER_LOST = 69
@@ -45,3 +47,59 @@ class ModelError(OfakdError, ValueError):
 
 class DataError(OfakdError, ValueError):
     """A data set path, layout or file is invalid."""
+
+
+# ---- teacher-output cache ----------------------------------------------------------
+class CacheError(OfakdError, ValueError):
+    """A teacher cache is missing, incomplete, damaged, or cannot serve this run."""
+
+
+class CacheMismatchError(CacheError):
+    """The cache was recorded for other settings than the run asks for (names the field)."""
+
+    def __init__(self, directory, field: str, recorded, requested, fix: str = "") -> None:
+        self.field, self.recorded, self.requested = field, recorded, requested
+        fix = fix or "record a cache for these settings (`ofakd cache record`) or run without --teacher-cache"
+        super().__init__(
+            f"teacher cache {directory}: {field} was {_show(recorded)} when recorded but is {_show(requested)} "
+            f"in this run; {fix}"
+        )
+
+
+def _show(value) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+# ---- loading and exporting a trained student -----------------------------------------
+class UnfinishedRunError(OfakdError):
+    """The run folder holds no finished checkpoint (no epoch has completed yet)."""
+
+
+class StudentSourceError(OfakdError, ValueError):
+    """The path is not a run folder, an ofakd ``.safetensors`` file or an exported timm folder."""
+
+
+class ExportError(OfakdError):
+    """Base of the export errors."""
+
+
+class UnknownFormatError(ExportError, ValueError):
+    """An export format that does not exist."""
+
+
+class UnsupportedExportError(ExportError):
+    """The architecture cannot be exported to the asked format (the exporter failed)."""
+
+
+class ExportCheckError(ExportError):
+    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
+
+
+def summarize_exception(err: BaseException, limit: int = 240) -> str:
+    """``Type: first meaningful line`` of an exporter's exception, shortened to ``limit`` characters."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line and not set(line) <= set("-=*#_ ")]
+    text = next((line for line in lines if not line.lower().startswith(("traceback", "file ", "from user code"))), "")
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -92,8 +92,8 @@ def evaluate(
     runs the model under autocast; logits are scored in float32. The counting is the engine's
     (:func:`ofakd.engine.evaluate.evaluate`), the one every training run reports.
     """
+    from .engine.amp import Precision
     from .engine.evaluate import evaluate as count_hits
-    from .engine.precision import Precision
 
     device = torch.device(device)
     model.to(device)
@@ -121,7 +121,7 @@ def resolve_data(info: StudentInfo, overrides: list[tuple[str, Any]] | None = No
     overrides applied (e.g. ``[("data.root", "./data")]``); other keys are ignored."""
     from pydantic import ValidationError
 
-    from .config.errors import config_error
+    from .config.messages import config_error
 
     raw = info.data.model_dump(mode="json") if info.data is not None else {}
     changed = False

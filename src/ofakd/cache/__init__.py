@@ -11,7 +11,7 @@ storage and reconstruction), ``reader`` (reading, run checks), ``record`` (recor
 Why the views are exact: :mod:`ofakd.data.views`.
 """
 
-from .errors import CacheError, CacheMismatchError
+from ..errors import CacheError, CacheMismatchError
 from .reader import EpochReader, TeacherCache
 from .topk import encode_topk, reconstruct_topk
 

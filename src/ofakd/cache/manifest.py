@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..data.config import AugmentConfig
-from .errors import CacheMismatchError
+from ..errors import CacheMismatchError
 
 FORMAT = "ofakd-teacher-cache"
 VERSION = 1

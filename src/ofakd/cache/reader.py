@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CacheError, CacheMismatchError
+from ..errors import CacheError, CacheMismatchError
 from .manifest import FORMAT, VERSION, check_fields, request_fields
 from .storage import Layout
 from .topk import reconstruct_topk

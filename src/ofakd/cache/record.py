@@ -23,14 +23,13 @@ from ..config.schema import RunConfig
 from ..data import dataset_num_classes
 from ..data.views import untouched_rng
 from ..distill.teacher_view import TeacherView, prepare_teacher
-from ..engine.build import build_model, model_spec, run_data, teacher_adapter
+from ..engine.amp import Precision
 from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
-from ..engine.precision import Precision
 from ..engine.seeding import seed_all
-from ..errors import ConfigError
+from ..engine.setup import build_model, model_spec, run_data, teacher_adapter
+from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.info import InputSpec
-from .errors import CacheError, CacheMismatchError
 from .manifest import (
     FORMAT,
     VERSION,

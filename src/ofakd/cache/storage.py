@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CacheError
+from ..errors import CacheError
 
 MANIFEST = "manifest.json"
 DONE = "done"

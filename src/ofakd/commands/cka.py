@@ -85,7 +85,7 @@ def parse_kwargs(items: list[str], flag: str) -> dict:
 
 def checkpoint_classes(model: torch.nn.Module, checkpoint: str) -> int | None:
     """Rows of the checkpoint's classifier weight (the head named by the timm config), if found."""
-    from ..models.checkpoint import read_state_dict
+    from ..models.weights import read_state_dict
 
     head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
     heads = head if isinstance(head, (list, tuple)) else [head]
@@ -107,7 +107,7 @@ def load_model(
     """Build the model with ``num_classes`` outputs; when that is None, the head is sized from
     the checkpoint (else ``default_classes``, e.g. the data set's class count)."""
     from ..models import create_model
-    from ..models.checkpoint import load_checkpoint
+    from ..models.weights import load_checkpoint
 
     model = create_model(name, num_classes=num_classes or default_classes, **kwargs)
     if checkpoint:
@@ -120,8 +120,8 @@ def load_model(
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.cka import cka
     from ..analysis.heatmap import plot_cka_heatmap
+    from ..analysis.stage_cka import cka
     from ..data import AugmentConfig, DataConfig, build_data, dataset_num_classes
     from ..models import input_spec
 

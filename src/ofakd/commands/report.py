@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.report import write_report
+    from ..analysis.report_writer import write_report
 
     report = write_report(args.run_dirs, args.out)
     if not args.quiet:

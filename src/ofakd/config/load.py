@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError, OfakdError
-from .errors import config_error, nearest
+from .messages import config_error, nearest
 from .schema import RunConfig
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from .base import MethodOptions, TeacherOutput
 from .feature_distiller import FeatureDistiller
-from .precision import float32_loss
+from .float32 import float32_loss
 from .registry import register_method
 
 

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from .base import Distiller, TeacherOutput
+from .float32 import float32_loss
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
-from .precision import float32_loss
 from .registry import register_method
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from .base import MethodOptions, Stages, TeacherOutput
 from .feature_distiller import FeatureDistiller
-from .precision import float32_loss
+from .float32 import float32_loss
 from .projectors import FeatureProjector
 from .registry import register_method
 from .taps import stage_positions

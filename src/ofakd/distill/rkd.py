@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .base import MethodOptions, TeacherOutput
 from .feature_distiller import FeatureDistiller
-from .precision import float32_loss
+from .float32 import float32_loss
 from .registry import register_method
 
 

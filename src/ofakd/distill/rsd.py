@@ -16,10 +16,10 @@ from torch import nn
 
 from .base import TeacherOutput
 from .feature_distiller import FeatureDistiller
+from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
 from .logit_standardization import maybe_standardize
 from .ofa_branches import init_branch_weights
-from .precision import float32_loss
 from .registry import register_method
 
 

@@ -19,8 +19,8 @@ Under torchrun::
         summary = fit(cfg, dist=dist)
 """
 
-from .dist import DistContext
 from .evaluate import evaluate
+from .processes import DistContext
 from .teacher_input import TeacherInput, build_teacher_input
 from .trainer import Trainer, fit, run_name
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import EXIT_WRITE_FAILED, OfakdError
-from ..models.checkpoint import refused_object
+from ..models.weights import refused_object
 
 
 class CheckpointWriteError(OfakdError):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .dist import DistContext
+from .processes import DistContext
 
 
 def prepare_modules(distiller: nn.Module, *, dist: DistContext, device: torch.device, sync_bn: bool,

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DataError
-from .dist import SINGLE_PROCESS, DistContext
-from .precision import Precision
+from .amp import Precision
+from .processes import SINGLE_PROCESS, DistContext
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import EXIT_PEER_LOST, ConfigError, OfakdError
 from .device import pick_device
-from .dist import SINGLE_PROCESS, DistContext
+from .processes import SINGLE_PROCESS, DistContext
 
 
 class PeerLostError(OfakdError):

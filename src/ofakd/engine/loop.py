@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import torch
 from timm.data.mixup import one_hot
 
-from .dist import SINGLE_PROCESS, DistContext
+from .amp import Precision
 from .numerics import NonFiniteGuard
-from .precision import Precision
+from .processes import SINGLE_PROCESS, DistContext
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .precision import Precision
+from .amp import Precision
 
 
 class TeacherPrecision:

@@ -20,7 +20,7 @@ from ..config.load import dump_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..errors import ConfigError
 from ..models import count_parameters
-from .build import Setup, build_setup
+from .amp import Precision
 from .checkpoint import (
     WRITE_ERRNOS,
     CheckpointWriteError,
@@ -34,18 +34,18 @@ from .checkpoint import (
 )
 from .ddp import ShiftedScheduler, prepare_modules, training_module, world_size_change
 from .device import pick_device
-from .dist import SINGLE_PROCESS, DistContext
 from .evaluate import evaluate
 from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
 from .numerics import FIX, NonFiniteError, NonFiniteGuard, nonfinite_tensors
 from .optim import build_optimizer, build_scheduler
-from .precision import Precision
 from .preemption import Interrupted, StopRequest
+from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
 from .run_folder import RunFolder, default_name
 from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
+from .setup import Setup, build_setup
 from .state import RunState
 from .teacher_precision import TeacherPrecision
 

@@ -10,7 +10,7 @@ Files: ``run_loading`` (which weights, rebuilt as a timm model), ``student`` (wh
 ``verify`` (max |export - PyTorch| on random inputs), ``pipeline`` (all of it, atomically), ``errors``.
 """
 
-from .errors import (
+from ..errors import (
     ExportCheckError,
     ExportError,
     StudentSourceError,

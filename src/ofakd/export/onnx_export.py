@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UnsupportedExportError, summarize_exception
+from ..errors import UnsupportedExportError, summarize_exception
 
 WEIGHTS_FILE = "model.onnx"
 EXPORTERS = ("auto", "dynamo", "legacy")

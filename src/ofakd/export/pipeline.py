@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ExportCheckError, ExportError, UnknownFormatError
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
-from .errors import ExportCheckError, ExportError, UnknownFormatError
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
 from .run_loading import load_student
 from .student import StudentInfo

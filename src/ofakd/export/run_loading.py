@@ -22,13 +22,12 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ..config.errors import config_error
 from ..config.load import read_recipe
+from ..config.messages import config_error
 from ..config.schema import ModelConfig
 from ..data.config import AugmentConfig, DataConfig
-from ..errors import OfakdError
-from ..models.checkpoint import state_mismatch
-from .errors import StudentSourceError, UnfinishedRunError
+from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
+from ..models.weights import state_mismatch
 from .student import Preprocess, StudentInfo
 
 CONFIG_YAML = "config.yaml"
@@ -200,7 +199,7 @@ def _select_run_weights(
 def _load_run(
     run_dir: Path, *, weights: str = "best", ema: bool | None = None, weights_file: Path | None = None
 ) -> tuple[nn.Module, StudentInfo]:
-    from ..engine.build import build_model, model_spec
+    from ..engine.setup import build_model, model_spec
 
     student_cfg, augment, data, raw = read_run_config(run_dir)
     summary = _read_json(run_dir / SUMMARY)
@@ -267,7 +266,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], whe
 
 
 def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
-    from ..engine.build import build_model, model_spec
+    from ..engine.setup import build_model, model_spec
 
     meta = _weights_metadata(path)
     name = meta.get("ofakd_model")

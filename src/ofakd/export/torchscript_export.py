@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UnsupportedExportError, summarize_exception
+from ..errors import UnsupportedExportError, summarize_exception
 
 WEIGHTS_FILE = "model.torchscript.pt"
 METHODS = ("auto", "script", "trace")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ExportCheckError
+from ..errors import ExportCheckError
 
 DEFAULT_ATOL = 1e-4
 CHECK_BATCH_SIZES = (1, 3)

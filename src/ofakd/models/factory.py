@@ -9,7 +9,7 @@ import timm
 from torch import nn
 
 from ..errors import ModelError
-from .checkpoint import load_checkpoint
+from .weights import load_checkpoint
 
 
 def create_model(

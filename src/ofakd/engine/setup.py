@@ -17,8 +17,8 @@ from ..distill import Distiller, create_distiller, get_method
 from ..errors import ConfigError, ModelError
 from ..models import create_model, input_spec
 from ..models.info import InputSpec
-from .dist import SINGLE_PROCESS, DistContext
-from .precision import Precision
+from .amp import Precision
+from .processes import SINGLE_PROCESS, DistContext
 from .teacher_input import TeacherInput, build_teacher_input
 
 
