@@ -482,8 +482,8 @@ def test_cached_run_losses_equal_the_live_run_step_by_step(
 ):
     """RandAugment, random erasing, mixup/cutmix, label smoothing and a drop-path student: every loss of
     every step of a run from the fp16 cache equals the live run's, within fp16 rounding of the logits."""
-    from ofakd.engine import setup as engine_build
     from ofakd.engine import fit
+    from ofakd.engine import setup as engine_build
 
     epochs = 3 if method == "kd" else 2
     common = [("method", {"name": method}), ("train.epochs", epochs)]

@@ -27,8 +27,9 @@ from ..engine.amp import Precision
 from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
 from ..engine.seeding import seed_all
-from ..engine.setup import build_model, model_spec, run_data, teacher_adapter
+from ..engine.setup import run_data, teacher_adapter
 from ..errors import CacheError, CacheMismatchError, ConfigError
+from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
 from .manifest import (
     FORMAT,

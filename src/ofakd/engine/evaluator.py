@@ -9,6 +9,7 @@ from ..data import build_data, dataset_num_classes
 from ..data.samplers import ShardSampler
 from ..data.views import ViewSampler
 from ..errors import ModelError
+from ..models.from_config import build_model, model_spec
 from .amp import Precision
 from .checkpoint import load_state
 from .device import pick_device
@@ -16,7 +17,6 @@ from .evaluate import evaluate
 from .launch import rank_device
 from .processes import SINGLE_PROCESS, DistContext
 from .seeding import seed_all
-from .setup import build_model, model_spec
 
 PLAIN = dict(train_resize_only=True, hflip=0.0, color_jitter=0.0, auto_augment=None, reprob=0.0,
              mixup=0.0, cutmix=0.0, smoothing=0.0, repeated_aug=0)

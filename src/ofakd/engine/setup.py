@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..cache import TeacherCache
-from ..config.schema import ModelConfig, RunConfig
+from ..config.schema import RunConfig
 from ..data import build_data, dataset_num_classes
 from ..data.build import DataBundle
 from ..data.views import untouched_rng
 from ..distill import Distiller, create_distiller, get_method
-from ..errors import ConfigError, ModelError
-from ..models import create_model, input_spec
+from ..errors import ConfigError
+from ..models.from_config import build_model, check_forward, model_spec
 from ..models.info import InputSpec
 from .amp import Precision
 from .processes import SINGLE_PROCESS, DistContext
@@ -33,51 +32,6 @@ class Setup:
     teacher_input: TeacherInput | None
     teacher_cache: TeacherCache | None = None
     """The teacher-output cache the teacher's logits come from (``teacher.cache``), or None."""
-
-
-def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
-    """The timm model of section ``role`` (teacher/student) with ``num_classes`` outputs and its weights."""
-    if not cfg.name:
-        flag = "--model" if role == "student" else f"--{role}"
-        raise ConfigError(f"config: {role}.name is required: pass {flag} NAME (a timm model name, e.g. resnet18)")
-    kwargs = dict(cfg.kwargs)
-    if cfg.input_size is not None and cfg.input_size[0] != 3:
-        kwargs.setdefault("in_chans", cfg.input_size[0])
-    if cfg.pretrained is not None:
-        if not Path(cfg.pretrained).is_file():
-            raise ModelError(f"{role}.pretrained: {cfg.pretrained!r} does not exist; pass a local weights file")
-        kwargs["pretrained"] = True
-        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(cfg.pretrained)}
-    return create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
-
-
-def model_spec(model: nn.Module, cfg: ModelConfig) -> InputSpec:
-    """The model's own input spec with the config's input_size/mean/std where given."""
-    spec = input_spec(model)
-    return InputSpec(
-        input_size=tuple(cfg.input_size) if cfg.input_size is not None else spec.input_size,
-        mean=tuple(cfg.mean) if cfg.mean is not None else spec.mean,
-        std=tuple(cfg.std) if cfg.std is not None else spec.std,
-        interpolation=spec.interpolation,
-        crop_pct=spec.crop_pct,
-    )
-
-
-def check_forward(model: nn.Module, input_size: tuple[int, int, int], role: str, name: str | None) -> None:
-    """Run two blank images of ``input_size`` through ``model``; a clear error when it cannot take them."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(2, *input_size))
-    except (RuntimeError, AssertionError, ValueError) as err:
-        reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ModelError(
-            f"{role} {name} cannot take {role}.input_size {list(input_size)} ({reason}); set {role}.input_size "
-            f"to what the model is built for (a ViT/Swin also needs {role}.kwargs.img_size)"
-        ) from None
-    finally:
-        model.train(was_training)
 
 
 def teacher_adapter(student_spec: InputSpec, teacher_spec: InputSpec) -> TeacherInput | None:

@@ -25,8 +25,10 @@ from torch import nn
 from ..config.load import read_recipe
 from ..config.messages import config_error
 from ..config.schema import ModelConfig
+from ..data import dataset_num_classes
 from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
+from ..models.from_config import build_model, model_spec
 from ..models.weights import state_mismatch
 from .student import Preprocess, StudentInfo
 
@@ -152,7 +154,6 @@ def _num_classes(meta: dict[str, Any], summary: dict[str, Any], data: DataConfig
     for value in (meta.get("ofakd_num_classes"), summary.get("num_classes")):
         if isinstance(value, int) and value > 0:
             return value
-    from ..data import dataset_num_classes
 
     try:
         return dataset_num_classes(data)
@@ -199,7 +200,6 @@ def _select_run_weights(
 def _load_run(
     run_dir: Path, *, weights: str = "best", ema: bool | None = None, weights_file: Path | None = None
 ) -> tuple[nn.Module, StudentInfo]:
-    from ..engine.setup import build_model, model_spec
 
     student_cfg, augment, data, raw = read_run_config(run_dir)
     summary = _read_json(run_dir / SUMMARY)
@@ -266,7 +266,6 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], whe
 
 
 def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
-    from ..engine.setup import build_model, model_spec
 
     meta = _weights_metadata(path)
     name = meta.get("ofakd_model")

@@ -1,0 +1,61 @@
+"""A model from a run config's ``teacher:`` / ``student:`` section: built, its input spec, a forward check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ModelError
+from .factory import create_model
+from .info import InputSpec, input_spec
+
+if TYPE_CHECKING:
+    from ..config.schema import ModelConfig
+
+
+def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
+    """The timm model of section ``role`` (teacher/student) with ``num_classes`` outputs and its weights."""
+    if not cfg.name:
+        flag = "--model" if role == "student" else f"--{role}"
+        raise ConfigError(f"config: {role}.name is required: pass {flag} NAME (a timm model name, e.g. resnet18)")
+    kwargs = dict(cfg.kwargs)
+    if cfg.input_size is not None and cfg.input_size[0] != 3:
+        kwargs.setdefault("in_chans", cfg.input_size[0])
+    if cfg.pretrained is not None:
+        if not Path(cfg.pretrained).is_file():
+            raise ModelError(f"{role}.pretrained: {cfg.pretrained!r} does not exist; pass a local weights file")
+        kwargs["pretrained"] = True
+        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(cfg.pretrained)}
+    return create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
+
+
+def model_spec(model: nn.Module, cfg: ModelConfig) -> InputSpec:
+    """The model's own input spec with the config's input_size/mean/std where given."""
+    spec = input_spec(model)
+    return InputSpec(
+        input_size=tuple(cfg.input_size) if cfg.input_size is not None else spec.input_size,
+        mean=tuple(cfg.mean) if cfg.mean is not None else spec.mean,
+        std=tuple(cfg.std) if cfg.std is not None else spec.std,
+        interpolation=spec.interpolation,
+        crop_pct=spec.crop_pct,
+    )
+
+
+def check_forward(model: nn.Module, input_size: tuple[int, int, int], role: str, name: str | None) -> None:
+    """Run two blank images of ``input_size`` through ``model``; a clear error when it cannot take them."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *input_size))
+    except (RuntimeError, AssertionError, ValueError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ModelError(
+            f"{role} {name} cannot take {role}.input_size {list(input_size)} ({reason}); set {role}.input_size "
+            f"to what the model is built for (a ViT/Swin also needs {role}.kwargs.img_size)"
+        ) from None
+    finally:
+        model.train(was_training)
