@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import ofakd
 from ofakd.cache import TeacherCache, record_cache
 from ofakd.config import load_config
-from ofakd.models import count_parameters
+from ofakd.models import ModelOutput, count_parameters
 
 OFFICIAL_RATIO = {("deit_tiny_patch16_224", "resnet18"): 1.56, ("resnet50", "deit_tiny_patch16_224"): 2.04}
 """OFA step / student-only step of the official code on 2 CPU cores, 224 px, batch 8."""
@@ -169,16 +169,17 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
 
         def step(name: str, i: int) -> None:
             if name == "teacher forward":
-                distillers["KD"].run_teacher(images[i])
+                distillers["KD"].teacher(images[i])
                 return
-            kwargs = {}
-            if name == "OFA cache":
-                kwargs["teacher_logits"] = cache.read(0, i).to(device, non_blocking=True)
-            elif name == "OFA floor":
-                kwargs["teacher_logits"] = free_logits[i]
             optimizer = optimizers[name]
             optimizer.zero_grad(set_to_none=True)
-            _, losses = distillers[name](images[i], targets[i], **kwargs)
+            if name == "OFA cache":
+                given = ModelOutput(cache.read(0, i).to(device, non_blocking=True))
+                _, losses = distillers[name].distill(images[i], targets[i], given)
+            elif name == "OFA floor":
+                _, losses = distillers[name].distill(images[i], targets[i], ModelOutput(free_logits[i]))
+            else:
+                _, losses = distillers[name](images[i], targets[i])
             sum(losses.values()).backward()
             optimizer.step()
 
@@ -203,8 +204,8 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
     student_flops = forward_flops(ofa_student, x)
     tap_flops = forward_flops(ofa.student_tap, x)
     with torch.no_grad():
-        _, features = ofa.student_tap(x)
-    branch_flops = sum(forward_flops(ofa.branches[f"stage{s}"], features[s - 1]) for s in ofa.options.stages)
+        features = ofa.student_tap(x).select(ofa.student_tap.positions)
+    branch_flops = sum(forward_flops(ofa.branches[f"stage{s}"], f) for s, f in zip(ofa.options.stages, features))
     branch_flops += max(tap_flops - student_flops, 0)
     base = seconds["student only"]
     rows = []

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import ofakd
 from ofakd.cache import (
+    CachedTeacher,
     CacheError,
     CacheMismatchError,
     TeacherCache,
@@ -23,6 +24,7 @@ from ofakd.cache.topk import TAIL_FLOOR
 from ofakd.config import load_config
 from ofakd.data import build_data
 from ofakd.distill import get_method
+from ofakd.models import ModelOutput
 from ofakd.models.info import InputSpec
 
 TINY_VIT = {
@@ -118,8 +120,8 @@ def test_recording_holds_the_teachers_logits_of_the_run_views(full_cache, teache
         seed=42,
         with_indices=True,
     )
-    from ofakd.engine.setup import teacher_adapter
     from ofakd.models import input_spec
+    from ofakd.teacher import teacher_adapter
 
     adapter = teacher_adapter(
         InputSpec((3, 32, 32), tuple(vit_mean), tuple(m["student_input"]["std"])),
@@ -365,15 +367,16 @@ def test_every_logit_method_trains_from_the_cache_without_a_teacher(full_cache, 
         cls = get_method(method)
         check(cache, cfg, method=cls)
         student = ofakd.create_model("vit_tiny_patch16_224", num_classes=10, **TINY_VIT)
-        distiller = ofakd.create_distiller(method, student=student, **cache.distiller_kwargs(cls, {}))
-        assert distiller.teacher is None
-        _, losses = distiller(images, targets, teacher_logits=cache.read(0, 0))
+        teacher = CachedTeacher(cache)
+        distiller = ofakd.create_distiller(method, teacher, student)  # sized by the recording
+        assert distiller.teacher is teacher
+        _, losses = distiller.distill(images, targets, ModelOutput(cache.read(0, 0)))
         total = sum(losses.values())
         assert torch.isfinite(total), method
         total.backward()
     # OFA's branches are sized by the recorded teacher width exactly as with the live teacher
     cnn = ofakd.create_model("resnet18", num_classes=10)
-    cached = ofakd.create_distiller("ofa", student=cnn, **cache.distiller_kwargs(get_method("ofa"), {}))
+    cached = ofakd.create_distiller("ofa", CachedTeacher(cache), cnn)
     teacher = ofakd.create_model("resnet18", num_classes=10, checkpoint=teacher_file)
     live = ofakd.create_distiller("ofa", teacher=teacher, student=cnn)
     shapes = {k: v.shape for k, v in live.branches.state_dict().items()}
@@ -490,13 +493,10 @@ def test_cached_run_losses_equal_the_live_run_step_by_step(
     quiet = {"progress": False, "tensorboard": False, "log": lambda _msg: None}
     fit(make_cfg(teacher_file, tmp_path, *common, ("run.name", "live")), **quiet)
 
-    real_build_model = engine_build.build_model
+    def no_teacher(*_args, **_kwargs):
+        raise AssertionError("a run from a teacher cache must not build the teacher")
 
-    def no_teacher(cfg, num_classes, role):
-        assert role != "teacher", "a run from a teacher cache must not build the teacher"
-        return real_build_model(cfg, num_classes, role)
-
-    monkeypatch.setattr(engine_build, "build_model", no_teacher)
+    monkeypatch.setattr(engine_build, "build_teacher_model", no_teacher)
     read = []
     real_reader = TeacherCache.epoch_reader
     monkeypatch.setattr(
@@ -524,6 +524,24 @@ def test_cached_run_losses_equal_the_live_run_step_by_step(
     assert read == [e % 2 for e in range(epochs)]  # past the recording, the cycle replays epoch 0
     if epochs > 2:  # the replayed epoch is epoch 0's views, not the live run's third epoch
         assert any(abs(a["kd"] - b["kd"]) > 1e-2 for a, b in zip(live[8:], cached[8:]))
+
+
+def test_a_bf16_teacher_from_the_cache_trains_the_same_student_as_live(teacher_file, tmp_path):
+    """The recorder calls the same live teacher a run builds (input view, precision, folded BatchNorms),
+    so with ``teacher.amp: bf16`` the cached logits are the live ones and the students end the same."""
+    from ofakd.engine import fit
+
+    common = [("method", {"name": "kd"}), ("teacher.amp", "bf16")]
+    cache = record_cache(make_cfg(teacher_file, None, *common), tmp_path / "cache", **QUIET)
+    assert cache.manifest["precision"] == "bf16"
+    quiet = {"progress": False, "tensorboard": False, "log": lambda _msg: None}
+    fit(make_cfg(teacher_file, tmp_path, *common, ("run.name", "live")), **quiet)
+    fit(make_cfg(teacher_file, tmp_path, *common, ("run.name", "cached"), ("teacher.cache", str(cache.directory))),
+        **quiet)
+    live, cached = (torch.load(tmp_path / name / "last.pt", weights_only=True)["distiller"] for name in ("live", "cached"))
+    assert live.keys() == cached.keys()
+    for key in live:
+        assert torch.equal(live[key], cached[key]), key
 
 
 def test_a_mismatched_cache_stops_the_run_before_its_first_step(full_cache, teacher_file, tmp_path):

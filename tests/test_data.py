@@ -492,7 +492,7 @@ def test_mixup_needs_even_batch_and_channels_are_checked():
         build(DataConfig(name="digits"), STRONG, batch_size=7)
     with pytest.raises(ConfigError, match="input_size"):
         build_data(DataConfig(), PLAIN, input_size=(4, 8, 8), mean=ZERO, std=ONE, batch_size=8, seed=0)
-    assert build(DataConfig(), PLAIN).mixup is None
+    assert not build(DataConfig(), PLAIN).soft_targets
 
 
 def test_fingerprint_tracks_contents(tmp_path):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import ofakd
+from ofakd.models import ModelOutput
 
 from .tiny_models import tiny
 
@@ -28,7 +29,7 @@ def _one_step(distiller, size, targets=None):
     images = torch.randn(4, 3, size, size)
     targets = torch.randint(0, 10, (4,)) if targets is None else targets
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01)
-    teacher_before = {k: v.clone() for k, v in distiller.teacher.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in distiller.teacher.model.state_dict().items()}
     student_before = {k: v.clone() for k, v in distiller.student.named_parameters()}
     distiller.train()
     logits, losses = distiller(images, targets)
@@ -83,12 +84,13 @@ def test_ofa_terms_equal_the_loss_on_branch_logits():
     with torch.no_grad():
         logits, losses = distiller(images, targets)
         z_t = teacher(images)
-        logits_ref, features = distiller.student_tap(images)
+        out = distiller.student_tap(images)
+        logits_ref, features = out.logits, out.select(distiller.student_tap.positions)
         mask = one_hot_targets(targets, 10)
         assert torch.allclose(logits, student(images), atol=1e-5)
         assert losses["gt"].item() == pytest.approx(0.3 * soft_cross_entropy(logits_ref, targets).item(), rel=1e-5)
-        s2 = ofa_loss(distiller.branches["stage2"](features[1]), z_t, mask, 1.2)
-        s4 = ofa_loss(distiller.branches["stage4"](features[3]), z_t, mask, 1.4)
+        s2 = ofa_loss(distiller.branches["stage2"](features[0]), z_t, mask, 1.2)
+        s4 = ofa_loss(distiller.branches["stage4"](features[1]), z_t, mask, 1.4)
         kd = ofa_loss(logits_ref, z_t, mask, 1.6)
     assert set(losses) == {"gt", "ofa_s2", "ofa_s4", "kd"}
     assert losses["ofa_s2"].item() == pytest.approx(0.5 * s2.item(), rel=1e-5)
@@ -102,7 +104,7 @@ def test_cached_teacher_logits_replace_the_teacher():
     images, targets = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
     with torch.no_grad():
         live = distiller(images, targets)[1]
-        cached = distiller(images, targets, teacher_logits=teacher(images))[1]
+        cached = distiller.distill(images, targets, ModelOutput(teacher(images)))[1]
     for name in live:
         assert cached[name].item() == pytest.approx(live[name].item(), rel=1e-6)
 
@@ -113,7 +115,7 @@ def test_distiller_without_teacher_uses_teacher_dim_for_cache():
     widths = [m.out_features for m in distiller.branches.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [10, 10, 10, 10]
     assert distiller.branches["stage4"][0].out_channels == 768  # max(D_s=512, D_t=768)
-    _, losses = distiller(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]), teacher_logits=torch.randn(2, 10))
+    _, losses = distiller.distill(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]), ModelOutput(torch.randn(2, 10)))
     assert set(losses) >= {"gt", "kd"}
 
 
@@ -152,7 +154,7 @@ def test_ofa_logit_standardization_is_invariant_to_teacher_scale():
     images, targets = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
     z_t = torch.randn(2, 10)
     with torch.no_grad():
-        a = distiller(images, targets, teacher_logits=z_t)[1]
-        b = distiller(images, targets, teacher_logits=3.0 * z_t + 5.0)[1]
+        a = distiller.distill(images, targets, ModelOutput(z_t))[1]
+        b = distiller.distill(images, targets, ModelOutput(3.0 * z_t + 5.0))[1]
     for name in a:
         assert a[name].item() == pytest.approx(b[name].item(), rel=1e-5)

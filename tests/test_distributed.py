@@ -311,24 +311,31 @@ def test_bf16_teacher_with_a_float32_student(tmp_path, method):
     assert trainer.state.teacher_eval is not None  # the bf16 teacher was evaluated too
     # the teacher's logits in bf16 are close to its float32 logits
     teacher, x = trainer.setup.teacher, torch.randn(4, 3, 16, 16)
-    with torch.inference_mode(), trainer.teacher_precision.autocast():
-        low = teacher(x).float()
-    high = teacher.float()(x)
+    low = teacher.logits(x)
+    with torch.inference_mode():
+        high = teacher.model.float()(teacher.view(x))
     assert torch.allclose(low, high, atol=0.1, rtol=0.05) and not torch.equal(low, high)
 
 
 def test_teacher_precision_options_are_checked():
-    from ofakd.engine.amp import Precision
-    from ofakd.engine.teacher_precision import TeacherPrecision
+    from ofakd.teacher import LiveTeacher
+    from ofakd.teacher.run_teacher import teacher_precision
 
-    cpu = Precision("none", torch.device("cpu"))
     with pytest.raises(ConfigError, match="teacher.dtype bfloat16"):
-        TeacherPrecision("none", "bfloat16", cpu)
-    assert TeacherPrecision("same", "float32", cpu).mode == "none"
-    assert TeacherPrecision("same", "float32", Precision("bf16", torch.device("cpu"))).mode == "bf16"
-    assert TeacherPrecision("bf16", "float32", cpu).mode == "bf16"
-    with TeacherPrecision("none", "float32", Precision("bf16", torch.device("cpu"))).autocast():
-        assert not torch.is_autocast_enabled("cpu")  # float32 teacher inside a bf16 student step
+        teacher_precision("none", "bfloat16", "none")
+    assert teacher_precision("same", "float32", "none") == ("none", torch.float32)
+    assert teacher_precision("same", "float32", "bf16") == ("bf16", torch.float32)
+    assert teacher_precision("bf16", "float32", "none") == ("bf16", torch.float32)
+    assert teacher_precision("same", "bfloat16", "none") == ("bf16", torch.bfloat16)
+    # a float32 teacher inside a bf16 student step computes in float32
+    seen = []
+    model = torch.nn.Linear(4, 3)
+    model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    model.num_classes, model.num_features = 3, 4
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        LiveTeacher(model, amp="none")(torch.randn(2, 4))
+        LiveTeacher(model, amp=None)(torch.randn(2, 4))  # None: the caller's context
+    assert seen == [False, True]
     with pytest.raises(ConfigError, match="teacher.amp"):
         load_config("demo", [("teacher.amp", "fp16")])
 

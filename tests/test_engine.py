@@ -21,8 +21,8 @@ from ofakd.engine.metrics_log import read_records
 from ofakd.engine.optim import build_optimizer, build_scheduler, param_groups
 from ofakd.engine.seeding import capture_rng, restore_rng
 from ofakd.engine.state import RunState
-from ofakd.engine.teacher_input import TeacherInput, build_teacher_input
 from ofakd.errors import ConfigError, OfakdError
+from ofakd.teacher.input_view import TeacherInput, build_teacher_input
 
 from .conftest import tiny_overrides
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import ofakd
+from ofakd.models import ModelOutput
 from ofakd.models.fold_batchnorm import conv_batchnorm_pairs, fold_batchnorm
 
 from .tiny_models import tiny
@@ -42,9 +43,10 @@ def test_folded_model_computes_the_same_logits_without_its_batchnorms(family):
     assert _count(model, nn.BatchNorm2d) == 0
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
-        _, features = ofakd.models.StageTap(model)(x)
-        _, reference_features = ofakd.models.StageTap(reference)(x)
-    for ours, theirs in zip(features, reference_features):
+        features = ofakd.models.ModelTap.stages(model)(x).features
+        reference_features = ofakd.models.ModelTap.stages(reference)(x).features
+    assert features.keys() == reference_features.keys()
+    for ours, theirs in zip(features.values(), reference_features.values()):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -129,6 +131,6 @@ def test_distiller_folds_its_teacher_and_its_losses_match_the_unfolded_teacher()
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     with torch.no_grad():
         _, live = distiller(x, y)
-        _, given = distiller(x, y, teacher_logits=unfolded(x))
+        _, given = distiller.distill(x, y, ModelOutput(unfolded(x)))
     for name in live:
         torch.testing.assert_close(live[name], given[name], rtol=1e-4, atol=1e-5)

@@ -12,12 +12,13 @@ import ofakd
 from ofakd.cli import main
 from ofakd.distill import get_method, list_methods
 from ofakd.errors import ConfigError, ModelError
+from ofakd.models import ModelOutput
 
 from .tiny_models import tiny
 
 # (teacher family, student family): CNN->ViT, ViT->CNN, CNN->MLP, MLP->CNN
 PAIRS = [("resnet", "deit"), ("deit", "resnet"), ("resnet", "mixer"), ("mixer", "resnet")]
-METHODS = ["dkd", "dist", "fitnet", "rkd", "crd", "cc", "rsd", "ofa+rsd"]
+METHODS = ["dkd", "dist", "fitnet", "rkd", "crd", "cc", "rsd", "ofa+fitnet"]
 NUM_SAMPLES = 12
 
 
@@ -131,7 +132,7 @@ def test_feature_methods_refuse_a_logits_only_cache(method):
                                num_samples=NUM_SAMPLES)
     distiller, _, _ = _build(method, "mixer", "resnet")
     with pytest.raises(ConfigError, match="cache"):
-        distiller(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), teacher_logits=torch.randn(4, 10),
+        distiller.distill(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), ModelOutput(torch.randn(4, 10)),
                   sample_indices=torch.arange(4))
 
 
@@ -153,28 +154,49 @@ def test_dkd_warmup():
         _build("dkd", "resnet", "mixer", warmup_epochs=-1)
 
 
+@pytest.mark.parametrize("method", ["kd", "dkd", "dist", "ofa", "fitnet", "rkd", "crd", "cc", "rsd", "ofa+fitnet"])
+def test_every_method_takes_a_teacher_built_at_its_own_img_size(method):
+    """A ViT teacher built for 32 px beside a CNN student (whose pretrained config says 224): the teacher's
+    features are read at the size it is built for, not at the student config's."""
+    teacher = ofakd.create_model("deit_small_patch16_224", num_classes=10, img_size=32, patch_size=4, depth=2)
+    distiller = ofakd.create_distiller(method, teacher, ofakd.create_model("resnet18", num_classes=10),
+                                       num_samples=NUM_SAMPLES)
+    assert distiller.input_size == (3, 32, 32)
+    _, losses = _step(distiller)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 # ---- combinations -------------------------------------------------------------------------------
 def test_ofa_plus_rsd_sums_both_parts_with_one_forward_each():
-    distiller, teacher, student = _build("ofa+rsd", "deit", "resnet", eps=[1.5], rsd={"rsd_weight": 0.5})
+    distiller, teacher, student = _build("ofa+rsd", "deit", "resnet", eps=[1.5], rsd={"rsd_weight": 0.5, "kd_weight": 0})
     members = distiller.members
     assert members["ofa"].options.eps == [1.5] and members["rsd"].options.rsd_weight == 0.5
     teacher_calls, student_calls = _count_forwards(teacher), _count_forwards(student)
     _, losses = _step(distiller)
-    assert {"gt", "kd", "ofa_s1", "ofa_s2", "ofa_s3", "ofa_s4", "rsd"} == set(losses)
+    assert {"gt", "kd", "ofa_s1", "ofa_s2", "ofa_s3", "ofa_s4", "rsd"} == set(losses)  # kd: OFA's final-logit term
     assert teacher_calls[0] == 1 and student_calls[0] == 1
     keys = distiller.state_dict().keys()
     assert any(k.startswith("branches.ofa.") for k in keys) and any(k.startswith("branches.rsd.") for k in keys)
     assert all(k.startswith(("student.", "branches.")) for k in keys)
 
 
+def test_a_term_two_parts_give_is_an_error_not_a_silent_drop():
+    distiller, _, _ = _build("ofa+rsd", "deit", "resnet")  # both give a logit term named kd
+    with pytest.raises(ConfigError, match="ofa and rsd both give a 'kd' term.*rsd.kd_weight=0"):
+        _step(distiller)
+
+
 def test_combined_options_and_weights():
     # dotted form, and part_weights scaling a whole part (0 switches it off)
-    distiller, _, _ = _build("ofa+rsd", "deit", "mixer", **{"ofa.ofa_weight": 0.1}, part_weights=[1.0, 0.0])
-    assert distiller.members["ofa"].options.ofa_weight == 0.1
+    distiller, _, _ = _build("ofa+rsd", "deit", "mixer", **{"ofa.ofa_weight": 0.1, "rsd.kd_weight": 0},
+                             part_weights=[1.0, 0.0], gt_weight=0.5)
+    assert distiller.members["ofa"].options.ofa_weight == 0.1 and distiller.options.gt_weight == 0.5
     _, losses = _step(distiller)
     assert losses["rsd"].item() == 0.0 and losses["kd"].item() > 0
-    with pytest.raises(ConfigError, match="ambiguous.*ofa.gt_weight"):
-        _build("ofa+rsd", "mixer", "mixer", gt_weight=0.5)
+    with pytest.raises(ConfigError, match="ambiguous.*ofa.temperature"):
+        _build("ofa+rsd", "mixer", "mixer", temperature=2.0)
+    with pytest.raises(ConfigError, match="'gt_weight' belongs to the combination"):
+        _build("ofa+rsd", "mixer", "mixer", **{"ofa.gt_weight": 0.5})
     with pytest.raises(ConfigError, match="no option 'epss'"):
         _build("ofa+rsd", "mixer", "mixer", epss=[1.0])
     with pytest.raises(ConfigError, match="no option 'foo'"):
@@ -195,9 +217,9 @@ def test_logit_combination_works_from_a_teacher_cache():
     distiller.set_epoch(0)
     assert distiller.members["dkd"].warmup_factor() == 0.5
     student_calls = _count_forwards(student)
-    _, losses = distiller(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), teacher_logits=torch.randn(4, 10))
+    _, losses = distiller.distill(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]), ModelOutput(torch.randn(4, 10)))
     assert {"gt", "kd", "tckd", "nckd", "ofa_s1"} <= set(losses)
-    assert student_calls[0] == 1  # DKD's self.student(images) reads the shared forward
+    assert student_calls[0] == 1  # both parts read the one student forward
 
 
 # ---- ofakd methods --------------------------------------------------------------------------------
@@ -208,7 +230,7 @@ def test_methods_command_lists_every_method_and_option(capsys):
         assert f"\n{name}\n" in f"\n{text}"
         for option in get_method(name).Options.model_fields:
             assert f"      {option}: " in text
-    assert "cannot use a logits-only teacher cache" in text and "ofa+rsd" in text
+    assert "cannot use a logits-only teacher cache" in text and "ofa+dist" in text
     assert main(["methods", "crd", "--json"]) == 0
     (info,) = json.loads(capsys.readouterr().out)
     assert info["needs_teacher_features"] and info["needs_sample_indices"]

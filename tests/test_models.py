@@ -7,7 +7,7 @@ from torch import nn
 
 import ofakd
 from ofakd.errors import ConfigError, ModelError
-from ofakd.models import StageTap, count_parameters, default_stage_indices
+from ofakd.models import ModelTap, count_parameters, default_stage_indices
 
 from .tiny_models import tiny
 
@@ -29,13 +29,15 @@ from .tiny_models import tiny
 )
 def test_official_stage_maps(name, kwargs, names):
     model = ofakd.create_model(name, num_classes=10, **kwargs)
-    assert StageTap(model).names == names
+    assert ModelTap.stages(model).names == names
 
 
 def test_mobilenetv2_stage_features_are_strides_4_8_16_and_head_conv():
     model = ofakd.create_model("mobilenetv2_100", num_classes=10).eval()
     with torch.no_grad():
-        logits, features = StageTap(model)(torch.randn(1, 3, 224, 224))
+        tap = ModelTap.stages(model)
+        out = tap(torch.randn(1, 3, 224, 224))
+    logits, features = out.logits, out.select(tap.positions)
     assert [tuple(f.shape[1:]) for f in features] == [(24, 56, 56), (32, 28, 28), (96, 14, 14), (1280, 7, 7)]
     assert logits.shape == (1, 10)
 
@@ -45,19 +47,22 @@ def test_tap_logits_equal_plain_forward(family):
     model = tiny(family).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        logits, features = StageTap(model)(x)
-        assert torch.allclose(logits, model(x), atol=1e-5)
+        tap = ModelTap.stages(model, embedding=True)
+        out = tap(x)
+        assert torch.allclose(out.logits, model(x), atol=1e-5)
+    features = out.select(tap.positions)
+    assert out.embedding.shape == (2, model.num_features)
     assert len(features) == 4 and all(f.dim() in (3, 4) for f in features)
 
 
 def test_tokens_keep_prefix_tokens_first():
     model = tiny("vit_registers").eval()
-    tap = StageTap(model)
+    tap = ModelTap.stages(model)
     with torch.no_grad():
-        _, features = tap(torch.randn(1, 3, 32, 32))
+        features = tap(torch.randn(1, 3, 32, 32)).select(tap.positions)
     assert tap.num_prefix_tokens == 4 and not tap.has_class_token
     assert features[0].shape == (1, 4 + 64, 64)
-    deit = StageTap(tiny("deit_distilled"))
+    deit = ModelTap.stages(tiny("deit_distilled"))
     assert deit.num_prefix_tokens == 2 and deit.has_class_token
 
 
@@ -68,9 +73,21 @@ def test_small_isotropic_models_spread_stages():
 
 def test_explicit_stage_indices_and_out_of_range():
     model = tiny("deit")
-    assert StageTap(model, [0, 0, 1, 4]).names == ["blocks.0", "blocks.0", "blocks.1", "head_input"]
+    assert ModelTap(model, [0, 0, 1, 4]).names == ["blocks.0", "blocks.0", "blocks.1", "head_input"]
     with pytest.raises(ModelError, match="stage index 9 is out of range"):
-        StageTap(model, [1, 2, 3, 9])
+        ModelTap(model, [1, 2, 3, 9])
+    tap = ModelTap(model, [1])
+    tap.widen([1, 3])
+    assert tap.positions == [1, 3]
+    with pytest.raises(ModelError, match="stage index 7 is out of range"):
+        tap.widen([7])
+
+
+def test_a_logits_only_tap_is_the_plain_forward_of_any_module():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))  # no timm feature_info at all
+    x = torch.randn(2, 3, 2, 2)
+    out = ModelTap(model)(x)
+    assert torch.equal(out.logits, model(x)) and out.features == {} and out.embedding is None
 
 
 # Branch parameter counts of the official implementation (100 classes, 224-pixel models).

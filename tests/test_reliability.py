@@ -433,7 +433,7 @@ def plant(monkeypatch, where: str, planted: Planted) -> None:
     def build_setup(*args, **kwargs):
         setup = real(*args, **kwargs)
         if where == "teacher":
-            setup.teacher.register_forward_hook(planted.forward)
+            setup.teacher.model.register_forward_hook(planted.forward)
         elif where == "student":
             setup.student.register_forward_hook(planted.forward)
         else:

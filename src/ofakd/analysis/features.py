@@ -16,28 +16,28 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import OfakdError
-from ..models.stages import StageTap
+from ..models.tap import ModelTap
 
 Adapter = Callable[[torch.Tensor], torch.Tensor]
 
 LAYER_CHOICES = ("stages", "blocks")
 
 
-def build_tap(model: nn.Module, layers: str | Sequence[int] = "stages") -> StageTap:
-    """A :class:`StageTap` over the four default stages, every block, or explicit positions.
+def build_tap(model: nn.Module, layers: str | Sequence[int] = "stages") -> ModelTap:
+    """A :class:`ModelTap` over the four default stages, every block, or explicit positions.
 
     ``layers="blocks"`` takes every position the model can give (each ``feature_info``
     entry, then the head input).
     """
     if isinstance(layers, str):
         if layers == "stages":
-            return StageTap(model)
+            return ModelTap.stages(model)
         if layers == "blocks":
-            return StageTap(model, stages=StageTap(model).available_indices())
+            return ModelTap(model, ModelTap(model).available_positions())
         raise OfakdError(
             f"layers must be one of {', '.join(LAYER_CHOICES)} or a list of indices, got {layers!r}"
         )
-    return StageTap(model, stages=list(layers))
+    return ModelTap(model, list(layers))
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -74,18 +74,17 @@ def eval_mode(*models: nn.Module):
             m.train(mode)
 
 
-def _run(tap: StageTap, images: torch.Tensor, adapt: Adapter | None) -> list[torch.Tensor]:
+def _run(tap: ModelTap, images: torch.Tensor, adapt: Adapter | None) -> list[torch.Tensor]:
     x = images.to(model_device(tap.model), non_blocking=True)
     with torch.inference_mode():
         if adapt is not None:
             x = adapt(x)
-        _, feats = tap(x)
-    return list(feats)
+        return tap(x).select(tap.positions)
 
 
 def paired_stage_features(
-    tap_a: StageTap,
-    tap_b: StageTap | None,
+    tap_a: ModelTap,
+    tap_b: ModelTap | None,
     loader: Iterable,
     *,
     batches: int | None = None,

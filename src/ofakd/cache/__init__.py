@@ -7,17 +7,20 @@ then distil any number of students from the recording with the results of live d
     logits = cache.read(epoch=0, step=0, rank=0)     # (batch_size, K) float32
 
 Files: ``storage`` (layout, memory maps), ``manifest`` (fields and checks), ``topk`` (top-k
-storage and reconstruction), ``reader`` (reading, run checks), ``record`` (recording).
+storage and reconstruction), ``reader`` (reading, run checks), ``cached_teacher`` (the replayed
+teacher a run calls), ``record`` (recording).
 Why the views are exact: :mod:`ofakd.data.views`.
 """
 
 from ..errors import CacheError, CacheMismatchError
+from .cached_teacher import CachedTeacher
 from .reader import EpochReader, TeacherCache
 from .topk import encode_topk, reconstruct_topk
 
 __all__ = [
     "CacheError",
     "CacheMismatchError",
+    "CachedTeacher",
     "EpochReader",
     "TeacherCache",
     "encode_topk",

@@ -4,8 +4,8 @@
     logits = cache.read(epoch=0, step=3, rank=0)          # (batch_size, K) float32
     raw = cache.read_numpy(0, 3)                          # the stored arrays of those rows
 
-A training run checks the cache first (:meth:`TeacherCache.check_run`), then per epoch hands
-``cache.epoch_reader(data_epoch, rank, device)`` to the loop, which calls it with each batch.
+A training run checks the cache first (:meth:`TeacherCache.check_run`), then replays it through a
+:class:`~ofakd.cache.cached_teacher.CachedTeacher`, which reads each epoch with an :class:`EpochReader`.
 """
 
 from __future__ import annotations
@@ -172,11 +172,9 @@ class TeacherCache:
             return epoch % self.epochs
         raise CacheMismatchError(self.directory, "epochs", self.epochs, epoch + 1, _MORE_EPOCHS)
 
-    def epoch_reader(
-        self, epoch: int, rank: int = 0, device: torch.device | str | None = None, check_views: bool = True
-    ) -> EpochReader:
-        """A callable ``(batch) -> teacher logits on device`` for recorded ``epoch``'s steps, in order."""
-        return EpochReader(self, epoch, rank, device, check_views)
+    def epoch_reader(self, epoch: int, rank: int = 0, *, step: int = 0, check_views: bool = True) -> EpochReader:
+        """A callable ``(images, indices) -> teacher logits`` for recorded ``epoch``'s steps in order, from ``step``."""
+        return EpochReader(self, epoch, rank, check_views, step)
 
     # ---- a run against this cache -------------------------------------------------
     def check_run(
@@ -220,15 +218,6 @@ class TeacherCache:
                 stacklevel=2,
             )
 
-    def distiller_kwargs(self, method, options: dict[str, Any]) -> dict[str, Any]:
-        """``create_distiller`` keyword arguments for ``method`` without a teacher: the method options
-        plus ``num_teacher_classes`` and, for methods that take it (OFA), ``teacher_dim``."""
-        kwargs = dict(options)
-        if "teacher_dim" in method.Options.model_fields and kwargs.get("teacher_dim") is None:
-            kwargs["teacher_dim"] = self.teacher_dim
-        kwargs["num_teacher_classes"] = self.num_classes
-        return kwargs
-
     # ---- sizes --------------------------------------------------------------------
     def sizes(self) -> dict[str, int]:
         """Bytes per view (sample), per epoch, for all recorded epochs, and on disk now."""
@@ -248,21 +237,21 @@ _MORE_EPOCHS = (
 
 
 class EpochReader:
-    """Teacher logits for the batches of one recorded epoch, in step order: ``reader(batch)``.
+    """Teacher logits for the batches of one recorded epoch, in step order: ``reader(images, indices)``.
 
-    It checks that each batch is the one recorded: its size; its dataset indices when the batch
-    carries them (``[images, targets, indices]``); and on the first step the mean pixel of every
-    view (cheap, and catches views that changed without the manifest noticing, e.g. a new timm).
+    It checks that each batch is the one recorded: its size; its dataset indices when given; and on
+    the first step the mean pixel of every view (cheap, and catches views that changed without the
+    manifest noticing, e.g. a new timm).
     """
 
-    def __init__(self, cache: TeacherCache, epoch: int, rank: int, device, check_views: bool = True) -> None:
+    def __init__(self, cache: TeacherCache, epoch: int, rank: int, check_views: bool = True, step: int = 0) -> None:
         cache.rows(epoch, 0, rank)  # range checks
         self.cache, self.epoch, self.rank = cache, epoch, rank
-        self.device = torch.device(device) if device is not None else None
         self.check_views = check_views
-        self.step = 0
+        self.step = step
 
-    def __call__(self, batch) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """The recorded logits (float32, on ``images``' device) of this step's batch."""
         cache, step = self.cache, self.step
         where = f"epoch {self.epoch}, step {step}, rank {self.rank}"
         if step >= cache.steps_per_epoch:
@@ -270,20 +259,17 @@ class EpochReader:
                 f"teacher cache {cache.directory}: the epoch has more than the "
                 f"{cache.steps_per_epoch} recorded steps; the data differ from the recording"
             )
-        images = batch[0]
         if images.shape[0] != cache.batch_size:
             raise CacheError(
                 f"teacher cache {cache.directory}: batch of {images.shape[0]} at {where}, "
                 f"recorded {cache.batch_size}"
             )
-        stored = cache.read_numpy(self.epoch, step, self.rank) if (len(batch) > 2 or step == 0) else None
-        if stored is not None and len(batch) > 2:
-            indices = np.asarray(batch[2].cpu())
-            if not np.array_equal(indices, stored["index"]):
-                raise CacheError(
-                    f"teacher cache {cache.directory}: the batch at {where} holds other images than "
-                    "the recording; the data or the sampling changed since recording: record it again"
-                )
+        stored = cache.read_numpy(self.epoch, step, self.rank) if (indices is not None or step == 0) else None
+        if stored is not None and indices is not None and not np.array_equal(np.asarray(indices.cpu()), stored["index"]):
+            raise CacheError(
+                f"teacher cache {cache.directory}: the batch at {where} holds other images than "
+                "the recording; the data or the sampling changed since recording: record it again"
+            )
         if stored is not None and step == 0 and self.check_views:
             diff = float(np.abs(view_means(images) - stored["check"]).max())
             if not diff <= MEAN_TOLERANCE:
@@ -294,4 +280,4 @@ class EpochReader:
                 )
         logits = cache.read(self.epoch, step, self.rank)
         self.step += 1
-        return logits.to(self.device, non_blocking=True) if self.device is not None else logits
+        return logits.to(images.device, non_blocking=True)

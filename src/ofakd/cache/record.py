@@ -17,20 +17,20 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from torch import nn
 
 from .. import __version__
+from ..autocast import resolve_amp
 from ..config.schema import RunConfig
-from ..data import dataset_num_classes
-from ..data.views import untouched_rng
-from ..distill.teacher_view import TeacherView, prepare_teacher
-from ..engine.amp import Precision
+from ..data import dataset_num_classes, run_data
 from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
 from ..engine.seeding import seed_all
-from ..engine.setup import run_data, teacher_adapter
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
+from ..teacher.live import LiveTeacher
+from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .manifest import (
     FORMAT,
     VERSION,
@@ -82,51 +82,21 @@ def record_cache(
     ranks this process records (default all). ``on_step(epoch, rank, step)`` runs after each batch.
     """
     out = Path(out)
-    if world_size < 1:
-        raise ConfigError(f"--world-size must be >= 1, got {world_size}")
-    ranks = list(range(world_size)) if ranks is None else sorted(set(ranks))
-    if not ranks or not all(0 <= r < world_size for r in ranks):
-        raise ConfigError(f"ranks {ranks} are not all in a world of size {world_size}")
-    if not cfg.teacher.name:
-        raise ConfigError(
-            "cache record needs the teacher: pass --teacher NAME --teacher-checkpoint PATH, "
-            "or --teacher-run RUN_DIR"
-        )
     num_classes = dataset_num_classes(cfg.data)
-    if topk is not None and not 1 <= topk < num_classes:
-        raise ConfigError(
-            f"--topk {topk}: give 1 to {num_classes - 1} (the data have {num_classes} classes), "
-            "or leave it out to store full logits"
-        )
-    storage, k = ("full", num_classes) if topk is None else ("topk", int(topk))
+    ranks, storage, k = _check_request(cfg, world_size, ranks, topk, num_classes)
     _prepare_folder(out, overwrite)
 
     device = pick_device(cfg.train.device) if device is None else torch.device(device)
-    precision = Precision(cfg.train.amp, device)
+    run_amp = resolve_amp(cfg.train.amp, device)
     seed_all(cfg.train.seed)  # as a run does before building its models
     student_spec = student_input_spec(cfg, num_classes)
-    with untouched_rng():
-        teacher = build_model(cfg.teacher, num_classes, "teacher")
-    teacher_spec = model_spec(teacher, cfg.teacher)
-    adapter = teacher_adapter(student_spec, teacher_spec)
+    teacher, teacher_spec = build_teacher_model(cfg.teacher, num_classes)
     bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)
-    steps = len(bundle.train_loader)
-    batch = cfg.train.batch_size
-    manifest = {
+    steps, batch = len(bundle.train_loader), cfg.train.batch_size
+    manifest = plain({
         "format": FORMAT,
         "version": VERSION,
-        "teacher": {
-            "name": cfg.teacher.name,
-            "kwargs": dict(cfg.teacher.kwargs),
-            "checkpoint": cfg.teacher.checkpoint,
-            "checkpoint_sha256": file_sha256(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else None,
-            "pretrained": cfg.teacher.pretrained,
-            "weights_sha256": state_dict_sha256(teacher),
-            "num_classes": num_classes,
-            "num_features": int(teacher.num_features),
-            **spec_dict(teacher_spec),
-            "interpolation": teacher_spec.interpolation,
-        },
+        "teacher": _teacher_fields(cfg, teacher, teacher_spec, num_classes),  # before folding changes the weights
         "student_input": spec_dict(student_spec),
         "dataset": {"name": cfg.data.name, "fingerprint": bundle.fingerprint, "num_classes": num_classes},
         "transforms": view_transforms(cfg.augment),
@@ -138,38 +108,13 @@ def record_cache(
         "views_per_epoch": world_size * steps * batch,
         "storage": storage,
         "k": k,
-        "precision": precision.mode,
+        "precision": precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp),
         "recorded_with": {"ofakd": __version__, "torch": torch.__version__, "timm": timm.__version__},
-    }
-    manifest = plain(manifest)
-    if (out / MANIFEST).is_file():
-        old = read_manifest(out)
-        diff = resume_differences(old, manifest)
-        if diff is not None:
-            raise CacheMismatchError(
-                out,
-                diff[0],
-                diff[1],
-                diff[2],
-                "pass --overwrite to record afresh, or choose another --out folder",
-            )
-        manifest["epochs"] = max(int(old["epochs"]), manifest["epochs"])
-    layout = Layout(
-        out,
-        storage=storage,
-        num_classes=num_classes,
-        k=k,
-        rows_per_epoch=manifest["views_per_epoch"],
-        rows_per_rank=steps * batch,
-    )
-    (out / DONE).mkdir(parents=True, exist_ok=True)
-    for epoch in range(manifest["epochs"]):
-        if layout.allocate(epoch):
-            log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
-    write_json(layout.manifest, manifest)
+    })
+    layout = _open_layout(out, manifest, num_classes, log)
 
-    prepare_teacher(teacher.to(device))  # after the weights' hash: folding drops BatchNorm entries
-    teacher_view = TeacherView(adapter).to(device)  # what a live distiller feeds it
+    live = live_teacher(teacher, teacher_spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype,
+                        run_amp=run_amp).to(device)
     bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
     log(
         f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
@@ -180,21 +125,7 @@ def record_cache(
             if layout.is_done(epoch, rank):
                 continue
             started = time.perf_counter()
-            _record_block(
-                teacher,
-                teacher_view,
-                precision,
-                device,
-                bundles[rank],
-                layout,
-                epoch,
-                rank,
-                steps,
-                batch,
-                storage,
-                k,
-                on_step,
-            )
+            _record_block(live, device, bundles[rank], layout, epoch, rank, on_step)
             layout.mark_done(epoch, rank)
             seconds = time.perf_counter() - started
             log(
@@ -204,10 +135,80 @@ def record_cache(
     return TeacherCache(out)
 
 
+def _check_request(
+    cfg: RunConfig, world_size: int, ranks: Sequence[int] | None, topk: int | None, num_classes: int
+) -> tuple[list[int], str, int]:
+    """(ranks to record, storage, k) of a request, every argument checked."""
+    if world_size < 1:
+        raise ConfigError(f"--world-size must be >= 1, got {world_size}")
+    ranks = list(range(world_size)) if ranks is None else sorted(set(ranks))
+    if not ranks or not all(0 <= r < world_size for r in ranks):
+        raise ConfigError(f"ranks {ranks} are not all in a world of size {world_size}")
+    if not cfg.teacher.name:
+        raise ConfigError(
+            "cache record needs the teacher: pass --teacher NAME --teacher-checkpoint PATH, "
+            "or --teacher-run RUN_DIR"
+        )
+    if topk is not None and not 1 <= topk < num_classes:
+        raise ConfigError(
+            f"--topk {topk}: give 1 to {num_classes - 1} (the data have {num_classes} classes), "
+            "or leave it out to store full logits"
+        )
+    return ranks, *(("full", num_classes) if topk is None else ("topk", int(topk)))
+
+
+def _teacher_fields(cfg: RunConfig, teacher: nn.Module, spec: InputSpec, num_classes: int) -> dict:
+    """The manifest's ``teacher`` section: which network, which weights, what input."""
+    return {
+        "name": cfg.teacher.name,
+        "kwargs": dict(cfg.teacher.kwargs),
+        "checkpoint": cfg.teacher.checkpoint,
+        "checkpoint_sha256": file_sha256(cfg.teacher.checkpoint) if cfg.teacher.checkpoint else None,
+        "pretrained": cfg.teacher.pretrained,
+        "weights_sha256": state_dict_sha256(teacher),
+        "num_classes": num_classes,
+        "num_features": int(teacher.num_features),
+        **spec_dict(spec),
+        "interpolation": spec.interpolation,
+    }
+
+
+def _open_layout(out: Path, manifest: dict, num_classes: int, log: Callable[[str], None]) -> Layout:
+    """The cache's files for ``manifest``: a cache already in ``out`` must be for the same settings (it is then
+    resumed, or extended to more epochs); files of the wrong size are allocated again; the manifest is written."""
+    if (out / MANIFEST).is_file():
+        old = read_manifest(out)
+        diff = resume_differences(old, manifest)
+        if diff is not None:
+            raise CacheMismatchError(out, *diff, "pass --overwrite to record afresh, or choose another --out folder")
+        manifest["epochs"] = max(int(old["epochs"]), manifest["epochs"])
+    layout = Layout(
+        out,
+        storage=manifest["storage"],
+        num_classes=num_classes,
+        k=manifest["k"],
+        rows_per_epoch=manifest["views_per_epoch"],
+        rows_per_rank=manifest["steps_per_epoch"] * manifest["batch_size"],
+    )
+    (out / DONE).mkdir(parents=True, exist_ok=True)
+    for epoch in range(manifest["epochs"]):
+        if layout.allocate(epoch):
+            log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
+    write_json(layout.manifest, manifest)
+    return layout
+
+
 def _record_block(
-    teacher, teacher_view, precision, device, bundle, layout, epoch, rank, steps, batch, storage, k, on_step
+    teacher: LiveTeacher,
+    device: torch.device,
+    bundle,
+    layout: Layout,
+    epoch: int,
+    rank: int,
+    on_step: Callable[[int, int, int], None] | None,
 ) -> None:
-    """Record ``rank``'s views of ``epoch``: teacher forward per batch, rows written in step order."""
+    """Record ``rank``'s views of ``epoch``: the live teacher per batch, rows written in step order."""
+    steps, batch = len(bundle.train_loader), bundle.train_loader.batch_size
     bundle.train_sampler.set_epoch(epoch)
     arrays = layout.open(epoch, "r+")
     base = layout.rank_rows(rank).start
@@ -215,16 +216,13 @@ def _record_block(
     try:
         for step, (images, _targets, indices) in enumerate(bundle.train_loader):
             rows = slice(base + step * batch, base + (step + 1) * batch)
-            x = images.to(device, non_blocking=True)
-            with precision.autocast(), torch.inference_mode():
-                logits = teacher(teacher_view(x))
-            logits = logits.float().cpu()
-            if storage == "full":
+            logits = teacher.logits(images.to(device, non_blocking=True)).cpu()
+            if layout.storage == "full":
                 half = logits.numpy().astype(np.float16)
                 _check_finite(half, epoch, step, rank)
                 arrays["logits"][rows] = half
             else:
-                values, classes, lse = encode_topk(logits, k)
+                values, classes, lse = encode_topk(logits, layout.k)
                 _check_finite(values, epoch, step, rank)
                 arrays["values"][rows], arrays["indices"][rows], arrays["lse"][rows] = values, classes, lse
             arrays["index"][rows] = indices.numpy().astype(np.int32)

@@ -76,6 +76,7 @@ class Layout:
     ) -> None:
         self.directory = Path(directory)
         self.storage = storage
+        self.k = k
         self.arrays = array_specs(storage, num_classes, k)
         self.rows_per_epoch = int(rows_per_epoch)
         self.rows_per_rank = int(rows_per_rank)

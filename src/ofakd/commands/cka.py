@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _adapter(source, target):
     """Images prepared for ``source`` (size, mean, std) re-normalised and resized for ``target``."""
-    from ..engine.teacher_input import build_teacher_input
+    from ..teacher.input_view import build_teacher_input
 
     return build_teacher_input(source.input_size, source.mean, source.std, target.input_size, target.mean, target.std,
                  target.interpolation)

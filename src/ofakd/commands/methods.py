@@ -13,13 +13,14 @@ HELP = "list the distillation methods, their options (with defaults) and what ea
 DESCRIPTION = (
     "List every distillation method (--method NAME) with a one-line summary, its options and their "
     "defaults (set them in the config or on the command line), and whether it needs teacher features, "
-    "which a logits-only teacher cache cannot give. Methods combine with '+', e.g. --method ofa+rsd."
+    "which a logits-only teacher cache cannot give. Methods combine with '+', e.g. --method ofa+dist."
 )
 
 COMBINE_NOTE = (
-    "Combine methods with '+', e.g. --method ofa+rsd: the teacher and the student run once per step and the "
-    "parts' losses add up (a term both return, such as gt or kd, comes from the first). Options: "
-    "<part>.<option>=value, or flat when only one part has the option; part_weights=[w1, w2] scales each part."
+    "Combine methods with '+', e.g. --method ofa+dist: the teacher and the student run once per step; one gt "
+    "term plus every part's own terms (two parts giving the same term, e.g. kd in ofa+rsd, is an error: set "
+    "rsd.kd_weight=0). Options: <part>.<option>=value, or flat when only one part has the option; gt_weight, "
+    "gt_loss and part_weights=[w1, w2] (scales each part) belong to the combination."
 )
 
 

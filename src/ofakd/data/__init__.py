@@ -11,7 +11,7 @@ Every training batch is a pure function of (seed, epoch, step, rank), whatever t
 global generators, the number of workers or a resume (see ``views``).
 """
 
-from .build import DataBundle, build_data, dataset_num_classes
+from .build import DataBundle, build_data, dataset_num_classes, run_data
 from .config import AugmentConfig, DataConfig
 from .loaders import seed_everything
 
@@ -24,6 +24,7 @@ __all__ = [
     "AugmentConfig",
     "DataBundle",
     "DataConfig",
+    "run_data",
     "build_data",
     "dataset_num_classes",
     "seed_everything",

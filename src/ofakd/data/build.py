@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from timm.data import Mixup
@@ -19,6 +20,10 @@ from .sources import load_source, source_num_classes
 from .transforms import build_eval_transform, build_train_transform
 from .views import KeyedViewDataset, ViewCollate, ViewSampler
 
+if TYPE_CHECKING:
+    from ..config.schema import RunConfig
+    from ..models.info import InputSpec
+
 SUBSET_SEED = 0  # subsets are the same for every run seed, so runs and caches compare like with like
 
 
@@ -30,14 +35,12 @@ class DataBundle:
     val_loader: DataLoader
     num_classes: int
     class_names: list[str]
-    mixup: Callable | None
-    """Always None: mixup/cutmix (timm ``Mixup``, label smoothing folded in) is applied inside
-    ``train_loader`` under keyed generators; kept so old callers skip it. See ``soft_targets``."""
     train_sampler: Sampler
     """The index sampler (order of dataset indices); call ``set_epoch(epoch)`` before each epoch."""
     fingerprint: str
     soft_targets: bool = False
-    """True when train batches' targets are soft rows (B, K): mixup/cutmix is on (smoothing already in)."""
+    """True when train batches' targets are soft rows (B, K): mixup/cutmix (timm ``Mixup``, label
+    smoothing folded in) is applied inside ``train_loader`` under keyed generators."""
     rank: int = 0
     world_size: int = 1
     make_train: Callable[[int], tuple[Sampler, DataLoader]] | None = field(default=None, repr=False)
@@ -173,11 +176,28 @@ def build_data(
         val_loader=val_loader,
         num_classes=len(source.class_names),
         class_names=list(source.class_names),
-        mixup=None,
         train_sampler=sampler,
         fingerprint=fp,
         soft_targets=mixup_on,
         rank=rank,
         world_size=world_size,
         make_train=make_train,
+    )
+
+
+def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: int, with_indices: bool) -> DataBundle:
+    """The data of a run of ``cfg``: the student's input spec, the data seed, full batches only. A live
+    run and ``ofakd cache record`` both draw their views through this, so they draw the same ones."""
+    return build_data(
+        cfg.data,
+        cfg.augment,
+        input_size=student_spec.input_size,
+        mean=student_spec.mean,
+        std=student_spec.std,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.data_seed,
+        world_size=world_size,
+        rank=rank,
+        with_indices=with_indices,
+        drop_last=True,
     )

@@ -5,13 +5,16 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ModelError
-from .base import Distiller, MethodOptions, TeacherOutput, parse_options
+from ..models.info import fixed_input_hw, input_spec
+from ..models.tap import ModelOutput
+from ..teacher.source import TeacherSource
+from .base import Distiller, MethodOptions
 from .registry import get_method, list_methods, register_method
 
 __all__ = [
     "Distiller",
     "MethodOptions",
-    "TeacherOutput",
+    "ModelOutput",
     "create_distiller",
     "get_method",
     "list_methods",
@@ -21,7 +24,7 @@ __all__ = [
 
 def create_distiller(
     method: str,
-    teacher: nn.Module | None = None,
+    teacher: nn.Module | TeacherSource | None = None,
     student: nn.Module | None = None,
     *,
     input_size: tuple[int, int, int] | None = None,
@@ -36,16 +39,16 @@ def create_distiller(
     ``options`` are the method's own (e.g. ``eps``, ``temperature``, ``stages`` for OFA) and
     are validated: an unknown option names the closest valid one. ``input_size`` (C, H, W)
     is the student's input, used to size feature branches; by default the student's own.
-    ``teacher`` may be None when its logits come from a cache (give ``num_teacher_classes``).
-    The teacher is frozen for inference and, unless ``teacher_channels_last=False``, run in
-    channels-last memory format (same values, faster convolutions).
+    ``teacher`` is a model (run live: frozen in place, BatchNorms folded, fed through
+    ``teacher_input`` and, unless ``teacher_channels_last=False``, in channels-last memory format),
+    a teacher source (:class:`~ofakd.teacher.live.LiveTeacher`, or a cache's
+    :class:`~ofakd.cache.cached_teacher.CachedTeacher`), or None when the teacher's outputs are
+    given to :meth:`Distiller.distill` (then give ``num_teacher_classes``).
     """
-    from ..models.info import input_spec
-
     cls = get_method(method)
     if student is None:
         raise ModelError("create_distiller needs a student model")
-    parsed = parse_options(cls, options)
+    parsed = cls.parse_options(options)
     if cls.needs_teacher:
         teacher_classes = num_teacher_classes if teacher is None else getattr(teacher, "num_classes", None)
         if teacher is None and teacher_classes is None:
@@ -55,6 +58,18 @@ def create_distiller(
                 f"teacher has {teacher_classes} classes but student has {student.num_classes}; "
                 "create both with the same num_classes"
             )
-    size = tuple(input_size) if input_size is not None else input_spec(student).input_size
+    size = tuple(input_size) if input_size is not None else default_input_size(student, teacher)
     return cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
                teacher_channels_last=teacher_channels_last)
+
+
+def default_input_size(student: nn.Module, teacher) -> tuple[int, int, int]:
+    """The student's input size when none is given: the size its patch embedding is built for; for a
+    student that takes any size (a CNN) beside a teacher model that does not, the teacher's; else the
+    student's pretrained config."""
+    spec = input_spec(student)
+    if fixed_input_hw(student) is None and isinstance(teacher, nn.Module) and not isinstance(teacher, TeacherSource):
+        teacher_hw = fixed_input_hw(teacher)
+        if teacher_hw is not None:
+            return (spec.input_size[0], *teacher_hw)
+    return spec.input_size

@@ -1,17 +1,20 @@
 """The Distiller base class: one nn.Module per method, ``forward -> (student_logits, losses)``.
 
 A Distiller owns the student and the method's own trainable modules (``branches``:
-OFA branches, FitNet projectors, CRD embedders, ...). The teacher is held *outside*
+OFA branches, FitNet projectors, CRD embedders, ...). The teacher is a teacher source
+(:mod:`ofakd.teacher`: the model run live, or a cache's replay of it), held *outside*
 the module tree: it never appears in ``parameters()``, ``state_dict()`` or a DDP
-wrapper, always runs in eval mode under ``torch.inference_mode()``, and follows the
-distiller on ``.to(device)``. A method file knows nothing of the engine.
+wrapper, and a live one follows the distiller on ``.to(device)``. Per step the
+distiller calls the teacher once and the student once (through a :class:`ModelTap`
+that gives the stage features and embedding the method asked for), adds the ``gt``
+term, and asks the method for its own terms (``compute_losses``). A method file knows
+nothing of the engine.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import difflib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, ClassVar, Literal
 
 import torch
@@ -19,9 +22,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.stages import StageTap
+from ..models.tap import ModelOutput, ModelTap
+from ..teacher.live import LiveTeacher
+from ..teacher.source import TeacherSource
 from .targets import ground_truth_loss
-from .teacher_view import TeacherView, prepare_teacher
 
 
 def _check_stages(value: list[int]) -> list[int]:
@@ -45,16 +49,6 @@ class MethodOptions(BaseModel):
     """Supervised loss: ce (cross-entropy) or bce (binary cross-entropy, the 'stronger' ImageNet recipe)."""
 
 
-@dataclass
-class TeacherOutput:
-    """What a method gets from the teacher: logits, and stage features if it asked for them."""
-
-    logits: torch.Tensor
-    features: list[torch.Tensor] | None = None
-    embedding: torch.Tensor | None = None
-    """The teacher's penultimate embedding (pooled pre-logits, (B, D_t)) for methods that read it."""
-
-
 class Distiller(nn.Module):
     """Base of every method. Subclasses set the class attributes and implement ``compute_losses``."""
 
@@ -64,16 +58,13 @@ class Distiller(nn.Module):
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     needs_teacher: ClassVar[bool] = True
     needs_teacher_features: ClassVar[bool] = False
-    """True when the method needs teacher stage features (it then cannot use a logits-only cache)."""
+    """True when the method needs teacher stage features or embedding (it then cannot use a logits-only cache)."""
     needs_sample_indices: ClassVar[bool] = False
     """True when ``forward`` needs ``sample_indices`` (dataset indices of the batch), e.g. CRD."""
-    teacher_autocast: Callable[[], contextlib.AbstractContextManager] | None = None
-    """Set by the engine: the autocast context every teacher forward runs in (``teacher.amp``,
-    ``teacher.dtype``); None: the caller's (the student's) precision."""
 
     def __init__(
         self,
-        teacher: nn.Module | None,
+        teacher: nn.Module | TeacherSource | None,
         student: nn.Module,
         options: MethodOptions,
         *,
@@ -81,85 +72,97 @@ class Distiller(nn.Module):
         teacher_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
         num_samples: int | None = None,
         teacher_channels_last: bool = True,
+        student_positions: Sequence[int] = (),
+        student_embedding: bool = False,
+        teacher_positions: Sequence[int] = (),
+        teacher_embedding: bool = False,
     ) -> None:
+        """``teacher``: a model (run live, see :class:`~ofakd.teacher.live.LiveTeacher`, with
+        ``teacher_input`` as its view of the student batch), a teacher source (live or cached), or None
+        when the teacher's outputs are given to :meth:`distill`. The method reads the student's and the
+        teacher's stage features at ``*_positions`` (``feature_info`` positions) and their penultimate
+        embeddings when ``*_embedding``."""
         super().__init__()
         self.options = options
         self.student = student
-        self.branches = nn.Module() if not hasattr(self, "branches") else self.branches
+        self.branches = nn.Module()
+        """The method's own trainable modules (OFA branches, projectors, ...); subclasses replace it."""
         self.input_size = input_size
         self.num_samples = num_samples
-        self.teacher_input = TeacherView(teacher_input, channels_last=teacher_channels_last)
-        self.__dict__["teacher"] = teacher  # outside the module tree on purpose
-        if teacher is not None:
-            prepare_teacher(teacher, channels_last=teacher_channels_last)
-        self.teacher_tap = StageTap(teacher) if (teacher is not None and self.needs_teacher_features) else None
+        # outside the module tree on purpose: never trained, never in parameters() or state_dict()
+        self.__dict__["teacher"] = as_teacher_source(teacher, teacher_input, teacher_channels_last)
+        self.teacher_positions = list(teacher_positions)
+        self.teacher_embedding = teacher_embedding
+        if self.teacher is not None and (teacher_positions or teacher_embedding):
+            self.teacher.require(teacher_positions, embedding=teacher_embedding)
+        self.student_tap = ModelTap(student, student_positions, embedding=student_embedding)
 
-    # ---- teacher -----------------------------------------------------------------
+    # ---- the teacher, held outside the module tree -------------------------------
     def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
-        """Move or cast the out-of-tree teacher together with the distiller."""
-        if self.teacher is not None:
+        """Move or cast a live teacher together with the distiller."""
+        if isinstance(self.teacher, nn.Module):
             self.teacher._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()
-        return self
-
-    def run_teacher(self, images: torch.Tensor) -> TeacherOutput:
-        """Teacher logits (and stage features if the method needs them), no autograd."""
-        if self.teacher is None:
-            raise ConfigError(f"method {self.method_name!r} needs a teacher (or teacher logits from a cache)")
-        x = self.teacher_input(images)
-        with torch.inference_mode():
-            if self.teacher_tap is not None:
-                logits, features = self.teacher_tap(x)
-            else:
-                logits, features = self.teacher(x), None
-        # inference tensors cannot be saved for backward: hand out normal copies
-        logits = logits.float().clone()
-        features = [f.clone() for f in features] if features is not None else None
-        return TeacherOutput(logits, features)
-
     # ---- forward -----------------------------------------------------------------
     def forward(
-        self,
-        images: torch.Tensor,
-        targets: torch.Tensor,
-        *,
-        teacher_logits: torch.Tensor | None = None,
-        sample_indices: torch.Tensor | None = None,
+        self, images: torch.Tensor, targets: torch.Tensor, *, sample_indices: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Student logits and a dict of weighted scalar losses (their sum is the training loss).
 
-        ``targets`` are class indices (B,) or soft rows (B, K) from mixup/cutmix/smoothing.
-        ``teacher_logits`` (from a teacher-output cache) replaces the teacher's forward.
+        ``targets`` are class indices (B,) or soft rows (B, K) from mixup/cutmix/smoothing. The teacher
+        (live or from a cache) gives its output for this batch; then :meth:`distill`.
         """
-        if not self.needs_teacher:
-            teacher = None
-        elif teacher_logits is not None:
-            if self.needs_teacher_features:
-                raise ConfigError(
-                    f"method {self.method_name!r} needs teacher features; a logits-only teacher cache "
-                    "cannot serve it. Run it with a live teacher (drop --teacher-cache)."
-                )
-            teacher = TeacherOutput(teacher_logits.float())
-        else:
-            with self.teacher_autocast() if self.teacher_autocast is not None else contextlib.nullcontext():
-                teacher = self.run_teacher(images)
         if self.needs_sample_indices and sample_indices is None:
             raise ConfigError(f"method {self.method_name!r} needs the dataset indices of the batch (sample_indices)")
-        return self.compute_losses(images, targets, teacher, sample_indices)
+        teacher = None
+        if self.needs_teacher:
+            if self.teacher is None:
+                raise ConfigError(
+                    f"method {self.method_name!r} has no teacher: pass teacher= to create_distiller, or give the "
+                    "teacher's output to distiller.distill(images, targets, ModelOutput(teacher_logits))"
+                )
+            teacher = self.teacher(images, sample_indices)
+        return self.distill(images, targets, teacher, sample_indices=sample_indices)
 
-    def compute_losses(
+    def distill(
         self,
         images: torch.Tensor,
         targets: torch.Tensor,
-        teacher: TeacherOutput | None,
-        sample_indices: torch.Tensor | None,
+        teacher: ModelOutput | None,
+        *,
+        sample_indices: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's forward and every loss against the given teacher output (what :meth:`forward`
+        does once it has the teacher's): ``gt`` and the method's terms, already weighted."""
+        if self.needs_teacher:
+            self._check_teacher_output(teacher)
+        student = self.student_tap(images)
+        losses = {"gt": self.gt_loss(student.logits, targets)}
+        losses.update(self.compute_losses(student, targets, teacher, sample_indices))
+        return student.logits, losses
+
+    def compute_losses(
+        self,
+        student: ModelOutput,
+        targets: torch.Tensor,
+        teacher: ModelOutput | None,
+        sample_indices: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The method's weighted loss terms (``gt`` is added by the base) from one student forward
+        (``student.logits``, and the features/embedding the method asked for) and the teacher's output."""
         raise NotImplementedError
+
+    def _check_teacher_output(self, teacher: ModelOutput | None) -> None:
+        missing = teacher is None or any(p not in teacher.features for p in self.teacher_positions) or (
+            self.teacher_embedding and teacher.embedding is None
+        )
+        if missing:
+            raise ConfigError(
+                f"method {self.method_name!r} needs teacher features (stages {self.teacher_positions}"
+                f"{', embedding' if self.teacher_embedding else ''}); logits alone (e.g. a logits-only teacher "
+                "cache) cannot serve it: run it with a live teacher (drop --teacher-cache)"
+            )
 
     # ---- helpers -----------------------------------------------------------------
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
@@ -179,21 +182,30 @@ class Distiller(nn.Module):
         For methods with epoch-dependent terms (e.g. DKD's warm-up). Default: nothing.
         """
 
+    @classmethod
+    def parse_options(cls, options: dict) -> MethodOptions:
+        """Validate ``options`` against ``cls.Options``; errors name the field and the fix."""
+        try:
+            return cls.Options(**options)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "options"
+            known = ", ".join(cls.Options.model_fields)
+            if first["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(field, list(cls.Options.model_fields), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"method {cls.method_name!r} has no option {field!r}.{hint} Its options: {known}."
+                ) from None
+            raise ConfigError(f"method {cls.method_name!r} option {field!r}: {first['msg']}") from None
 
-def parse_options(cls: type[Distiller], options: dict) -> MethodOptions:
-    """Validate ``options`` against ``cls.Options``; errors name the field and the fix."""
-    try:
-        return cls.Options(**options)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "options"
-        known = ", ".join(cls.Options.model_fields)
-        if first["type"] == "extra_forbidden":
-            import difflib
 
-            close = difflib.get_close_matches(field, list(cls.Options.model_fields), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"method {cls.method_name!r} has no option {field!r}.{hint} Its options: {known}."
-            ) from None
-        raise ConfigError(f"method {cls.method_name!r} option {field!r}: {first['msg']}") from None
+def as_teacher_source(
+    teacher: nn.Module | TeacherSource | None,
+    input_view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    channels_last: bool = True,
+) -> TeacherSource | None:
+    """``teacher`` itself when it is a teacher source (live or cached), else the model run live."""
+    if teacher is None or isinstance(teacher, TeacherSource):
+        return teacher
+    return LiveTeacher(teacher, input_view=input_view, channels_last=channels_last)

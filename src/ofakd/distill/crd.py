@@ -24,7 +24,8 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import ConfigError
-from .base import MethodOptions, TeacherOutput
+from ..models.tap import ModelOutput
+from .base import MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
@@ -179,9 +180,7 @@ class CRD(FeatureDistiller):
             memory.update(indices, v_s, v_t, opts.memory_momentum)
         return loss
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
-        opts = self.options
-        out = self.student_tap.forward_all(images)
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         if sample_indices.device.type == "cpu" and sample_indices.numel():  # no host sync for device indices
             low, high = int(sample_indices.min()), int(sample_indices.max())
             if low < 0 or high >= self.num_samples:
@@ -189,10 +188,7 @@ class CRD(FeatureDistiller):
                     f"sample indices {low}..{high} are out of range for a memory bank of {self.num_samples} "
                     "samples; give num_samples=len(train_dataset)"
                 )
-        indices = sample_indices.to(device=out.logits.device, dtype=torch.long)
-        v_s = self.branches["embed_student"](out.embedding.float())
+        indices = sample_indices.to(device=student.logits.device, dtype=torch.long)
+        v_s = self.branches["embed_student"](student.embedding.float())
         v_t = self.branches["embed_teacher"](teacher.embedding.float())
-        return out.logits, {
-            "gt": self.gt_loss(out.logits, targets),
-            "crd": opts.crd_weight * self.contrast_loss(v_s, v_t, indices),
-        }
+        return {"crd": self.options.crd_weight * self.contrast_loss(v_s, v_t, indices)}

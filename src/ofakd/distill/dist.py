@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Distiller, TeacherOutput
+from ..models.tap import ModelOutput
+from .base import Distiller
 from .float32 import float32_loss
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
@@ -60,14 +61,12 @@ class DIST(Distiller):
     summary = "DIST: 1 - Pearson correlation of teacher/student probabilities, per sample and per class"
     Options = DISTOptions
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        logits = self.student(images)
-        z_s = maybe_standardize(logits, opts.logit_standardization)
+        z_s = maybe_standardize(student.logits, opts.logit_standardization)
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
         inter, intra = dist_terms(z_s, z_t, opts.temperature)
-        return logits, {
-            "gt": self.gt_loss(logits, targets),
+        return {
             "dist_inter": opts.kd_weight * opts.beta * inter,
             "dist_intra": opts.kd_weight * opts.gamma * intra,
         }

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import Distiller, TeacherOutput
+from ..models.tap import ModelOutput
+from .base import Distiller
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .registry import register_method
@@ -90,15 +91,13 @@ class DKD(Distiller):
         warmup = self.options.warmup_epochs
         return min((self.epoch + 1) / warmup, 1.0) if warmup else 1.0
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        logits = self.student(images)
-        z_s = maybe_standardize(logits, opts.logit_standardization)
+        z_s = maybe_standardize(student.logits, opts.logit_standardization)
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
         tckd, nckd = dkd_terms(z_s, z_t, targets, opts.temperature)
         weight = opts.kd_weight * self.warmup_factor()
-        return logits, {
-            "gt": self.gt_loss(logits, targets),
+        return {
             "tckd": weight * opts.alpha * tckd,
             "nckd": weight * opts.beta * nckd,
         }

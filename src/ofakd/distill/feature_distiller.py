@@ -1,61 +1,51 @@
 """Base of the methods that read teacher features (FitNet, RKD, CRD, CC, RSD).
 
-It gives a method a student tap and a teacher tap (:class:`~ofakd.distill.taps.FeatureTap`)
-over the stages it asks for, and a ``run_teacher`` whose single teacher forward fills
-``TeacherOutput.features`` *and* ``TeacherOutput.embedding`` (the penultimate embedding).
-Such a method needs a live teacher: a logits-only teacher cache cannot serve it.
+It asks the student and the teacher for the same kind of features (stage features at the given
+``feature_info`` positions; with none, the penultimate embedding) and gives :meth:`probe` for
+sizing the method's modules. Such a method needs a live teacher: a logits-only cache cannot serve it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
 from torch import nn
 
 from ..errors import ModelError
-from .base import Distiller, MethodOptions, TeacherOutput
-from .taps import FeatureTap, TapOutput, probe_features, teacher_forward
+from ..models.tap import ModelOutput
+from ..teacher.live import LiveTeacher
+from .base import Distiller, MethodOptions, as_teacher_source
 
 
 class FeatureDistiller(Distiller):
-    """A Distiller with ``self.student_tap`` / ``self.teacher_tap`` FeatureTaps.
-
-    ``student_stages`` / ``teacher_stages`` are ``feature_info`` positions (see
-    :func:`~ofakd.distill.taps.stage_positions`); None selects only the head input, which
-    is all an embedding-only method (RKD, CRD, CC, RSD) needs.
-    """
+    """A Distiller reading student and teacher features: the stage features at the positions
+    :meth:`stage_positions` gives (FitNet), or the penultimate embeddings (RKD, CRD, CC, RSD)."""
 
     needs_teacher_features = True
 
-    def __init__(
-        self,
-        teacher: nn.Module | None,
-        student: nn.Module,
-        options: MethodOptions,
-        *,
-        student_stages: Sequence[int] | None = None,
-        teacher_stages: Sequence[int] | None = None,
-        **kwargs,
-    ) -> None:
-        super().__init__(teacher, student, options, **kwargs)
-        if teacher is None:
+    def __init__(self, teacher, student: nn.Module, options: MethodOptions, **kwargs) -> None:
+        source = as_teacher_source(teacher, kwargs.pop("teacher_input", None), kwargs.pop("teacher_channels_last", True))
+        if not isinstance(source, LiveTeacher):
             raise ModelError(
-                f"method {self.method_name!r} needs teacher features: give a teacher model "
+                f"method {self.method_name!r} needs teacher features: give a teacher model run live "
                 "(a logits-only teacher cache cannot serve it)"
             )
-        self.student_tap = FeatureTap(student, student_stages) if student_stages else FeatureTap.embedding_only(student)
-        self.teacher_tap = FeatureTap(teacher, teacher_stages) if teacher_stages else FeatureTap.embedding_only(teacher)
-
-    def probe(self) -> tuple[TapOutput, TapOutput, tuple[int, int], tuple[int, int]]:
-        """Student and teacher outputs for a zero batch at ``input_size`` and the (H, W) each saw."""
-        student_out, student_hw = probe_features(self.student_tap, self.input_size, role="student")
-        teacher_out, teacher_hw = probe_features(
-            self.teacher_tap, self.input_size, self.teacher_input, role="teacher"
+        student_stages, teacher_stages = self.stage_positions(options, student, source.model)
+        super().__init__(
+            source, student, options,
+            student_positions=student_stages or (), student_embedding=not student_stages,
+            teacher_positions=teacher_stages or (), teacher_embedding=not teacher_stages,
+            **kwargs,
         )
+
+    @classmethod
+    def stage_positions(
+        cls, options: MethodOptions, student: nn.Module, teacher: nn.Module
+    ) -> tuple[list[int] | None, list[int] | None]:
+        """The student's and the teacher's ``feature_info`` positions the method reads; (None, None):
+        the penultimate embeddings instead (the default)."""
+        return None, None
+
+    def probe(self) -> tuple[ModelOutput, ModelOutput, tuple[int, int], tuple[int, int]]:
+        """Student and teacher outputs for a zero batch at ``input_size`` and the (H, W) each saw."""
+        student_out, student_hw = self.student_tap.probe(self.input_size, role="student")
+        teacher_out, teacher_hw = self.teacher.probe(self.input_size)
         return student_out, teacher_out, student_hw, teacher_hw
-
-    def run_teacher(self, images: torch.Tensor) -> TeacherOutput:
-        """Teacher logits, stage features and penultimate embedding from one forward, no autograd."""
-        return teacher_forward(self.teacher_tap, images, self.teacher_input)
-

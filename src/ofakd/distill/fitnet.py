@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MethodOptions, Stages, TeacherOutput
+from ..models.stages import stage_positions
+from ..models.tap import ModelOutput
+from .base import MethodOptions, Stages
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .projectors import FeatureProjector
 from .registry import register_method
-from .taps import stage_positions
 
 
 @float32_loss
@@ -37,13 +38,16 @@ class FitNet(FeatureDistiller):
     summary = "FitNet hints: MSE between projected student stage features and teacher stage features"
     Options = FitNetOptions
 
-    def __init__(self, teacher, student, options: FitNetOptions, **kwargs) -> None:
-        student_stages = stage_positions(student, options.stages, options.feature_indices)
-        teacher_stages = (
-            stage_positions(teacher, options.stages, options.teacher_feature_indices) if teacher is not None else None
+    @classmethod
+    def stage_positions(cls, options: FitNetOptions, student, teacher):
+        return (
+            stage_positions(student, options.stages, options.feature_indices),
+            stage_positions(teacher, options.stages, options.teacher_feature_indices),
         )
-        super().__init__(teacher, student, options, student_stages=student_stages, teacher_stages=teacher_stages,
-                         **kwargs)
+
+    def __init__(self, teacher, student, options: FitNetOptions, **kwargs) -> None:
+        super().__init__(teacher, student, options, **kwargs)
+        student_stages, teacher_stages = self.student_tap.positions, self.teacher_positions
         student_out, teacher_out, student_hw, teacher_hw = self.probe()
         self.branches = nn.ModuleDict(
             {
@@ -51,19 +55,21 @@ class FitNet(FeatureDistiller):
                     f_s,
                     f_t,
                     student_prefix_tokens=self.student_tap.num_prefix_tokens,
-                    teacher_prefix_tokens=self.teacher_tap.num_prefix_tokens,
+                    teacher_prefix_tokens=self.teacher.tap.num_prefix_tokens,
                     student_hw=student_hw,
                     teacher_hw=teacher_hw,
                 )
-                for stage, f_s, f_t in zip(options.stages, student_out.features, teacher_out.features)
+                for stage, f_s, f_t in zip(
+                    options.stages, student_out.select(student_stages), teacher_out.select(teacher_stages)
+                )
             }
         )
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        out = self.student_tap.forward_all(images)
-        losses = {"gt": self.gt_loss(out.logits, targets)}
-        for stage, f_s, f_t in zip(opts.stages, out.features, teacher.features):
+        losses = {}
+        for stage, s_pos, t_pos in zip(opts.stages, self.student_tap.positions, self.teacher_positions):
             projector = self.branches[f"stage{stage}"]
+            f_s, f_t = student.features[s_pos], teacher.features[t_pos]
             losses[f"fitnet_s{stage}"] = opts.fitnet_weight * fitnet_loss(projector(f_s), projector.target(f_t))
-        return out.logits, losses
+        return losses

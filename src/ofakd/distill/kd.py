@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Distiller, MethodOptions, TeacherOutput
+from ..models.tap import ModelOutput
+from .base import Distiller, MethodOptions
 from .logit_standardization import maybe_standardize
 from .registry import register_method
 
@@ -34,12 +35,8 @@ class KD(Distiller):
     summary = "Hinton KD: KL(teacher || student) at temperature T, x T^2, plus cross-entropy"
     Options = LogitOptions
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        logits = self.student(images)
-        z_s = maybe_standardize(logits, opts.logit_standardization)
+        z_s = maybe_standardize(student.logits, opts.logit_standardization)
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
-        return logits, {
-            "gt": self.gt_loss(logits, targets),
-            "kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature),
-        }
+        return {"kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature)}

@@ -9,13 +9,13 @@ from pydantic import field_validator
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from ..models.stages import StageTap
-from .base import Distiller, Stages, TeacherOutput
+from ..models.stages import stage_positions
+from ..models.tap import ModelOutput
+from .base import Distiller, Stages
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .ofa_branches import build_branch
 from .registry import register_method
-from .taps import probe_features
 from .targets import one_hot_targets
 
 
@@ -65,29 +65,28 @@ class OFA(Distiller):
     Options = OFAOptions
 
     def __init__(self, teacher, student, options: OFAOptions, **kwargs) -> None:
-        super().__init__(teacher, student, options, **kwargs)
         n_eps = len(options.eps)
         if n_eps not in (1, len(options.stages) + 1):
             raise ConfigError(
                 f"eps has {n_eps} values; give 1, or {len(options.stages) + 1} "
                 f"(one per stage {options.stages} and one for the final logits)"
             )
+        if options.feature_indices is not None and len(options.feature_indices) != 4:
+            raise ConfigError(f"feature_indices needs 4 positions (one per OFA stage), got {options.feature_indices}")
+        positions = stage_positions(student, options.stages, options.feature_indices)
+        super().__init__(teacher, student, options, student_positions=positions, **kwargs)
         self.eps = options.eps * (len(options.stages) + 1) if n_eps == 1 else list(options.eps)
-        features = list(options.feature_indices) if options.feature_indices is not None else None
-        if features is not None and len(features) != 4:
-            raise ConfigError(f"feature_indices needs 4 positions (one per OFA stage), got {features}")
-        self.student_tap = StageTap(student, features)
-        self.branches = self._build_branches(teacher, student, options)
+        self.branches = self._build_branches(student, options)
 
-    def _build_branches(self, teacher, student, options: OFAOptions) -> nn.ModuleDict:
-        teacher_dim = options.teacher_dim or getattr(teacher, "num_features", None)
+    def _build_branches(self, student, options: OFAOptions) -> nn.ModuleDict:
+        teacher_dim = options.teacher_dim or (self.teacher.num_features if self.teacher is not None else None)
         if teacher_dim is None:
             raise ModelError("OFA needs the teacher's feature width: give a teacher or teacher_dim")
-        probe = probe_features(self.student_tap, self.input_size)[0].features
+        probe = self.student_tap.probe(self.input_size)[0]
         branches = nn.ModuleDict()
-        for stage in options.stages:
+        for stage, position in zip(options.stages, self.student_tap.positions):
             branches[f"stage{stage}"] = build_branch(
-                probe[stage - 1],
+                probe.features[position],
                 stage,
                 student_dim=student.num_features,
                 teacher_dim=int(teacher_dim),
@@ -98,15 +97,15 @@ class OFA(Distiller):
             )
         return branches
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        logits, features = self.student_tap(images)
         z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
-        mask = one_hot_targets(targets, logits.shape[1])
-        losses = {"gt": self.gt_loss(logits, targets)}
-        for k, stage in enumerate(opts.stages):
-            branch_logits = maybe_standardize(self.branches[f"stage{stage}"](features[stage - 1]), opts.logit_standardization)
-            losses[f"ofa_s{stage}"] = opts.ofa_weight * ofa_loss(branch_logits, z_t, mask, self.eps[k], opts.temperature)
-        z_s = maybe_standardize(logits, opts.logit_standardization)
+        mask = one_hot_targets(targets, student.logits.shape[1])
+        losses = {}
+        for k, (stage, position) in enumerate(zip(opts.stages, self.student_tap.positions)):
+            branch_logits = self.branches[f"stage{stage}"](student.features[position])
+            z_b = maybe_standardize(branch_logits, opts.logit_standardization)
+            losses[f"ofa_s{stage}"] = opts.ofa_weight * ofa_loss(z_b, z_t, mask, self.eps[k], opts.temperature)
+        z_s = maybe_standardize(student.logits, opts.logit_standardization)
         losses["kd"] = opts.kd_weight * ofa_loss(z_s, z_t, mask, self.eps[-1], opts.temperature)
-        return logits, losses
+        return losses

@@ -7,9 +7,13 @@ a decorated class; nothing central needs editing.
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from .combined import Combination
 
 if TYPE_CHECKING:
     from .base import Distiller
@@ -30,16 +34,20 @@ def register_method(name: str):
     return decorate
 
 
-def get_method(name: str) -> type[Distiller]:
+def get_method(name: str) -> type[Distiller] | Combination:
     """The Distiller class registered as ``name``; a clear error with the closest names otherwise.
 
-    Names joined by ``+`` (``"ofa+rsd"``) give a combination of those methods (see ``combined.py``).
+    Names joined by ``+`` (``"ofa+rsd"``) give a :class:`~ofakd.distill.combined.Combination` of those
+    methods, which tells its needs, parses its options and builds it as a Distiller class does.
     """
     _import_builtin_methods()
     if "+" in name:
-        from .combined import combined_method
-
-        return combined_method(name)
+        names = name.split("+")
+        if len(names) < 2 or not all(names):
+            raise ConfigError(f"method {name!r}: join two or more method names with '+', e.g. 'ofa+rsd'")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"method {name!r} names a method twice")
+        return Combination({part: get_method(part) for part in names})
     if name not in _METHODS:
         close = difflib.get_close_matches(name, list(_METHODS), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -55,10 +63,5 @@ def list_methods() -> list[str]:
 
 def _import_builtin_methods() -> None:
     """Import every module of ``ofakd.distill`` so their decorators run."""
-    import importlib
-    import pkgutil
-
-    from .. import distill
-
-    for module in pkgutil.iter_modules(distill.__path__):
-        importlib.import_module(f"{distill.__name__}.{module.name}")
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"{__package__}.{module.name}")

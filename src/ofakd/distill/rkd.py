@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import MethodOptions, TeacherOutput
+from ..models.tap import ModelOutput
+from .base import MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
@@ -71,12 +72,11 @@ class RKD(FeatureDistiller):
     summary = "Relational KD: distances and angles between samples' penultimate embeddings"
     Options = RKDOptions
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        out = self.student_tap.forward_all(images)
-        return out.logits, {
-            "gt": self.gt_loss(out.logits, targets),
-            "rkd_distance": opts.distance_weight * rkd_distance_loss(out.embedding, teacher.embedding, opts.squared,
-                                                                    opts.eps),
-            "rkd_angle": opts.angle_weight * rkd_angle_loss(out.embedding, teacher.embedding),
+        return {
+            "rkd_distance": opts.distance_weight * rkd_distance_loss(
+                student.embedding, teacher.embedding, opts.squared, opts.eps
+            ),
+            "rkd_angle": opts.angle_weight * rkd_angle_loss(student.embedding, teacher.embedding),
         }

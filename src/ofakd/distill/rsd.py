@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .base import TeacherOutput
+from ..models.tap import ModelOutput
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
@@ -81,14 +81,12 @@ class RSD(FeatureDistiller):
             }
         )
 
-    def compute_losses(self, images, targets, teacher: TeacherOutput, sample_indices):
+    def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        out = self.student_tap.forward_all(images)
-        z_s = maybe_standardize(out.logits, opts.logit_standardization)
-        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
-        projected = self.branches["projector"](out.embedding)
-        return out.logits, {
-            "gt": self.gt_loss(out.logits, targets),
-            "kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature),
-            "rsd": opts.rsd_weight * rsd_loss(projected, teacher.embedding.float(), opts.offdiag_weight),
-        }
+        projected = self.branches["projector"](student.embedding)
+        losses = {"rsd": opts.rsd_weight * rsd_loss(projected, teacher.embedding.float(), opts.offdiag_weight)}
+        if opts.kd_weight:  # 0 leaves the logit term to another method (``ofa+rsd``)
+            z_s = maybe_standardize(student.logits, opts.logit_standardization)
+            z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+            losses["kd"] = opts.kd_weight * kd_loss(z_s, z_t, opts.temperature)
+        return losses

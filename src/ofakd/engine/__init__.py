@@ -5,12 +5,12 @@
     summary = fit(load_config("demo", [("student.name", "resnet18")]))
 
 The engine knows nothing of a particular method: it calls ``distiller(images, targets)`` and sums
-the returned losses. Files: ``build`` (config -> models, data, distiller), ``loop`` (one epoch),
-``evaluate``, ``checkpoint`` (atomic, verified saves; last.pt / last.prev.pt), ``preemption``
-(SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop or skip), ``run_folder``, ``metrics_log``, ``progress``,
-``optim``, ``precision``, ``seeding``, ``state``, ``teacher_input``, ``trainer`` (orchestration);
-several processes: ``launch`` (torchrun's process group), ``dist`` (rank, collectives), ``ddp`` (DDP,
-SyncBatchNorm, compile, channels-last); ``teacher_precision`` (a bf16 teacher beside an fp32 student).
+the returned losses. Files: ``setup`` (config -> student, teacher source, data, distiller), ``loop``
+(one epoch), ``evaluate``, ``checkpoint`` (atomic, verified saves; last.pt / last.prev.pt),
+``preemption`` (SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop or
+skip), ``run_folder``, ``metrics_log``, ``progress``, ``optim``, ``amp`` (autocast, GradScaler),
+``seeding``, ``state``, ``trainer`` (orchestration); several processes: ``launch`` (torchrun's process
+group), ``processes`` (rank, collectives), ``ddp`` (DDP, SyncBatchNorm, compile, channels-last).
 
 Under torchrun::
 
@@ -21,7 +21,6 @@ Under torchrun::
 
 from .evaluate import evaluate
 from .processes import DistContext
-from .teacher_input import TeacherInput, build_teacher_input
 from .trainer import Trainer, fit, run_name
 
-__all__ = ["DistContext", "TeacherInput", "Trainer", "build_teacher_input", "evaluate", "fit", "run_name"]
+__all__ = ["DistContext", "Trainer", "evaluate", "fit", "run_name"]

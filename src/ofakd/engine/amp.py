@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..autocast import DTYPES, autocast, resolve_amp
 
 
 class Precision:
     """``autocast()`` for forwards and ``step(loss, ...)`` for backward + clip + optimizer step."""
 
     def __init__(self, mode: str, device: torch.device) -> None:
-        if mode == "auto":
-            mode = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
-        if mode == "fp16" and device.type != "cuda":
-            raise ConfigError(f"train.amp: fp16 needs a CUDA GPU (device is {device}); use bf16 or none")
-        self.mode = mode
+        self.mode = resolve_amp(mode, device)
         self.device = device
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=mode == "fp16")
+        self.dtype = DTYPES.get(self.mode)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.mode == "fp16")
 
     def autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        """The forward's autocast (none: the caller's context, usually float32)."""
+        return autocast(self.mode, self.device.type, inherit=True)
 
     def step(
         self,

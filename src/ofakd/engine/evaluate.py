@@ -22,7 +22,7 @@ from .processes import SINGLE_PROCESS, DistContext
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     loader,
     *,
     device: torch.device,
@@ -35,11 +35,14 @@ def evaluate(
     "seconds"}`` of ``model`` on every batch of ``loader`` (eval mode, restored after).
 
     Targets are class indices or soft rows (their argmax is the class; the loss is then the soft
-    cross-entropy). ``input_transform`` adapts the batch first (e.g. a teacher's input adapter).
+    cross-entropy). ``model`` is a module or any callable images -> logits (e.g. a live teacher's
+    ``logits``). ``input_transform`` adapts the batch first (e.g. a teacher's input adapter).
     ``num_classes`` (default: the logits' width) is checked against the logits.
     """
-    was_training = model.training
-    model.eval()
+    module = model if isinstance(model, nn.Module) else None
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     correct1 = seen = None
     correct_k = loss_sum = seconds = 0.0
     try:
@@ -72,7 +75,8 @@ def evaluate(
             seen += torch.bincount(labels_cpu, minlength=classes).double()
             correct1 += torch.bincount(labels_cpu, weights=hits[:, 0].cpu().double(), minlength=classes)
     finally:
-        model.train(was_training)
+        if module is not None:
+            module.train(was_training)
     classes = correct1.numel() if correct1 is not None else (num_classes or 0)
     if correct1 is None:
         correct1 = seen = torch.zeros(classes, dtype=torch.float64)

@@ -37,13 +37,10 @@ class StepContext:
     precision: Precision
     device: torch.device
     num_classes: int
-    mixup: Callable | None = None
     smoothing: float = 0.0
     clip_grad: float | None = None
     ema: object | None = None
     log_every: int = 50
-    teacher_logits: Callable | None = None
-    """Optional ``(batch) -> teacher logits`` reader (a teacher cache's ``EpochReader``); None runs the teacher."""
     numerics: NonFiniteGuard | None = None
     """What a non-finite loss or gradient does (stop or skip, see ``numerics``); None: stop."""
     after_step: Callable[[int, EpochResult], bool] | None = None
@@ -119,15 +116,11 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         targets = batch[1].to(ctx.device, non_blocking=True)
         indices = batch[2].to(ctx.device, non_blocking=True) if len(batch) > 2 else None
-        if ctx.mixup is not None:
-            images, targets = ctx.mixup(images, targets)
-        elif ctx.smoothing > 0 and targets.ndim == 1:  # soft rows already: the loader's mixup folded it in
+        if ctx.smoothing > 0 and targets.ndim == 1:  # soft rows already: the loader's mixup folded it in
             targets = soft_targets(targets, ctx.num_classes, ctx.smoothing)
         kwargs = {}
         if needs_indices:
             kwargs["sample_indices"] = indices
-        if ctx.teacher_logits is not None:
-            kwargs["teacher_logits"] = ctx.teacher_logits(batch)
         with ctx.precision.autocast():
             _, losses = forward(images, targets, **kwargs)
             loss = sum(losses.values())

@@ -1,4 +1,4 @@
-"""Config -> models, data and distiller, ready to train (no training state here)."""
+"""Config -> student, teacher source, data and distiller, ready to train (no training state here)."""
 
 from __future__ import annotations
 
@@ -7,63 +7,37 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..cache import TeacherCache
+from ..autocast import resolve_amp
+from ..cache import CachedTeacher, TeacherCache
 from ..config.schema import RunConfig
-from ..data import build_data, dataset_num_classes
-from ..data.build import DataBundle
-from ..data.views import untouched_rng
+from ..data import DataBundle, dataset_num_classes, run_data
 from ..distill import Distiller, create_distiller, get_method
 from ..errors import ConfigError
 from ..models.from_config import build_model, check_forward, model_spec
 from ..models.info import InputSpec
-from .amp import Precision
+from ..teacher.live import LiveTeacher
+from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .processes import SINGLE_PROCESS, DistContext
-from .teacher_input import TeacherInput, build_teacher_input
 
 
 @dataclass
 class Setup:
     distiller: Distiller
     student: nn.Module
-    teacher: nn.Module | None
+    teacher: LiveTeacher | CachedTeacher | None
+    """Where the teacher's outputs come from: the model run live, a teacher-output cache, or none."""
     bundle: DataBundle
     student_spec: InputSpec
-    teacher_spec: InputSpec | None
-    teacher_input: TeacherInput | None
-    teacher_cache: TeacherCache | None = None
-    """The teacher-output cache the teacher's logits come from (``teacher.cache``), or None."""
 
-
-def teacher_adapter(student_spec: InputSpec, teacher_spec: InputSpec) -> TeacherInput | None:
-    """The teacher's view of a student batch (``teacher_input``); None when it takes the batch as it is.
-    (``ofakd cache record`` uses it too, so a recording sees exactly what a live teacher would.)"""
-    return build_teacher_input(
-        student_spec.input_size, student_spec.mean, student_spec.std,
-        teacher_spec.input_size, teacher_spec.mean, teacher_spec.std,
-        interpolation="bicubic" if teacher_spec.interpolation == "bicubic" else "bilinear",
-    )
-
-
-def run_data(cfg: RunConfig, student_spec, *, world_size: int, rank: int, with_indices: bool):
-    """The data of a run of ``cfg``: the student's input spec, the data seed, full batches only.
-    ``ofakd cache record`` draws the same views through this."""
-    return build_data(
-        cfg.data,
-        cfg.augment,
-        input_size=student_spec.input_size,
-        mean=student_spec.mean,
-        std=student_spec.std,
-        batch_size=cfg.train.batch_size,
-        seed=cfg.data_seed,
-        world_size=world_size,
-        rank=rank,
-        with_indices=with_indices,
-        drop_last=True,
-    )
+    @property
+    def teacher_cache(self) -> TeacherCache | None:
+        """The teacher-output cache the run replays (``teacher.cache``), or None."""
+        return self.teacher.cache if isinstance(self.teacher, CachedTeacher) else None
 
 
 def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE_PROCESS) -> Setup:
-    """Student (and teacher when the method needs one), data for the student's input, the distiller on ``device``.
+    """Student, teacher source (live, or the cache when ``teacher.cache``; none when the method needs no
+    teacher), data for the student's input, the distiller on ``device``.
 
     Seed the global generators with the init seed first: models are initialised here.
     """
@@ -72,32 +46,31 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
     student = build_model(cfg.student, num_classes, "student")
     student_spec = model_spec(student, cfg.student)
     check_forward(student, student_spec.input_size, "student", cfg.student.name)
-    teacher = teacher_spec = None
-    cache = TeacherCache(cfg.teacher.cache) if cfg.teacher.cache else None
-    if method.needs_teacher and cache is None:
+    run_amp = resolve_amp(cfg.train.amp, device)
+    teacher = None
+    if method.needs_teacher and not cfg.teacher.cache:
         if not cfg.teacher.name:
             raise ConfigError(
                 f"config: teacher.name is required by method {cfg.method.name!r}: pass --teacher NAME "
                 "--teacher-checkpoint PATH, or --teacher-run runs/NAME (a model trained with `ofakd train`)"
             )
-        with untouched_rng():  # the student's branches then initialise as in a run from a teacher cache
-            teacher = build_model(cfg.teacher, num_classes, "teacher")
-        teacher_spec = model_spec(teacher, cfg.teacher)
-        check_forward(teacher, teacher_spec.input_size, "teacher", cfg.teacher.name)
+        model, spec = build_teacher_model(cfg.teacher, num_classes)
+        teacher = live_teacher(model, spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype, run_amp=run_amp)
     bundle = run_data(cfg, student_spec, world_size=dist.world_size, rank=dist.rank,
                       with_indices=method.needs_sample_indices)
-    if cache is not None:  # every mismatch stops the run here, before its first step
+    if cfg.teacher.cache:  # every mismatch stops the run here, before its first step
+        cache = TeacherCache(cfg.teacher.cache)
         cache.check_run(cfg, fingerprint=bundle.fingerprint, student_spec=student_spec, world_size=dist.world_size,
-                        cycle=cfg.teacher.cache_cycle, method=method, precision=Precision(cfg.train.amp, device).mode)
-    adapter = teacher_adapter(student_spec, teacher_spec) if teacher_spec is not None else None
+                        cycle=cfg.teacher.cache_cycle, method=method,
+                        precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
+        teacher = CachedTeacher(cache, rank=dist.rank)
     distiller = create_distiller(
         cfg.method.name,
         teacher=teacher,
         student=student,
         input_size=student_spec.input_size,
-        teacher_input=adapter,
         num_samples=len(bundle.train_loader.dataset),
-        **(cache.distiller_kwargs(method, cfg.method.options) if cache is not None else cfg.method.options),
+        **cfg.method.options,
     )
     distiller.to(device)
-    return Setup(distiller, student, teacher, bundle, student_spec, teacher_spec, adapter, cache)
+    return Setup(distiller, student, teacher, bundle, student_spec)

@@ -20,6 +20,7 @@ from ..config.load import dump_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..errors import ConfigError
 from ..models import count_parameters
+from ..teacher.live import LiveTeacher
 from .amp import Precision
 from .checkpoint import (
     WRITE_ERRNOS,
@@ -47,7 +48,6 @@ from .run_folder import RunFolder, default_name
 from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
 from .setup import Setup, build_setup
 from .state import RunState
-from .teacher_precision import TeacherPrecision
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -116,12 +116,9 @@ class Trainer:
         self.device = rank_device(cfg.train.device, self.dist.local_rank) if self.dist.distributed else (
             pick_device(cfg.train.device))
         self.precision = Precision(cfg.train.amp, self.device)
-        self.teacher_precision = TeacherPrecision(cfg.teacher.amp, cfg.teacher.dtype, self.precision)
         seed_all(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = build_setup(cfg, self.device, self.dist)
         distiller = self.setup.distiller
-        self.teacher_precision.prepare(self.setup.teacher)
-        distiller.teacher_autocast = self.teacher_precision.autocast
         prepare_modules(distiller, dist=self.dist, device=self.device, sync_bn=cfg.train.sync_bn,
                         channels_last=cfg.train.channels_last, log=self.log)
         steps_per_epoch = len(self.setup.bundle.train_loader)
@@ -146,14 +143,13 @@ class Trainer:
             if self.dist.is_main:
                 self.folder.make()
                 write_text(self.folder.config, dump_config(cfg))
-            if self.setup.teacher is not None and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
+            live = self.setup.teacher if isinstance(self.setup.teacher, LiveTeacher) else None
+            if live is not None and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
                 self.log(f"warning: teacher {cfg.teacher.name} has no weights (teacher.checkpoint, teacher.pretrained "
                          "or --teacher-run): it is a randomly initialised network")
-            if self.setup.teacher is not None and cfg.train.eval_teacher:
-                self.state.teacher_eval = evaluate(
-                    self.setup.teacher, self.setup.bundle.val_loader, device=self.device,
-                    precision=self.teacher_precision, input_transform=self.setup.teacher_input, dist=self.dist,
-                )
+            if live is not None and cfg.train.eval_teacher:
+                self.state.teacher_eval = evaluate(live.logits, self.setup.bundle.val_loader, device=self.device,
+                                                   dist=self.dist)
                 self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
                          f"top5 {self.state.teacher_eval['top5']:.2f}")
         self.module = training_module(distiller, dist=self.dist, device=self.device, compile=cfg.train.compile)
@@ -246,13 +242,13 @@ class Trainer:
             f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
             f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
             f"val images), device {self.device}, amp {self.precision.mode}"
-            + (f", teacher amp {self.teacher_precision.mode}" if setup.teacher is not None else "")
+            + (f", teacher amp {setup.teacher.amp}" if isinstance(setup.teacher, LiveTeacher) else "")
             + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
                f"{cfg.train.batch_size * self.dist.world_size}" if self.dist.distributed else "")
         )
         ctx = StepContext(
             distiller=setup.distiller, optimizer=self.optimizer, scheduler=self.scheduler, precision=self.precision,
-            device=self.device, num_classes=setup.bundle.num_classes, mixup=setup.bundle.mixup,
+            device=self.device, num_classes=setup.bundle.num_classes,
             smoothing=cfg.augment.smoothing, clip_grad=cfg.train.clip_grad, ema=self.ema,
             log_every=cfg.train.log_every, numerics=self.numerics, after_step=self._after_step,
             module=self.module, dist=self.dist, channels_last=cfg.train.channels_last,
@@ -270,10 +266,10 @@ class Trainer:
                 cache = setup.teacher_cache  # a cached teacher: replay the recorded epoch's views and logits
                 data_epoch = cache.data_epoch(epoch, cfg.teacher.cache_cycle) if cache is not None else epoch
                 setup.bundle.train_sampler.set_epoch(data_epoch)
-                if cache is not None:
-                    ctx.teacher_logits = cache.epoch_reader(data_epoch, self.dist.rank, self.device)
                 setup.distiller.set_epoch(epoch)
-                done = self._resume_inside(epoch, ctx)
+                done = self._resume_inside(epoch)
+                if setup.teacher is not None:
+                    setup.teacher.start_epoch(data_epoch, done.steps if done is not None else 0)
                 bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), enabled=self.progress and main)
                 try:
                     result = train_one_epoch(
@@ -328,7 +324,7 @@ class Trainer:
         return summary
 
     # ---- recovery ----------------------------------------------------------------
-    def _resume_inside(self, epoch: int, ctx: StepContext) -> EpochResult | None:
+    def _resume_inside(self, epoch: int) -> EpochResult | None:
         """At the start of ``epoch``: when the run resumes inside it, skip the batches already trained (their
         views are keyed by position, so the rest are the uninterrupted run's), put back every generator
         state as it was at that step, and return that part's EpochResult; else None."""
@@ -338,8 +334,6 @@ class Trainer:
         self.resume_point = None
         loader = self.setup.bundle.train_loader
         loader.sampler.skip_next(steps * loader.batch_size)
-        if ctx.teacher_logits is not None:
-            ctx.teacher_logits.step = steps
         restore_rng(rng, loader_generators(loader))  # dropout / drop-path continue as uninterrupted
         return done
 

@@ -24,16 +24,21 @@ def input_spec(model: nn.Module) -> InputSpec:
     fixed one (ViT/Swin/Mixer built with ``img_size=``), else from its pretrained config."""
     cfg = timm.data.resolve_model_data_config(model)
     channels = input_channels(model)
-    height, width = cfg["input_size"][1:]
-    for module in model.modules():
-        img_size = getattr(module, "img_size", None)
-        if img_size is not None and hasattr(module, "patch_size"):
-            height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-            break
+    height, width = fixed_input_hw(model) or cfg["input_size"][1:]
     mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
     if len(mean) != channels:
         mean, std = _fit_channels(mean, channels), _fit_channels(std, channels)
     return InputSpec((channels, height, width), mean, std, cfg.get("interpolation", "bicubic"), cfg.get("crop_pct", 0.875))
+
+
+def fixed_input_hw(model: nn.Module) -> tuple[int, int] | None:
+    """(H, W) a model with a fixed-size patch embedding (ViT/Swin/Mixer built with ``img_size=``)
+    only takes; None for a model that takes any size (a CNN)."""
+    for module in model.modules():
+        img_size = getattr(module, "img_size", None)
+        if img_size is not None and hasattr(module, "patch_size"):
+            return (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    return None
 
 
 def input_channels(model: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""The teacher's view of a student batch: re-normalised, channel-matched and resized.
+"""The teacher's view of a student batch: re-normalised, channel-matched and resized (:class:`TeacherInput`).
 
 The data is prepared for the student (its size, mean and std). A teacher trained with
 another normalisation or input size gets
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.transforms import channel_stats
+from ..models.info import InputSpec
 
 
 class TeacherInput(nn.Module):
@@ -90,3 +91,12 @@ def build_teacher_input(
     adapter = TeacherInput(student_size, student_mean, student_std, teacher_size, teacher_mean, teacher_std,
                            interpolation)
     return None if adapter.is_identity else adapter
+
+
+def teacher_adapter(student_spec: InputSpec, teacher_spec: InputSpec) -> TeacherInput | None:
+    """The teacher's view of a student batch prepared for ``student_spec``; None when it takes it as it is."""
+    return build_teacher_input(
+        student_spec.input_size, student_spec.mean, student_spec.std,
+        teacher_spec.input_size, teacher_spec.mean, teacher_spec.std,
+        interpolation="bicubic" if teacher_spec.interpolation == "bicubic" else "bilinear",
+    )

@@ -1,0 +1,114 @@
+"""The teacher run live: frozen, fed its own view of the student's batch, in its own precision.
+
+:class:`LiveTeacher` owns everything about the teacher's forward, so that a live run and a recording
+for the teacher-output cache (``ofakd cache record``) compute exactly the same logits:
+
+* the model, frozen in place: eval mode, no gradients, each BatchNorm that follows a plain
+  convolution folded into it (:mod:`ofakd.models.fold_batchnorm`), channels-last weights;
+* its input view: the student's batch re-normalised and resized for the teacher
+  (:class:`~ofakd.teacher.input_view.TeacherInput`), in channels-last memory format;
+* its precision: an autocast mode of its own (``none``, ``bf16``, ``fp16``; None keeps the caller's)
+  and optionally bfloat16 weights;
+* its feature tap: the stage features and embedding the methods asked for (:meth:`require`).
+
+The outputs are plain float32 copies (inference tensors cannot be saved for backward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..autocast import autocast
+from ..models.fold_batchnorm import fold_batchnorm
+from ..models.tap import ModelOutput, ModelTap
+
+
+def freeze_teacher(model: nn.Module, channels_last: bool = True) -> nn.Module:
+    """Freeze ``model`` for inference, in place: eval mode, no gradients, BatchNorms folded into their
+    convolutions, channels-last weights. Its state dict then lacks the folded BatchNorms' entries: hash
+    or save the teacher before handing it over."""
+    model.eval().requires_grad_(False)
+    fold_batchnorm(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+class LiveTeacher(nn.Module):
+    """``teacher(images, sample_indices=None) -> ModelOutput``: the teacher's forward on a student batch.
+
+    ``input_view`` maps the student's batch to the teacher's input (None: as it is); ``amp`` is the
+    forward's autocast mode (None: the caller's); ``dtype`` the weights' (bfloat16 halves memory and
+    needs a bf16 forward). The model is frozen in place (see :func:`freeze_teacher`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        amp: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model = freeze_teacher(model, channels_last)
+        if dtype != torch.float32:
+            self.model.to(dtype)
+        self.input_view = input_view  # a submodule when it is one: its buffers follow .to()
+        self.amp = amp
+        self.channels_last = channels_last
+        self.tap = ModelTap(self.model)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.num_classes)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.model.num_features)
+
+    def require(self, positions: Sequence[int] = (), *, embedding: bool = False) -> None:
+        self.tap.widen(positions, embedding=embedding)
+
+    def view(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's input for a student batch: the input view, channels-last."""
+        x = self.input_view(images) if self.input_view is not None else images
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def probe(self, input_size: Sequence[int]) -> tuple[ModelOutput, tuple[int, int]]:
+        param = next(self.model.parameters(), None)
+        device_type = param.device.type if param is not None else "cpu"
+        with self._autocast(device_type):
+            return self.tap.probe(input_size, self.view, role="teacher")
+
+    def _autocast(self, device_type: str):
+        """The forward's autocast: its own mode, or the caller's context when it has none."""
+        return autocast(self.amp or "none", device_type, inherit=self.amp is None)
+
+    def start_epoch(self, epoch: int, step: int = 0) -> None:
+        """Nothing to do: a live teacher computes each batch as it comes."""
+
+    def forward(self, images: torch.Tensor, sample_indices: torch.Tensor | None = None) -> ModelOutput:
+        x = self.view(images)
+        with torch.inference_mode(), self._autocast(x.device.type):
+            out = self.tap(x)
+        return ModelOutput(
+            logits=out.logits.float().clone(),
+            features={p: f.clone() for p, f in out.features.items()},
+            embedding=out.embedding.clone() if out.embedding is not None else None,
+        )
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for a student batch (float32)."""
+        return self(images).logits
+
+    def train(self, mode: bool = True) -> LiveTeacher:
+        """A teacher stays in eval mode."""
+        super().train(False)
+        return self
