@@ -92,30 +92,14 @@ def record_cache(
     student_spec = student_input_spec(cfg, num_classes)
     teacher, teacher_spec = build_teacher_model(cfg.teacher, num_classes)
     bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)
-    steps, batch = len(bundle.train_loader), cfg.train.batch_size
-    manifest = plain({
-        "format": FORMAT,
-        "version": VERSION,
-        "teacher": _teacher_fields(cfg, teacher, teacher_spec, num_classes),  # before folding changes the weights
-        "student_input": spec_dict(student_spec),
-        "dataset": {"name": cfg.data.name, "fingerprint": bundle.fingerprint, "num_classes": num_classes},
-        "transforms": view_transforms(cfg.augment),
-        "data_seed": cfg.data_seed,
-        "batch_size": batch,
-        "world_size": world_size,
-        "epochs": cfg.train.epochs,
-        "steps_per_epoch": steps,
-        "views_per_epoch": world_size * steps * batch,
-        "storage": storage,
-        "k": k,
-        "precision": precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp),
-        "recorded_with": {"ofakd": __version__, "torch": torch.__version__, "timm": timm.__version__},
-    })
+    manifest = _manifest(cfg, teacher, teacher_spec, student_spec, bundle, world_size=world_size, storage=storage,
+                         k=k, precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
     layout = _open_layout(out, manifest, num_classes, log)
 
     live = live_teacher(teacher, teacher_spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype,
                         run_amp=run_amp).to(device)
     bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
+    steps, batch = manifest["steps_per_epoch"], manifest["batch_size"]
     log(
         f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
         f"epochs x {world_size} rank(s) x {steps} steps x {batch} views into {out}, device {device}"
@@ -155,6 +139,31 @@ def _check_request(
             "or leave it out to store full logits"
         )
     return ranks, *(("full", num_classes) if topk is None else ("topk", int(topk)))
+
+
+def _manifest(cfg: RunConfig, teacher: nn.Module, teacher_spec: InputSpec, student_spec: InputSpec, bundle, *,
+              world_size: int, storage: str, k: int, precision: str) -> dict:
+    """What the cache holds and what it was recorded for (see :mod:`~ofakd.cache.manifest`)."""
+    num_classes = bundle.num_classes
+    steps, batch = len(bundle.train_loader), cfg.train.batch_size
+    return plain({
+        "format": FORMAT,
+        "version": VERSION,
+        "teacher": _teacher_fields(cfg, teacher, teacher_spec, num_classes),  # before folding changes the weights
+        "student_input": spec_dict(student_spec),
+        "dataset": {"name": cfg.data.name, "fingerprint": bundle.fingerprint, "num_classes": num_classes},
+        "transforms": view_transforms(cfg.augment),
+        "data_seed": cfg.data_seed,
+        "batch_size": batch,
+        "world_size": world_size,
+        "epochs": cfg.train.epochs,
+        "steps_per_epoch": steps,
+        "views_per_epoch": world_size * steps * batch,
+        "storage": storage,
+        "k": k,
+        "precision": precision,
+        "recorded_with": {"ofakd": __version__, "torch": torch.__version__, "timm": timm.__version__},
+    })
 
 
 def _teacher_fields(cfg: RunConfig, teacher: nn.Module, spec: InputSpec, num_classes: int) -> dict:

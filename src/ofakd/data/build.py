@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -42,16 +41,19 @@ class DataBundle:
     """True when train batches' targets are soft rows (B, K): mixup/cutmix (timm ``Mixup``, label
     smoothing folded in) is applied inside ``train_loader`` under keyed generators."""
     rank: int = 0
-    world_size: int = 1
-    make_train: Callable[[int], tuple[Sampler, DataLoader]] | None = field(default=None, repr=False)
+    views: TrainViews | None = field(default=None, repr=False)
+
+    @property
+    def world_size(self) -> int:
+        return self.views.world_size if self.views is not None else 1
 
     def for_rank(self, rank: int) -> DataBundle:
         """The same data with the train sampler and loader of ``rank`` (same world size): e.g. to
         produce every rank's views in one process. The data set is shared, not reloaded."""
-        if self.make_train is None or not 0 <= rank < self.world_size:
+        if self.views is None or not 0 <= rank < self.world_size:
             raise ConfigError(f"rank {rank} is not in a world of size {self.world_size}")
-        sampler, loader = self.make_train(rank)
-        return replace(self, train_sampler=sampler, train_loader=loader, rank=rank)
+        sampler = self.views.sampler(rank)
+        return replace(self, train_sampler=sampler, train_loader=self.views.loader(rank, sampler), rank=rank)
 
 
 def dataset_num_classes(data: DataConfig) -> int:
@@ -86,6 +88,61 @@ def build_mixup(augment: AugmentConfig, num_classes: int) -> Mixup | None:
     )
 
 
+@dataclass(frozen=True)
+class TrainViews:
+    """The keyed training views of one world size: any rank's index sampler and loader over them."""
+
+    dataset: Dataset
+    """The (keyed) training set: a view is a function of the data seed, epoch and position only."""
+    collate: ViewCollate
+    seed: int
+    batch_size: int
+    world_size: int
+    repeated_aug: int
+    drop_last: bool
+    workers: int
+
+    def sampler(self, rank: int) -> Sampler:
+        """``rank``'s order of dataset indices (call ``set_epoch`` before each epoch)."""
+        return train_sampler(
+            self.dataset, seed=self.seed, world_size=self.world_size, rank=rank, drop_last=self.drop_last,
+            repeated_aug=self.repeated_aug,
+        )
+
+    def loader(self, rank: int, sampler: Sampler) -> DataLoader:
+        """``rank``'s batches of views in ``sampler``'s order."""
+        return make_loader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=ViewSampler(sampler, world_size=self.world_size, rank=rank),
+            workers=self.workers,
+            seed=self.seed + rank,
+            drop_last=self.drop_last,
+            collate_fn=self.collate,
+        )
+
+
+def _check_batching(batch_size: int, world_size: int, rank: int, mixup_on: bool) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} is not in a world of size {world_size}")
+    if mixup_on and batch_size % 2:
+        raise ConfigError(f"mixup/cutmix need an even batch size per process, got {batch_size}")
+
+
+def _check_epoch(sampler: Sampler, batch_size: int, drop_last: bool, mixup_on: bool, location: str) -> None:
+    if drop_last and len(sampler) < batch_size:
+        raise DataError(
+            f"{len(sampler)} training images per process in {location} make no full batch of {batch_size}; "
+            "lower the batch size or use more images (data.train_subset)"
+        )
+    if mixup_on and not drop_last and len(sampler) % batch_size % 2:
+        raise ConfigError(
+            "mixup/cutmix need even batches: keep drop_last on, or make the epoch a multiple of 2"
+        )
+
+
 def build_data(
     data: DataConfig,
     augment: AugmentConfig,
@@ -108,13 +165,8 @@ def build_data(
     ``[images, targets, indices]``; train targets are soft rows (B, K) when mixup/cutmix is on
     (``bundle.soft_targets``), class indices otherwise.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ConfigError(f"rank {rank} is not in a world of size {world_size}")
     mixup_on = augment.mixup > 0 or augment.cutmix > 0
-    if mixup_on and batch_size % 2:
-        raise ConfigError(f"mixup/cutmix need an even batch size per process, got {batch_size}")
+    _check_batching(batch_size, world_size, rank, mixup_on)
     train_tf = build_train_transform(augment, input_size, mean, std)
     val_tf = build_eval_transform(augment, input_size, mean, std)
 
@@ -123,46 +175,16 @@ def build_data(
     val_ds: Dataset = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
     fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
     train_ds.transform, val_ds.transform = train_tf, val_tf
-
-    def make_sampler(rank: int, dataset: Dataset = train_ds) -> Sampler:
-        return train_sampler(
-            dataset,
-            seed=seed,
-            world_size=world_size,
-            rank=rank,
-            drop_last=drop_last,
-            repeated_aug=augment.repeated_aug,
-        )
-
-    sampler = make_sampler(rank)
-    if drop_last and len(sampler) < batch_size:
-        raise DataError(
-            f"{len(sampler)} training images per process in {source.location} make no full batch of {batch_size}; "
-            "lower the batch size or use more images (data.train_subset)"
-        )
-    if mixup_on and not drop_last and len(sampler) % batch_size % 2:
-        raise ConfigError(
-            "mixup/cutmix need even batches: keep drop_last on, or make the epoch a multiple of 2"
-        )
     if with_indices:
         train_ds, val_ds = IndexedDataset(train_ds), IndexedDataset(val_ds)
-    keyed_train = KeyedViewDataset(train_ds, seed)
-    collate = ViewCollate(seed, build_mixup(augment, len(source.class_names)) if mixup_on else None)
-
-    def make_train(rank: int, sampler: Sampler | None = None) -> tuple[Sampler, DataLoader]:
-        sampler = sampler if sampler is not None else make_sampler(rank)
-        loader = make_loader(
-            keyed_train,
-            batch_size=batch_size,
-            sampler=ViewSampler(sampler, world_size=world_size, rank=rank),
-            workers=data.workers,
-            seed=seed + rank,
-            drop_last=drop_last,
-            collate_fn=collate,
-        )
-        return sampler, loader
-
-    _, train_loader = make_train(rank, sampler)
+    views = TrainViews(
+        dataset=KeyedViewDataset(train_ds, seed),
+        collate=ViewCollate(seed, build_mixup(augment, len(source.class_names)) if mixup_on else None),
+        seed=seed, batch_size=batch_size, world_size=world_size, repeated_aug=augment.repeated_aug,
+        drop_last=drop_last, workers=data.workers,
+    )
+    sampler = views.sampler(rank)
+    _check_epoch(sampler, batch_size, drop_last, mixup_on, source.location)
     val_loader = make_loader(
         val_ds,
         batch_size=batch_size,
@@ -172,7 +194,7 @@ def build_data(
         drop_last=False,
     )
     return DataBundle(
-        train_loader=train_loader,
+        train_loader=views.loader(rank, sampler),
         val_loader=val_loader,
         num_classes=len(source.class_names),
         class_names=list(source.class_names),
@@ -180,8 +202,7 @@ def build_data(
         fingerprint=fp,
         soft_targets=mixup_on,
         rank=rank,
-        world_size=world_size,
-        make_train=make_train,
+        views=views,
     )
 
 
