@@ -49,8 +49,8 @@ class Model:
 
 
 CNN_TEACHER = Model("resnet18-w24@56", "resnet18", {"channels": [24, 48, 96, 192], "stem_width": 24}, (1, 56, 56))
-VIT_TEACHER = Model("vit-p4-d64-L6", "vit_tiny_patch16_224",
-                    {"img_size": 28, "patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 2})
+VIT_TEACHER = Model("vit-p4-d64-L6-mlp2", "vit_tiny_patch16_224",
+                    {"img_size": 28, "patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 2, "mlp_ratio": 2.0})
 CNN_STUDENT = Model("resnet10-w16", "resnet18",
                     {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128], "stem_width": 16})
 VIT_STUDENT = Model("vit-p7-d48-L4", "vit_tiny_patch16_224",
@@ -73,7 +73,7 @@ class Teacher:
 
 TEACHERS = {
     "cnn": Teacher("cnn", CNN_TEACHER, lr=2e-3, floor=93.0, train_ms=2.9, forward_ms=0.5),
-    "vit": Teacher("vit", VIT_TEACHER, lr=1.5e-3, floor=90.0, train_ms=2.2, forward_ms=0.6),
+    "vit": Teacher("vit", VIT_TEACHER, lr=1.5e-3, floor=90.0, train_ms=1.6, forward_ms=0.45),
 }
 PAIRS = {  # name -> (teacher key, student)
     "cnn->vit": ("cnn", VIT_STUDENT),
@@ -151,7 +151,7 @@ class Size:
 
 SIZES = {
     "converged": Size(
-        teacher_epochs={"cnn": 15, "vit": 30},
+        teacher_epochs={"cnn": 12, "vit": 24},
         teacher_subset=None,
         regimes=(Regime("low", 5000, 30, "students on 5,000 images"),
                  Regime("full", None, 8, "students on all 60,000 images")),
