@@ -51,8 +51,7 @@ class Model:
 CNN_TEACHER = Model("resnet18-w24@56", "resnet18", {"channels": [24, 48, 96, 192], "stem_width": 24}, (1, 56, 56))
 VIT_TEACHER = Model("vit-p4-d64-L6-mlp2", "vit_tiny_patch16_224",
                     {"img_size": 28, "patch_size": 4, "embed_dim": 64, "depth": 6, "num_heads": 2, "mlp_ratio": 2.0})
-CNN_STUDENT = Model("resnet10-w16", "resnet18",
-                    {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128], "stem_width": 16})
+CNN_STUDENT = Model("resnet10-w8", "resnet18", {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64], "stem_width": 8})
 VIT_STUDENT = Model("vit-p7-d48-L4", "vit_tiny_patch16_224",
                     {"img_size": 28, "patch_size": 7, "embed_dim": 48, "depth": 4, "num_heads": 2})
 MLP_STUDENT = Model("mixer-p7-d64-L4", MLP_NAME, {"img_size": 28, "patch_size": 7, "embed_dim": 64, "num_blocks": 4})
