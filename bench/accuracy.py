@@ -30,6 +30,7 @@ bench/converged.py for what runs and bench/converged_main.py for its output:
 
     python bench/accuracy.py --converged --out DIR [--device cuda] [--workers N]   # resumable
     python bench/accuracy.py --converged --out DIR --report-only   # tables from the runs finished so far
+    python bench/accuracy.py --converged --out DIR --ablation      # + the OFA ablation (after the grid)
     python bench/accuracy.py --converged --smoke                   # its smallest size (the test's)
 """
 
@@ -284,6 +285,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "x 2 regimes x 3 seeds, significance tests, CKA; with --smoke its smallest size")
     parser.add_argument("--report-only", action="store_true",
                         help="--converged: write the tables from the runs finished so far and exit")
+    parser.add_argument("--ablation", action="store_true",
+                        help="--converged: also run the OFA ablation (eps, w_ofa, stages, T; bench/converged.py ABLATION) "
+                        "in the low-data regime, after the main grid")
     parser.add_argument("--device", default="cpu", help="--converged: torch device of every run (cpu, cuda)")
     args = parser.parse_args(argv)
     if args.converged:

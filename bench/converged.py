@@ -122,6 +122,23 @@ def uses_cache(method: str) -> bool:
     return bool(cls.needs_teacher) and not cls.needs_teacher_features
 
 
+ABLATION = (
+    Variant("ofa-w0.3", "ofa", {"ofa_weight": 0.3}, "w_ofa 0.3"),
+    Variant("ofa-w3", "ofa", {"ofa_weight": 3.0}, "w_ofa 3"),
+    Variant("ofa-eps1.5", "ofa", {"ofa_weight": 0.1, "eps": [1.5]}, "w_ofa 0.1, eps 1.5 (the paper's ImageNet DeiT-T pair)"),
+    Variant("ofa-w1-eps1.5", "ofa", {"ofa_weight": 1.0, "eps": [1.5]}, "w_ofa 1, eps 1.5"),
+    Variant("ofa-w1-s4", "ofa", {"ofa_weight": 1.0, "stages": [4]}, "w_ofa 1, a branch at stage 4 only"),
+    Variant("ofa-w1-s34", "ofa", {"ofa_weight": 1.0, "stages": [3, 4]}, "w_ofa 1, branches at stages 3-4"),
+    Variant("ofa-w1-s12", "ofa", {"ofa_weight": 1.0, "stages": [1, 2]}, "w_ofa 1, branches at stages 1-2"),
+    Variant("ofa-w1-T4", "ofa", {"ofa_weight": 1.0, "temperature": 4.0}, "w_ofa 1, T 4 (OFA has no T^2 factor)"),
+    Variant("ofa-w1-nokd", "ofa", {"ofa_weight": 1.0, "kd_weight": 0.0}, "w_ofa 1, no OFA term on the final logits"),
+)
+"""``--ablation`` (issue 16, item 5): one-factor changes of OFA, every pair, in :data:`ABLATION_REGIME`.
+Every other option is the authors' (eps 1, T 1, stages 1-4, kd_weight 1). At eps 1 and T 1 OFA's term on
+the final logits is KD's (soft-label cross-entropy = KL + a constant), so OFA vs KD isolates the branches."""
+ABLATION_REGIME = "low"
+
+
 @dataclass(frozen=True)
 class Regime:
     key: str
@@ -182,10 +199,18 @@ def grid(size: Size) -> dict:
             "variants": [json.loads(json.dumps(asdict(v))) for v in VARIANTS]}
 
 
-def check_grid(out: Path, size: Size) -> None:
+def check_grid(out: Path, size: Size, ablation: bool = False) -> None:
     """Refuse to mix runs of another grid into OUT (finished runs are skipped by folder name alone)."""
-    path = out / "grid.json"
-    current = grid(size)
+    _check(out / "grid.json", grid(size))
+    if ablation:
+        from dataclasses import asdict
+
+        _check(out / "ablation.json", {"regime": ABLATION_REGIME,
+                                       "variants": [json.loads(json.dumps(asdict(v))) for v in ABLATION]})
+
+
+def _check(path: Path, current: dict) -> None:
+    out = path.parent
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous != current:
@@ -303,7 +328,7 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
     cost = images * ms / 1000 + regime.epochs * ((size.test_subset or 10000) if scratch else (size.val_subset or 10000)) * 0.25 / 1000
     # regime by regime, then seed by seed, the key variants first within a seed: partial results
     # cover the cells that matter most early
-    priority = -(regime_rank * 1000 + seed * 100 + PRIORITY.index(variant.key))
+    priority = -(regime_rank * 1000 + seed * 100 + (PRIORITY.index(variant.key) if variant.key in PRIORITY else 50))
     label = f"{regime.key} {pair} {variant.key} s{seed}"
     log = str(out / "logs" / regime.key / folder(pair) / f"{variant.key}-s{seed}.log")
     return Job(label, steps, log, needs=tuple(needs), priority=priority, cost=cost)
@@ -336,7 +361,7 @@ def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str
     return jobs
 
 
-def all_jobs(out: Path, size: Size, device: str) -> list[Job]:
+def all_jobs(out: Path, size: Size, device: str, ablation: bool = False) -> list[Job]:
     jobs: list[Job] = []
     teachers = [TEACHERS[k] for k in dict.fromkeys(PAIRS[p][0] for p in size.pairs)]
     for teacher in teachers:
@@ -357,6 +382,15 @@ def all_jobs(out: Path, size: Size, device: str) -> list[Job]:
                 for variant in VARIANTS:
                     job = student_job(out, size, regime, rank, pair, variant, seed, device, pending)
                     if job:
+                        students.append(job)
+    if ablation:  # after the main grid: lowest priority
+        rank, regime = next((i, r) for i, r in enumerate(size.regimes) if r.key == ABLATION_REGIME)
+        for seed in size.seeds:
+            for pair in size.pairs:
+                for variant in ABLATION:
+                    job = student_job(out, size, regime, rank, pair, variant, seed, device, pending)
+                    if job:
+                        job.priority -= 10_000
                         students.append(job)
     jobs += students
     pending |= {j.id for j in students}

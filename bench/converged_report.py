@@ -15,7 +15,19 @@ import math
 import statistics
 from pathlib import Path
 
-from converged import PAIRS, TEACHERS, TEST_JSON, VARIANT_KEYS, VARIANTS, Size, finished, folder, run_dir
+from converged import (
+    ABLATION,
+    ABLATION_REGIME,
+    PAIRS,
+    TEACHERS,
+    TEST_JSON,
+    VARIANT_KEYS,
+    VARIANTS,
+    Size,
+    finished,
+    folder,
+    run_dir,
+)
 from stats import welch
 
 MISSING = "—"
@@ -62,38 +74,56 @@ def teacher_rows(out: Path, size: Size) -> list[dict]:
     return rows
 
 
-def collect(out: Path, size: Size) -> dict:
+def _cell(out: Path, size: Size, regime: str, pair: str, variant: str) -> dict:
+    """Final test top-1 of every finished seed of one (regime, pair, variant)."""
+    values, seeds, walls, params = [], [], [], None
+    for seed in size.seeds:
+        path = run_dir(out, regime, pair, variant, seed)
+        test = _read(path / TEST_JSON) if finished(path) else None
+        if test is None or not isinstance(test.get("top1"), (int, float)):
+            continue
+        summary = _read(path / "summary.json") or {}
+        values.append(float(test["top1"]))
+        seeds.append(seed)
+        walls.append(summary.get("wall_time_s"))
+        params = summary.get("student_params")
+    return {
+        "pair": pair, "variant": variant, "seeds": seeds, "top1": values,
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "wall_time_s": walls, "params": params,
+    }
+
+
+def collect(out: Path, size: Size, ablation: bool = False) -> dict:
     """Everything the tables need, as plain JSON-able data."""
     regimes = {}
     for regime in size.regimes:
-        cells = {}
-        for pair in size.pairs:
-            for variant in VARIANT_KEYS:
-                values, seeds, walls, params = [], [], [], None
-                for seed in size.seeds:
-                    path = run_dir(out, regime.key, pair, variant, seed)
-                    test = _read(path / TEST_JSON) if finished(path) else None
-                    if test is None or not isinstance(test.get("top1"), (int, float)):
-                        continue
-                    summary = _read(path / "summary.json") or {}
-                    values.append(float(test["top1"]))
-                    seeds.append(seed)
-                    walls.append(summary.get("wall_time_s"))
-                    params = summary.get("student_params")
-                cells[f"{pair}|{variant}"] = {
-                    "pair": pair, "variant": variant, "seeds": seeds, "top1": values,
-                    "mean": statistics.fmean(values) if values else None,
-                    "std": statistics.stdev(values) if len(values) > 1 else None,
-                    "wall_time_s": walls, "params": params,
-                }
+        cells = {f"{pair}|{v}": _cell(out, size, regime.key, pair, v) for pair in size.pairs for v in VARIANT_KEYS}
         regimes[regime.key] = {
             "label": regime.label, "epochs": regime.epochs, "train_images": regime.train_subset or 60000,
             "cells": cells, "tests": significance(cells, size), "plateau": plateau(out, size, regime.key),
         }
-    return {
+    data = {
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seeds": list(size.seeds), "teachers": teacher_rows(out, size), "regimes": regimes, "cka": cka_summary(out, size),
     }
+    if ablation:
+        data["ablation"] = ablation_cells(out, size, regimes)
+    return data
+
+
+def ablation_cells(out: Path, size: Size, regimes: dict) -> dict:
+    """The ablation variants' cells beside KD, OFA and OFA w1 of the same regime, with Welch's t against KD."""
+    main = regimes[ABLATION_REGIME]["cells"]
+    result = {"regime": ABLATION_REGIME, "cells": {}, "vs_kd": {}}
+    for pair in size.pairs:
+        for key in ("kd", "ofa", "ofa-w1", *(v.key for v in ABLATION)):
+            cell = main[f"{pair}|{key}"] if key in VARIANT_KEYS else _cell(out, size, ABLATION_REGIME, pair, key)
+            result["cells"][f"{pair}|{key}"] = cell
+            if key != "kd":
+                result["vs_kd"][f"{pair}|{key}"] = _test(cell, main[f"{pair}|kd"])
+    return result
 
 
 def _ranked(cells: dict, pair: str) -> list[dict]:
@@ -244,12 +274,29 @@ def render(data: dict, size: Size, title: str) -> str:
                          f"{statistics.fmean(diag):.3f}"])
         lines.append(markdown_table(["regime", "student", "seeds", "stage 1", "stage 2", "stage 3", "stage 4", "mean"],
                                     rows))
+    if "ablation" in data:
+        lines += render_ablation(data["ablation"], size)
     lines.append("Variants: " + notes + ".\n")
     return "\n".join(lines)
 
 
-def write(out: Path, size: Size, title: str) -> tuple[Path, dict]:
-    data = collect(out, size)
+def render_ablation(ablation: dict, size: Size) -> list[str]:
+    n = len(size.seeds)
+    keys = ["kd", "ofa", "ofa-w1", *(v.key for v in ABLATION)]
+    lines = [f"## OFA ablation (regime `{ablation['regime']}`)\n",
+             "One factor changed from OFA's authors' settings (eps 1, T 1, stages 1-4, w_ofa 0.1). Final top-1 on "
+             "the test images, mean ± std over seeds; below each, the difference to KD in points with Welch's p.\n"]
+    rows = []
+    for pair in size.pairs:
+        rows.append([pair, *(_fmt_cell(ablation["cells"][f"{pair}|{k}"], n) for k in keys)])
+        rows.append(["  vs kd", MISSING, *(_fmt_test(ablation["vs_kd"].get(f"{pair}|{k}")) for k in keys[1:])])
+    lines.append(markdown_table(["pair", *keys], rows))
+    lines.append("Ablation variants: " + " · ".join(f"{v.key}: {v.note}" for v in ABLATION) + ".\n")
+    return lines
+
+
+def write(out: Path, size: Size, title: str, ablation: bool = False) -> tuple[Path, dict]:
+    data = collect(out, size, ablation)
     text = render(data, size, title)
     (out / "converged.md").write_text(text)
     (out / "converged.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
