@@ -268,7 +268,7 @@ def teacher_job(out: Path, size: Size, teacher: Teacher, device: str) -> Job | N
                 "--out-dir", str(path.parent), "--name", teacher.key, "--overwrite"]
     epochs = size.teacher_epochs[teacher.key]
     cost = epochs * (size.teacher_subset or 60000) * teacher.train_ms / 1000
-    return Job(f"teacher {teacher.key}", [Step(argv)], log, priority=1000 + cost, cost=cost)
+    return Job(f"teacher {teacher.key}", [Step(argv)], log, priority=1000 + cost, cost=cost, watch=str(path))
 
 
 def cache_path(out: Path, teacher: str, regime: Regime) -> Path:
@@ -331,7 +331,7 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
     priority = -(regime_rank * 1000 + seed * 100 + (PRIORITY.index(variant.key) if variant.key in PRIORITY else 50))
     label = f"{regime.key} {pair} {variant.key} s{seed}"
     log = str(out / "logs" / regime.key / folder(pair) / f"{variant.key}-s{seed}.log")
-    return Job(label, steps, log, needs=tuple(needs), priority=priority, cost=cost)
+    return Job(label, steps, log, needs=tuple(needs), priority=priority, cost=cost, watch=str(path))
 
 
 def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str]) -> list[Job]:

@@ -41,6 +41,8 @@ class Job:
     """Higher starts first among ready jobs."""
     cost: float = 1.0
     """Relative cost (roughly seconds on one idle core), for the progress estimate."""
+    watch: str | None = None
+    """A run folder whose ``metrics.jsonl`` the heartbeat reads while the job runs."""
     after: object = None
     """Called in the main process with the job when it succeeded (e.g. to mark a cache done)."""
     meta: dict = field(default_factory=dict)
@@ -115,7 +117,31 @@ def fmt_s(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def run_jobs(jobs: list[Job], workers: int, title: str = "jobs") -> list[str]:
+def _latest(run_dir: str | None) -> str:
+    """``epoch E, top-1 T`` from the last lines of a run's ``metrics.jsonl`` (empty when there is none yet)."""
+    if run_dir is None:
+        return ""
+    import json
+
+    try:
+        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()[-30:]
+    except OSError:
+        return ""
+    epoch, top1 = None, None
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        epoch = entry.get("epoch", epoch)
+        if entry.get("kind") == "eval":
+            top1 = entry.get("top1")
+    if epoch is None:
+        return ""
+    return f" (epoch {epoch}" + (f", last val top-1 {top1:.2f}" if isinstance(top1, (int, float)) else "") + ")"
+
+
+def run_jobs(jobs: list[Job], workers: int, title: str = "jobs", heartbeat_s: float = 600) -> list[str]:
     """Run ``jobs`` on ``workers`` spawned processes in dependency order; returns the ids that failed
     (and those that could not run because a job they need failed). Jobs may only need jobs in the list."""
     if not jobs:
@@ -153,7 +179,13 @@ def run_jobs(jobs: list[Job], workers: int, title: str = "jobs") -> list[str]:
                                                      error_callback=lambda err, i=ready.id: finished_jobs.put((i, 1, 0.0)))
             if not running:
                 break
-            job_id, rc, seconds = finished_jobs.get()
+            try:
+                job_id, rc, seconds = finished_jobs.get(timeout=heartbeat_s)
+            except queue.Empty:  # a long job: say what runs and how far it got
+                elapsed = time.perf_counter() - start
+                print(f"   ... {fmt_s(elapsed)} elapsed; running: "
+                      + "; ".join(f"{i}{_latest(by_id[i].watch)}" for i in running), flush=True)
+                continue
             del running[job_id]
             job = by_id[job_id]
             finished_count += 1
