@@ -23,6 +23,15 @@ OUT) after changing a mode's sizes.
     python bench/accuracy.py            # full: 32 min measured on 2 loaded CPU cores (docs/benchmarks.md)
     python bench/accuracy.py --quick    # ~3 min on 2 idle cores (8 min at load 5): pipeline check only
     python bench/accuracy.py --smoke    # ~1 min: 1 epoch on 128 images, one seed (the test's mode)
+
+The converged benchmark (issue 16: teachers on all 60,000 images, students to a plateau, 4 pairs x
+9 variants x 2 regimes x 3 seeds, Welch's t-tests, teacher-vs-student CKA) is ``--converged``; see
+bench/converged.py for what runs and bench/converged_main.py for its output:
+
+    python bench/accuracy.py --converged --out DIR [--device cuda] [--workers N]   # resumable
+    python bench/accuracy.py --converged --out DIR --report-only   # tables from the runs finished so far
+    python bench/accuracy.py --converged --out DIR --ablation      # + the OFA ablation (after the grid)
+    python bench/accuracy.py --converged --smoke                   # its smallest size (the test's)
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pool import MLP_NAME, Step, init_worker, run_job_args
+
 RECIPE = "bench-fashion-mnist"
 METHODS = ("vanilla", "kd", "dkd", "dist", "fitnet", "ofa", "rsd")
 CACHED = {"kd", "dkd", "dist", "ofa"}
@@ -46,10 +57,6 @@ METHOD_OPTIONS: dict[str, dict] = {"ofa": {"ofa_weight": 0.1}}
 """Per-method options beside the methods' defaults: OFA's branch weight 0.1, the authors' CIFAR value
 (also what `ofakd demo` uses)."""
 
-MLP_NAME = "mixer_tiny_bench"
-"""A 4-block, 64-wide MLP-Mixer (patch 4). timm's ``mixer_*``/``resmlp_*``/``gmlp_*`` names fix patch
-size, depth and width (passing them as kwargs raises), so the benchmark registers this one small
-config of timm's own ``MlpMixer`` in its worker processes."""
 
 
 @dataclass(frozen=True)
@@ -102,51 +109,6 @@ def finished(run_dir: Path) -> bool:
         return bool(json.loads((run_dir / "summary.json").read_text()).get("complete"))
     except (OSError, ValueError):
         return False
-
-
-# ---- worker processes: each runs `ofakd ARGV` in-process, one thread, output to a log file ----
-
-def register_models() -> None:
-    """Register :data:`MLP_NAME` with timm (idempotent)."""
-    import timm
-    from timm.models import register_model
-    from timm.models.mlp_mixer import _create_mixer
-
-    if timm.is_model(MLP_NAME):
-        return
-
-    def mixer_tiny_bench(pretrained=False, **kwargs):
-        args = dict(patch_size=4, num_blocks=4, embed_dim=64, img_size=32)
-        return _create_mixer(MLP_NAME, pretrained=pretrained, **dict(args, **kwargs))
-
-    register_model(mixer_tiny_bench)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    register_models()
-
-
-def run_ofakd(job: tuple[str, list[str], str]) -> tuple[str, int, float]:
-    """Run ``ofakd ARGV`` in this process with stdout/stderr to LOG; returns (label, exit status, seconds)."""
-    from ofakd.cli import main
-
-    label, argv, log = job
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        try:
-            rc = main(argv)
-        except SystemExit as err:  # argparse
-            rc = err.code if isinstance(err.code, int) else 1
-        except Exception:  # a crash is reported in the log, the benchmark goes on
-            import traceback
-
-            traceback.print_exc()
-            rc = 1
-    return label, rc, time.perf_counter() - start
 
 
 # ---- the jobs ----
@@ -222,7 +184,8 @@ def run_stage(pool, title: str, jobs, out: Path) -> None:
         return
     print(f"== {title}: {len(jobs)} job(s)", flush=True)
     failed = []
-    for done, (label, rc, seconds) in enumerate(pool.imap_unordered(run_ofakd, jobs), 1):
+    steps = [(label, [Step(argv)], log) for label, argv, log in jobs]
+    for done, (label, rc, seconds) in enumerate(pool.imap_unordered(run_job_args, steps), 1):
         print(f"   [{done}/{len(jobs)}] {label}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {seconds:.0f}s",
               flush=True)
         if rc != 0:
@@ -317,7 +280,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", metavar="DIR", help="output folder (default: bench-out/accuracy-MODE)")
     parser.add_argument("--workers", type=int, default=2, help="parallel worker processes, one thread each")
     parser.add_argument("--fresh", action="store_true", help="delete OUT first instead of reusing finished runs")
+    parser.add_argument("--converged", action="store_true",
+                        help="the converged benchmark (issue 16): teachers on all 60,000 images, 4 pairs x 9 variants "
+                        "x 2 regimes x 3 seeds, significance tests, CKA; with --smoke its smallest size")
+    parser.add_argument("--report-only", action="store_true",
+                        help="--converged: write the tables from the runs finished so far and exit")
+    parser.add_argument("--ablation", action="store_true",
+                        help="--converged: also run the OFA ablation (eps, w_ofa, stages, T; bench/converged.py ABLATION) "
+                        "in the low-data regime, after the main grid")
+    parser.add_argument("--device", default="cpu", help="--converged: torch device of every run (cpu, cuda)")
     args = parser.parse_args(argv)
+    if args.converged:
+        from converged_main import run
+
+        return run(args)
 
     mode_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     mode = MODES[mode_name]
@@ -331,7 +307,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     start = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(args.workers, initializer=_init_worker) as pool:
+    with ctx.Pool(args.workers, initializer=init_worker) as pool:
         run_stage(pool, "teachers", teacher_jobs(out, mode), out)
         run_stage(pool, "teacher-output caches", cache_jobs(out, mode), out)
         run_stage(pool, "students", student_jobs(out, mode), out)

@@ -1,4 +1,4 @@
-"""Smoke test of bench/accuracy.py in its smallest mode (--smoke): every pair and method runs and is reported."""
+"""Smoke tests of bench/accuracy.py in its smallest modes: every expected cell is run and reported."""
 
 import json
 import os
@@ -13,16 +13,22 @@ DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 PAIRS = ["cnn->vit", "vit->cnn", "cnn->mlp"]
 METHODS = ["vanilla", "kd", "dkd", "dist", "fitnet", "ofa", "rsd"]
+needs_data = pytest.mark.skipif(not DATA.is_file(), reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist")
 
 
-@pytest.mark.skipif(not DATA.is_file(), reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist")
-def test_accuracy_bench_smoke_reports_every_pair_and_method(tmp_path):
-    out = tmp_path / "acc"
+def _bench(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [sys.executable, str(BENCH), *args],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+@needs_data
+def test_accuracy_bench_smoke_reports_every_pair_and_method(tmp_path):
+    out = tmp_path / "acc"
+    _bench("--smoke", "--out", str(out))
 
     result = json.loads((out / "accuracy.json").read_text())
     rows = result["rows"]
@@ -43,3 +49,48 @@ def test_accuracy_bench_smoke_reports_every_pair_and_method(tmp_path):
         assert (report / "curves.png").stat().st_size > 0
         text = (report / "report.md").read_text()
         assert text.count("| fashion-mnist |") == 1 + len(METHODS)  # the teacher's run, then one per method
+
+
+@needs_data
+def test_converged_bench_smoke_fills_every_cell_with_tests_and_cka(tmp_path):
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from converged import SIZES, VARIANT_KEYS, uses_cache
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    size = SIZES["converged-smoke"]
+    out = tmp_path / "conv"
+    _bench("--converged", "--smoke", "--out", str(out))
+
+    data = json.loads((out / "converged.json").read_text())
+    assert list(data["regimes"]) == [r.key for r in size.regimes]
+    for key, regime in data["regimes"].items():
+        for pair in size.pairs:
+            for variant in VARIANT_KEYS:  # every cell: every seed's final top-1 on the test images
+                cell = regime["cells"][f"{pair}|{variant}"]
+                assert cell["seeds"] == list(size.seeds), (key, pair, variant)
+                assert all(0.0 <= v <= 100.0 for v in cell["top1"]) and cell["std"] is not None
+            tests = regime["tests"][pair]
+            assert set(tests) == {"ofa vs kd", "ofa vs dist", "ofa-w1 vs kd", "ofa+dist vs kd", "ofa+dist vs dist",
+                                  "best vs runner-up"}
+            for name, test in tests.items():
+                a, b = name.split(" vs ") if name != "best vs runner-up" else (test["best"], test["runner_up"])
+                spread = regime["cells"][f"{pair}|{a}"]["std"] + regime["cells"][f"{pair}|{b}"]["std"]
+                if spread > 0:  # Welch's t is defined: it was computed
+                    assert 0.0 <= test["p"] <= 1.0 and test["df"] > 0, (key, pair, name, test)
+            assert pair in regime["plateau"]
+    # logit-only methods (and the ofa+dist combination) were served by the teacher-output cache
+    assert uses_cache("ofa+dist") and uses_cache("kd") and not uses_cache("fitnet") and not uses_cache("vanilla")
+    config = (out / "runs" / "full" / "cnn-to-vit" / "ofa+dist-s0" / "config.yaml").read_text()
+    assert "caches/cnn-full" in config
+    assert set(data["cka"]) == {f"{r}|{v}" for r in size.cka_regimes for v in size.cka_variants}
+    assert (out / "cka.png").stat().st_size > 0
+    table = (out / "converged.md").read_text()
+    assert "Welch" in table and "| cnn->vit |" in table and "—" not in table.split("## Regime")[1].split("Welch")[0]
+
+    # resumable: a second run finds nothing to do; --report-only rewrites the tables
+    proc = _bench("--converged", "--smoke", "--out", str(out))
+    assert "ran 0 job(s)" in proc.stdout
+    (out / "converged.md").unlink()
+    _bench("--converged", "--smoke", "--out", str(out), "--report-only")
+    assert (out / "converged.md").is_file()

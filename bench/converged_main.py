@@ -1,0 +1,50 @@
+"""``bench/accuracy.py --converged``: run the converged benchmark's job graph, then write its tables.
+
+Resumable: finished runs (``summary.json`` complete + ``test.json``) and recorded caches are skipped;
+an interrupted teacher or student resumes from its ``last.pt``. ``--report-only`` writes the tables
+from whatever has finished. Output in OUT (default ``bench-out/accuracy-converged``): ``teachers/``,
+``caches/``, ``runs/REGIME/PAIR/VARIANT-sSEED/``, ``cka/``, ``logs/``, ``converged.md``,
+``converged.json`` and ``cka.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from converged import SIZES, all_jobs, check_grid
+from converged_report import write
+from pool import fmt_s, register_models, run_jobs
+
+
+def run(args) -> dict:
+    if args.quick:
+        raise SystemExit("--converged takes --smoke (its smallest size) or nothing (the full size), not --quick")
+    name = "converged-smoke" if args.smoke else "converged"
+    size = SIZES[name]
+    out = Path(args.out or f"bench-out/accuracy-{name}")
+    title = f"Accuracy benchmark, converged budget ({name})"
+    if args.fresh and out.exists() and not args.report_only:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    register_models()
+    failed: list[str] = []
+    if not args.report_only:
+        check_grid(out, size, args.ablation)
+        jobs = all_jobs(out, size, args.device, args.ablation)
+        start = time.perf_counter()
+        failed = run_jobs(jobs, args.workers, title=f"{name} -> {out}")
+        print(f"== ran {len(jobs)} job(s) in {fmt_s(time.perf_counter() - start)}"
+              + (f"; {len(failed)} failed or skipped" if failed else ""), flush=True)
+    path, data = write(out, size, title, ablation=args.ablation or (out / "ablation.json").is_file())
+    from cka_figure import plot
+
+    png = plot(data, size, out / "cka.png")
+    print()
+    print(path.read_text())
+    print(f"wrote {path}, {path.with_suffix('.json')}" + (f", {png}" if png else ""))
+    if failed:
+        raise SystemExit(f"{len(failed)} job(s) failed or could not run: {', '.join(failed[:10])}"
+                         f"{' ...' if len(failed) > 10 else ''} (logs in {out / 'logs'})")
+    return data

@@ -1,0 +1,309 @@
+"""Tables of the converged benchmark from whatever runs have finished (missing cells marked).
+
+Per regime: the pair x variant table of final top-1 on the test images (mean ± sample std over
+seeds, with the seed count where some are missing), Welch's t-tests (OFA vs KD, OFA vs DIST, the
+best variant vs the runner-up), whether scratch plateaued, and the teachers against their floors.
+Plus the teacher-vs-student CKA summary when its runs exist. Writes ``converged.md`` and
+``converged.json`` into OUT.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import statistics
+from pathlib import Path
+
+from converged import (
+    ABLATION,
+    ABLATION_REGIME,
+    PAIRS,
+    TEACHERS,
+    TEST_JSON,
+    VARIANT_KEYS,
+    VARIANTS,
+    Size,
+    finished,
+    folder,
+    run_dir,
+)
+from stats import welch
+
+MISSING = "—"
+PLATEAU_EPOCHS = 3
+PLATEAU_POINTS = 0.3
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _eval_curve(path: Path) -> list[float]:
+    curve = []
+    try:
+        lines = (path / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return curve
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("kind") == "eval" and isinstance(entry.get("top1"), (int, float)):
+            curve.append(float(entry["top1"]))
+    return curve
+
+
+def teacher_rows(out: Path, size: Size) -> list[dict]:
+    rows = []
+    for teacher in (TEACHERS[k] for k in dict.fromkeys(PAIRS[p][0] for p in size.pairs)):
+        summary = _read(out / "teachers" / teacher.key / "summary.json") if finished(out / "teachers" / teacher.key) else None
+        top1 = None if summary is None else summary.get("final_top1")
+        rows.append({
+            "teacher": teacher.key, "model": teacher.model.key, "final_top1": top1, "floor": teacher.floor,
+            "meets_floor": None if top1 is None else top1 >= teacher.floor,
+            "val_images": None if summary is None else summary.get("val_images"),
+            "epochs": None if summary is None else summary.get("epochs"),
+            "params": None if summary is None else summary.get("student_params"),
+            "wall_time_s": None if summary is None else summary.get("wall_time_s"),
+        })
+    return rows
+
+
+def _cell(out: Path, size: Size, regime: str, pair: str, variant: str) -> dict:
+    """Final test top-1 of every finished seed of one (regime, pair, variant)."""
+    values, seeds, walls, params = [], [], [], None
+    for seed in size.seeds:
+        path = run_dir(out, regime, pair, variant, seed)
+        test = _read(path / TEST_JSON) if finished(path) else None
+        if test is None or not isinstance(test.get("top1"), (int, float)):
+            continue
+        summary = _read(path / "summary.json") or {}
+        values.append(float(test["top1"]))
+        seeds.append(seed)
+        walls.append(summary.get("wall_time_s"))
+        params = summary.get("student_params")
+    return {
+        "pair": pair, "variant": variant, "seeds": seeds, "top1": values,
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "wall_time_s": walls, "params": params,
+    }
+
+
+def collect(out: Path, size: Size, ablation: bool = False) -> dict:
+    """Everything the tables need, as plain JSON-able data."""
+    regimes = {}
+    for regime in size.regimes:
+        cells = {f"{pair}|{v}": _cell(out, size, regime.key, pair, v) for pair in size.pairs for v in VARIANT_KEYS}
+        regimes[regime.key] = {
+            "label": regime.label, "epochs": regime.epochs, "train_images": regime.train_subset or 60000,
+            "cells": cells, "tests": significance(cells, size), "plateau": plateau(out, size, regime.key),
+        }
+    data = {
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seeds": list(size.seeds), "teachers": teacher_rows(out, size), "regimes": regimes, "cka": cka_summary(out, size),
+    }
+    if ablation:
+        data["ablation"] = ablation_cells(out, size, regimes)
+    return data
+
+
+def ablation_cells(out: Path, size: Size, regimes: dict) -> dict:
+    """The ablation variants' cells beside KD, OFA and OFA w1 of the same regime, with Welch's t against KD."""
+    main = regimes[ABLATION_REGIME]["cells"]
+    result = {"regime": ABLATION_REGIME, "cells": {}, "vs_kd": {}}
+    for pair in size.pairs:
+        for key in ("kd", "ofa", "ofa-w1", *(v.key for v in ABLATION)):
+            cell = main[f"{pair}|{key}"] if key in VARIANT_KEYS else _cell(out, size, ABLATION_REGIME, pair, key)
+            result["cells"][f"{pair}|{key}"] = cell
+            if key != "kd":
+                result["vs_kd"][f"{pair}|{key}"] = _test(cell, main[f"{pair}|kd"])
+    return result
+
+
+def _ranked(cells: dict, pair: str) -> list[dict]:
+    present = [cells[f"{pair}|{v}"] for v in VARIANT_KEYS if cells[f"{pair}|{v}"]["mean"] is not None]
+    return sorted(present, key=lambda c: -c["mean"])
+
+
+def significance(cells: dict, size: Size) -> dict:
+    """Per pair: Welch's t of OFA vs KD, OFA vs DIST, the recommended candidates, and best vs runner-up."""
+    tests = {}
+    for pair in size.pairs:
+        entry = {}
+        for a, b in (("ofa", "kd"), ("ofa", "dist"), ("ofa-w1", "kd"), ("ofa+dist", "kd"), ("ofa+dist", "dist")):
+            entry[f"{a} vs {b}"] = _test(cells[f"{pair}|{a}"], cells[f"{pair}|{b}"])
+        ranked = _ranked(cells, pair)
+        if len(ranked) >= 2:
+            entry["best vs runner-up"] = {**(_test(ranked[0], ranked[1]) or {}),
+                                          "best": ranked[0]["variant"], "runner_up": ranked[1]["variant"]}
+        tests[pair] = entry
+    return tests
+
+
+def _test(a: dict, b: dict) -> dict | None:
+    result = welch(a["top1"], b["top1"])
+    return None if result is None else {k: round(v, 4) for k, v in result.items()}
+
+
+def plateau(out: Path, size: Size, regime: str) -> dict:
+    """Scratch runs: did the last 3 epochs' top-1 (on the test images) lie within 0.3 points?"""
+    result = {}
+    for pair in size.pairs:
+        per_seed = {}
+        for seed in size.seeds:
+            path = run_dir(out, regime, pair, "scratch", seed)
+            curve = _eval_curve(path) if finished(path) else []
+            if len(curve) >= PLATEAU_EPOCHS:
+                last = curve[-PLATEAU_EPOCHS:]
+                per_seed[seed] = {"last": last, "spread": round(max(last) - min(last), 2),
+                                  "held": max(last) - min(last) <= PLATEAU_POINTS + 1e-9}
+        result[pair] = per_seed
+    return result
+
+
+def cka_summary(out: Path, size: Size) -> dict:
+    """Mean teacher-vs-student CKA matrices per (regime, variant) over the seeds found."""
+    summary = {}
+    for regime in size.regimes:
+        if regime.key not in size.cka_regimes:
+            continue
+        for variant in size.cka_variants:
+            mats, names = [], None
+            for seed in size.seeds:
+                data = _read(out / "cka" / regime.key / folder(size.cka_pair) / f"{variant}-s{seed}" / "cka.json")
+                if data:
+                    mats.append(data["matrix"])
+                    names = (data["names_a"], data["names_b"])
+            if mats:
+                mean = [[statistics.fmean(m[i][j] for m in mats) for j in range(len(mats[0][0]))]
+                        for i in range(len(mats[0]))]
+                summary[f"{regime.key}|{variant}"] = {"regime": regime.key, "variant": variant, "seeds": len(mats),
+                                                      "matrix": mean, "names_teacher": names[0],
+                                                      "names_student": names[1]}
+    return summary
+
+
+# ---- markdown ----
+
+def _fmt_cell(cell: dict, n_seeds: int) -> str:
+    if cell["mean"] is None:
+        return MISSING
+    text = f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell["std"] is not None else "")
+    return text + (f" (n={len(cell['top1'])})" if len(cell["top1"]) < n_seeds else "")
+
+
+def _fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fmt_test(test: dict | None) -> str:
+    if not test or "p" not in test:
+        return MISSING
+    mark = " *" if test["p"] < 0.05 else ""
+    return f"{test['diff']:+.2f} (p {_fmt_p(test['p'])}){mark}"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render(data: dict, size: Size, title: str) -> str:
+    n = len(size.seeds)
+    teachers = {t["teacher"]: t for t in data["teachers"]}
+    lines = [f"# {title}", "", f"Generated {data['generated']} from the runs finished so far "
+             f"(init seeds {', '.join(map(str, size.seeds))}; `{MISSING}`: not run yet).", ""]
+    lines.append("## Teachers (all 60,000 training images; top-1 on the 10,000 test images)\n")
+    lines.append(markdown_table(
+        ["teacher", "model", "params", "epochs", "top-1", "floor", "meets floor"],
+        [[k, t["model"], MISSING if t["params"] is None else f"{t['params'] / 1e3:.0f}k",
+          MISSING if t["epochs"] is None else str(t["epochs"]),
+          MISSING if t["final_top1"] is None else f"{t['final_top1']:.2f}", f"{t['floor']:.0f}",
+          MISSING if t["meets_floor"] is None else ("yes" if t["meets_floor"] else "**no**")]
+         for k, t in teachers.items()]))
+    notes = " · ".join(f"{v.key}: {v.note}" for v in VARIANTS if v.note)
+    for key, reg in data["regimes"].items():
+        lines.append(f"## Regime `{key}`: {reg['label']}, {reg['epochs']} epochs\n")
+        lines.append("Final top-1 (%) of the last epoch's weights on the test images, mean ± sample std over "
+                     "seeds (bold: best per pair; `(n=k)`: only k seeds finished).\n")
+        rows = []
+        for pair in size.pairs:
+            teacher_key, student = PAIRS[pair]
+            cells = {v: reg["cells"][f"{pair}|{v}"] for v in VARIANT_KEYS}
+            ranked = _ranked(reg["cells"], pair)
+            texts = {v: _fmt_cell(c, n) for v, c in cells.items()}
+            if ranked:
+                texts[ranked[0]["variant"]] = f"**{texts[ranked[0]['variant']]}**"
+            t1 = teachers[teacher_key]["final_top1"]
+            rows.append([pair, student.key, MISSING if t1 is None else f"{t1:.2f}", *(texts[v] for v in VARIANT_KEYS)])
+        lines.append(markdown_table(["pair", "student", "teacher", *VARIANT_KEYS], rows))
+        lines.append("Welch's t-test (two-sided, unequal variances) on the per-seed top-1: difference of means in "
+                     "points (p-value); `*`: p < 0.05.\n")
+        test_cols = ["ofa vs kd", "ofa vs dist", "ofa-w1 vs kd", "ofa+dist vs kd", "ofa+dist vs dist"]
+        rows = []
+        for pair in size.pairs:
+            tests = reg["tests"][pair]
+            best = tests.get("best vs runner-up")
+            best_text = MISSING if not best else f"{best['best']} vs {best['runner_up']}: {_fmt_test(best)}"
+            rows.append([pair, *(_fmt_test(tests.get(c)) for c in test_cols), best_text])
+        lines.append(markdown_table(["pair", *test_cols, "best vs runner-up"], rows))
+        lines.append(f"Scratch plateau (last {PLATEAU_EPOCHS} epochs within {PLATEAU_POINTS} points on the test "
+                     "images), per seed: spread in points.\n")
+        rows = []
+        for pair in size.pairs:
+            seeds = reg["plateau"][pair]
+            held = sum(s["held"] for s in seeds.values())
+            spreads = ", ".join(f"s{seed} {s['spread']:.2f}" for seed, s in seeds.items()) or MISSING
+            rows.append([pair, f"{held}/{len(seeds)}" if seeds else MISSING, spreads])
+        lines.append(markdown_table(["pair", "criterion held", "spread"], rows))
+    if data["cka"]:
+        lines.append(f"## Teacher-vs-student CKA ({size.cka_pair})\n")
+        lines.append("Linear CKA (unbiased HSIC, `ofakd cka`) between teacher stage i and student stage i, mean over "
+                     "seeds; 'logits-side' is stage 4.\n")
+        rows = []
+        for entry in data["cka"].values():
+            diag = [entry["matrix"][i][i] for i in range(min(len(entry["matrix"]), len(entry["matrix"][0])))]
+            rows.append([entry["regime"], entry["variant"], str(entry["seeds"]), *(f"{d:.3f}" for d in diag),
+                         f"{statistics.fmean(diag):.3f}"])
+        lines.append(markdown_table(["regime", "student", "seeds", "stage 1", "stage 2", "stage 3", "stage 4", "mean"],
+                                    rows))
+    if "ablation" in data:
+        lines += render_ablation(data["ablation"], size)
+    lines.append("Variants: " + notes + ".\n")
+    return "\n".join(lines)
+
+
+def render_ablation(ablation: dict, size: Size) -> list[str]:
+    n = len(size.seeds)
+    keys = ["kd", "ofa", "ofa-w1", *(v.key for v in ABLATION)]
+    lines = [f"## OFA ablation (regime `{ablation['regime']}`)\n",
+             "One factor changed from OFA's authors' settings (eps 1, T 1, stages 1-4, w_ofa 0.1). Final top-1 on "
+             "the test images, mean ± std over seeds; below each, the difference to KD in points with Welch's p.\n"]
+    rows = []
+    for pair in size.pairs:
+        rows.append([pair, *(_fmt_cell(ablation["cells"][f"{pair}|{k}"], n) for k in keys)])
+        rows.append(["  vs kd", MISSING, *(_fmt_test(ablation["vs_kd"].get(f"{pair}|{k}")) for k in keys[1:])])
+    lines.append(markdown_table(["pair", *keys], rows))
+    lines.append("Ablation variants: " + " · ".join(f"{v.key}: {v.note}" for v in ABLATION) + ".\n")
+    return lines
+
+
+def write(out: Path, size: Size, title: str, ablation: bool = False) -> tuple[Path, dict]:
+    data = collect(out, size, ablation)
+    text = render(data, size, title)
+    (out / "converged.md").write_text(text)
+    (out / "converged.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    return out / "converged.md", data
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(type(value))
