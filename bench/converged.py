@@ -109,17 +109,10 @@ PRIORITY = ("scratch", "kd", "dist", "ofa", "ofa-w1", "ofa+dist", "dkd", "fitnet
 
 def uses_cache(method: str) -> bool:
     """Whether the method needs the teacher's logits only (so a teacher-output cache serves it)."""
-    from ofakd.distill.registry import get_method
+    from ofakd.distill import get_method
 
-    if method == "vanilla":
-        return False
-    if "+" in method:
-        from ofakd.distill.combined import combined_method
-
-        cls = combined_method(method)
-    else:
-        cls = get_method(method)
-    return bool(cls.needs_teacher) and not cls.needs_teacher_features
+    method_info = get_method(method)  # a Distiller class, or a Combination for "a+b"
+    return bool(method_info.needs_teacher) and not method_info.needs_teacher_features
 
 
 ABLATION = (

@@ -180,11 +180,18 @@ def _nonfinite(tree: Any, prefix: str = "") -> tuple[str, float] | None:
 def check_method_options(cfg: RunConfig) -> None:
     """Check ``method.*`` against the method's own Options; errors name ``method.<option>``."""
     from ..distill import get_method
+    from ..distill.combined import Combination
 
     try:
         cls = get_method(cfg.method.name)
     except OfakdError as err:
         raise ConfigError(f"config: method.name: {err}") from None
+    if isinstance(cls, Combination):  # its parts check their own options
+        try:
+            cls.parse_options(cfg.method.options)
+        except ConfigError as err:
+            raise ConfigError(f"config: method: {err}") from None
+        return
     try:
         cls.Options(**cfg.method.options)
     except ValidationError as err:
