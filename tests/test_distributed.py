@@ -23,9 +23,9 @@ import torch
 from ofakd.cli import main
 from ofakd.config import load_config
 from ofakd.engine import fit
-from ofakd.engine.checkpoint import load_state
 from ofakd.engine.metrics_log import read_records
 from ofakd.errors import ConfigError
+from ofakd.run_folder import load_state
 
 VIT = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
 """A one-block ViT at 16 px: no BatchNorm, so one and two processes compute the same thing."""

@@ -14,7 +14,6 @@ from torch import nn
 from ofakd.config import TrainConfig, load_config
 from ofakd.engine import fit
 from ofakd.engine.amp import Precision
-from ofakd.engine.checkpoint import atomic_write, load_state, read_weights_metadata, save_state
 from ofakd.engine.evaluate import evaluate
 from ofakd.engine.loop import StepContext, soft_targets, train_one_epoch
 from ofakd.engine.metrics_log import read_records
@@ -23,6 +22,7 @@ from ofakd.engine.seeding import capture_rng, restore_rng
 from ofakd.engine.state import RunState
 from ofakd.engine.teacher_input import TeacherInput, build_teacher_input
 from ofakd.errors import ConfigError, OfakdError
+from ofakd.run_folder import atomic_write, load_state, read_weights_metadata, save_state
 
 from .conftest import tiny_overrides
 

@@ -24,13 +24,13 @@ from ..data import dataset_num_classes
 from ..data.views import untouched_rng
 from ..distill.teacher_view import TeacherView, prepare_teacher
 from ..engine.amp import Precision
-from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
 from ..engine.seeding import seed_all
 from ..engine.setup import run_data, teacher_adapter
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
+from ..run_folder.atomic import write_json
 from .manifest import (
     FORMAT,
     VERSION,

@@ -113,7 +113,7 @@ def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
         raise ConfigError(f"{target} does not exist; pass a run folder or a weights file")
     raw = read_recipe(args.config) if args.config else {}
     if target.suffix == ".safetensors":
-        from ..engine.checkpoint import read_weights_metadata
+        from ..run_folder import read_weights_metadata
 
         meta = read_weights_metadata(target)
         if "ofakd_model" in meta:

@@ -5,12 +5,13 @@
     summary = fit(load_config("demo", [("student.name", "resnet18")]))
 
 The engine knows nothing of a particular method: it calls ``distiller(images, targets)`` and sums
-the returned losses. Files: ``build`` (config -> models, data, distiller), ``loop`` (one epoch),
-``evaluate``, ``checkpoint`` (atomic, verified saves; last.pt / last.prev.pt), ``preemption``
-(SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop or skip), ``run_folder``, ``metrics_log``, ``progress``,
-``optim``, ``precision``, ``seeding``, ``state``, ``teacher_input``, ``trainer`` (orchestration);
-several processes: ``launch`` (torchrun's process group), ``dist`` (rank, collectives), ``ddp`` (DDP,
+the returned losses. Files: ``setup`` (config -> models, data, distiller), ``loop`` (one epoch),
+``evaluate``, ``evaluator`` (``ofakd eval`` of a config), ``preemption`` (SIGTERM/SIGINT -> recovery
+checkpoint, exit 75), ``numerics`` (NaN/inf: stop or skip), ``metrics_log``, ``progress``, ``optim``,
+``amp``, ``device``, ``seeding``, ``state``, ``teacher_input``, ``trainer`` (orchestration); several
+processes: ``launch`` (torchrun's process group), ``processes`` (rank, collectives), ``ddp`` (DDP,
 SyncBatchNorm, compile, channels-last); ``teacher_precision`` (a bf16 teacher beside an fp32 student).
+What a run writes (config.yaml, last.pt, best.safetensors, ...) and how: :mod:`ofakd.run_folder`.
 
 Under torchrun::
 

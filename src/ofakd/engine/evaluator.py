@@ -10,8 +10,8 @@ from ..data.samplers import ShardSampler
 from ..data.views import ViewSampler
 from ..errors import ModelError
 from ..models.from_config import build_model, model_spec
+from ..run_folder import load_state
 from .amp import Precision
-from .checkpoint import load_state
 from .device import pick_device
 from .evaluate import evaluate
 from .launch import rank_device

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import EXIT_PEER_LOST, ConfigError, OfakdError
+from ..run_folder import sanitize_name
 from .device import pick_device
 from .processes import SINGLE_PROCESS, DistContext
 
@@ -140,7 +141,6 @@ def run_folder_hint(cfg, resume: str | Path | None = None) -> str:
     """The run folder a ``fit(cfg, resume=resume)`` uses, for messages (``--resume`` it)."""
     if resume is not None:
         return str(resume)
-    from .run_folder import sanitize_name
     from .trainer import run_name
 
     return str(Path(cfg.run.out_dir) / sanitize_name(run_name(cfg)))

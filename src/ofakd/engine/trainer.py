@@ -20,10 +20,11 @@ from ..config.load import dump_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..errors import ConfigError
 from ..models import count_parameters
-from .amp import Precision
-from .checkpoint import (
+from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
+    RunFolder,
+    default_name,
     describe_checkpoint,
     load_resume_state,
     save_state,
@@ -32,6 +33,7 @@ from .checkpoint import (
     write_json,
     write_text,
 )
+from .amp import Precision
 from .ddp import ShiftedScheduler, prepare_modules, training_module, world_size_change
 from .device import pick_device
 from .evaluate import evaluate
@@ -43,7 +45,6 @@ from .optim import build_optimizer, build_scheduler
 from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
-from .run_folder import RunFolder, default_name
 from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
 from .setup import Setup, build_setup
 from .state import RunState

@@ -30,6 +30,7 @@ from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
 from ..models.weights import state_mismatch
+from ..run_folder import load_state, read_weights_metadata
 from .student import Preprocess, StudentInfo
 
 CONFIG_YAML = "config.yaml"
@@ -104,8 +105,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _weights_metadata(path: Path) -> dict[str, Any]:
-    from ..engine.checkpoint import read_weights_metadata
-
     try:
         return read_weights_metadata(path)
     except Exception as err:  # safetensors raises several types for a bad file
@@ -122,8 +121,6 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_last(run_dir: Path) -> dict[str, Any]:
-    from ..engine.checkpoint import load_state
-
     path = run_dir / LAST
     if not path.is_file():
         raise UnfinishedRunError(
