@@ -113,13 +113,13 @@ def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
         raise ConfigError(f"{target} does not exist; pass a run folder or a weights file")
     raw = read_recipe(args.config) if args.config else {}
     if target.suffix == ".safetensors":
-        from ..run_folder import read_weights_metadata
+        from ..run_folder import read_student_metadata
 
-        meta = read_weights_metadata(target)
-        if "ofakd_model" in meta:
+        meta = read_student_metadata(target)
+        if meta.model is not None:
             student = raw.setdefault("student", {})
-            student.update(name=meta["ofakd_model"], kwargs=meta.get("ofakd_kwargs") or {},
-                           input_size=meta.get("ofakd_input_size"), mean=meta.get("ofakd_mean"), std=meta.get("ofakd_std"))
-            if "ofakd_data" in meta and not args.config:
-                raw["data"] = meta["ofakd_data"]
+            student.update(name=meta.model, kwargs=meta.kwargs, input_size=meta.input_size, mean=meta.mean,
+                           std=meta.std)
+            if meta.data is not None and not args.config:
+                raw["data"] = meta.data
     return raw, target

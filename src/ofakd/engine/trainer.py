@@ -24,6 +24,7 @@ from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
     RunFolder,
+    StudentMetadata,
     default_name,
     describe_checkpoint,
     load_resume_state,
@@ -396,19 +397,19 @@ class Trainer:
     def _save_best(self, source: str, epoch: int, evals: dict) -> None:
         model = self.ema.module if source == "ema" else self.setup.student
         spec = self.setup.student_spec
-        save_weights(self.folder.best, model, metadata={
-            "ofakd_model": self.cfg.student.name,
-            "ofakd_kwargs": self.cfg.student.kwargs,
-            "ofakd_num_classes": self.setup.bundle.num_classes,
-            "ofakd_input_size": list(spec.input_size),
-            "ofakd_mean": list(spec.mean),
-            "ofakd_std": list(spec.std),
-            "ofakd_class_names": self.setup.bundle.class_names,
-            "ofakd_data": self.cfg.data.model_dump(mode="json"),
-            "ofakd_source": source,
-            "ofakd_epoch": epoch,
-            "ofakd_top1": evals["ema_top1" if source == "ema" else "top1"],
-        })
+        save_weights(self.folder.best, model, StudentMetadata(
+            model=self.cfg.student.name,
+            kwargs=self.cfg.student.kwargs,
+            num_classes=self.setup.bundle.num_classes,
+            input_size=list(spec.input_size),
+            mean=list(spec.mean),
+            std=list(spec.std),
+            class_names=self.setup.bundle.class_names,
+            data=self.cfg.data.model_dump(mode="json"),
+            source=source,
+            epoch=epoch,
+            top1=evals["ema_top1" if source == "ema" else "top1"],
+        ))
 
     def summary(self) -> dict:
         cfg, setup, state = self.cfg, self.setup, self.state

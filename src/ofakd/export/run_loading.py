@@ -30,7 +30,7 @@ from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
 from ..models.weights import state_mismatch
-from ..run_folder import load_state, read_weights_metadata
+from ..run_folder import StudentMetadata, load_state, read_student_metadata
 from .student import Preprocess, StudentInfo
 
 CONFIG_YAML = "config.yaml"
@@ -104,9 +104,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _weights_metadata(path: Path) -> dict[str, Any]:
+def _weights_metadata(path: Path) -> StudentMetadata:
     try:
-        return read_weights_metadata(path)
+        return read_student_metadata(path)
     except Exception as err:  # safetensors raises several types for a bad file
         raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
 
@@ -147,8 +147,8 @@ def _student_from_last(ckpt: dict[str, Any], use_ema: bool, run_dir: Path) -> di
     return out
 
 
-def _num_classes(meta: dict[str, Any], summary: dict[str, Any], data: DataConfig, where: Path) -> int:
-    for value in (meta.get("ofakd_num_classes"), summary.get("num_classes")):
+def _num_classes(meta: StudentMetadata, summary: dict[str, Any], data: DataConfig, where: Path) -> int:
+    for value in (meta.num_classes, summary.get("num_classes")):
         if isinstance(value, int) and value > 0:
             return value
 
@@ -160,7 +160,7 @@ def _num_classes(meta: dict[str, Any], summary: dict[str, Any], data: DataConfig
 
 def _select_run_weights(
     run_dir: Path, weights: str, ema: bool | None, ema_run: bool
-) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, bool | None, list[str]]:
+) -> tuple[dict[str, torch.Tensor], StudentMetadata, str, bool | None, list[str]]:
     """(state_dict, best metadata, description, is_ema, notes) for the asked checkpoint of a run."""
     best = run_dir / BEST
     notes: list[str] = []
@@ -172,10 +172,10 @@ def _select_run_weights(
                 f"run folder {run_dir} has no finished checkpoint ({BEST} is missing: no epoch has completed); {hint}"
             )
         meta = _weights_metadata(best)
-        best_is_ema = meta.get("ofakd_source") == "ema"
+        best_is_ema = meta.source == "ema"
         if ema is None or not ema_run or ema == best_is_ema:
             kind = "EMA" if best_is_ema else "student"
-            epoch = meta.get("ofakd_epoch")
+            epoch = meta.epoch
             text = f"{BEST} ({kind}" + (f", epoch {epoch})" if epoch else ")")
             return _read_safetensors(best), meta, text, best_is_ema, notes
         ckpt = _read_last(run_dir)
@@ -189,7 +189,7 @@ def _select_run_weights(
         return _student_from_last(ckpt, bool(ema), run_dir), meta, text, bool(ema), notes
     ckpt = _read_last(run_dir)
     use_ema = ema_run and ema is not False
-    meta = _weights_metadata(best) if best.is_file() else {}
+    meta = _weights_metadata(best) if best.is_file() else StudentMetadata()
     text = f"{LAST} ({'EMA' if use_ema else 'student'}, epoch {int(ckpt.get('epoch', 0))})"
     return _student_from_last(ckpt, use_ema, run_dir), meta, text, use_ema, notes
 
@@ -204,8 +204,8 @@ def _load_run(
     if weights_file is not None:
         meta = _weights_metadata(weights_file)
         state = _read_safetensors(weights_file)
-        is_ema = {"ema": True, "model": False}.get(meta.get("ofakd_source"))
-        epoch = meta.get("ofakd_epoch")
+        is_ema = meta.ema
+        epoch = meta.epoch
         text = f"{weights_file.name}" + (f" ({'EMA' if is_ema else 'student'}, epoch {epoch})" if epoch else "")
         notes: list[str] = []
     else:
@@ -229,9 +229,9 @@ def _load_run(
         path=weights_file or run_dir,
         weights=text,
         ema=is_ema,
-        epoch=meta.get("ofakd_epoch") if from_best else None,
-        top1=meta.get("ofakd_top1") if from_best else None,
-        class_names=meta.get("ofakd_class_names"),
+        epoch=meta.epoch if from_best else None,
+        top1=meta.top1 if from_best else None,
+        class_names=meta.class_names,
         run_dir=run_dir,
         data=data,
         notes=notes,
@@ -265,8 +265,8 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], whe
 def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 
     meta = _weights_metadata(path)
-    name = meta.get("ofakd_model")
-    num_classes = meta.get("ofakd_num_classes")
+    name = meta.model
+    num_classes = meta.num_classes
     if not name or not isinstance(num_classes, int):
         raise StudentSourceError(
             f"{path} carries no ofakd model recipe and has no config.yaml beside it; pass its run folder, "
@@ -274,10 +274,10 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
         )
     cfg = ModelConfig(
         name=name,
-        kwargs=dict(meta.get("ofakd_kwargs") or {}),
-        input_size=meta.get("ofakd_input_size"),
-        mean=meta.get("ofakd_mean"),
-        std=meta.get("ofakd_std"),
+        kwargs=meta.kwargs,
+        input_size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
     )
     try:
         model = build_model(cfg, num_classes, "student")
@@ -286,7 +286,6 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
     load_state_dict_strict(model, _read_safetensors(path), path)
     model.eval()
     spec = model_spec(model, cfg)
-    source = meta.get("ofakd_source")
     return model, StudentInfo(
         architecture=name,
         model_kwargs=_model_kwargs(model, cfg.kwargs),
@@ -295,11 +294,11 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
         kind="weights",
         path=path,
         weights=path.name,
-        ema={"ema": True, "model": False}.get(source),
-        epoch=meta.get("ofakd_epoch"),
-        top1=meta.get("ofakd_top1"),
-        class_names=meta.get("ofakd_class_names"),
-        data=_data_or_none(meta.get("ofakd_data")),
+        ema=meta.ema,
+        epoch=meta.epoch,
+        top1=meta.top1,
+        class_names=meta.class_names,
+        data=_data_or_none(meta.data),
         notes=["no config.yaml beside the weights: preprocessing is a plain bicubic resize (the run's own "
                "interpolation and crop are unknown)"],
     )

@@ -1,19 +1,19 @@
 """What a run leaves on disk, and how it is written: the one place that knows the run-folder format.
 
-    from ofakd.run_folder import RunFolder, load_state, read_weights_metadata
+    from ofakd.run_folder import RunFolder, load_state, read_student_metadata
     folder = RunFolder(Path("runs/NAME"))
     state = load_state(folder.last)                      # weights_only=True, CRC-checked
-    meta = read_weights_metadata(folder.best)            # model name, classes, epoch, top-1, ...
+    meta = read_student_metadata(folder.best)            # model name, classes, epoch, top-1, ...
 
 Files: ``layout`` (file names, :class:`RunFolder`, safe run names), ``atomic`` (atomic, verified
 writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resume),
-``best_weights`` (``best.safetensors`` and its metadata).
+``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`).
 
 Below the engine, the cache, export and analysis: it imports none of them.
 """
 
 from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
-from .best_weights import read_weights_metadata, save_weights
+from .best_weights import StudentMetadata, read_student_metadata, read_weights_metadata, save_weights
 from .checkpoint import (
     CheckpointDamaged,
     CheckpointRefused,
@@ -52,6 +52,7 @@ __all__ = [
     "CheckpointRefused",
     "CheckpointWriteError",
     "RunFolder",
+    "StudentMetadata",
     "atomic_write",
     "default_name",
     "describe_checkpoint",
@@ -59,6 +60,7 @@ __all__ = [
     "load_resume_state",
     "load_state",
     "previous_path",
+    "read_student_metadata",
     "read_weights_metadata",
     "sanitize_name",
     "save_state",
