@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config.cli_args import HelpFormatter, add_field_flags, add_override
 from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
+from ..run_folder import BEST, CONFIG, EXPORT_CONFIG, LAST
 
 NAME = "eval"
 HELP = "top-1 / top-5 / per-class accuracy, loss and images/s of a run, checkpoint or exported model"
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluator import evaluate_target
 
     target = Path(args.target)
-    if target.is_dir() and (target / "config.json").is_file() and not (target / "config.yaml").is_file():
+    if target.is_dir() and (target / EXPORT_CONFIG).is_file() and not (target / CONFIG).is_file():
         return _run_export(target, args)
     raw, weights = _config_and_weights(target, args)
     for key, value in getattr(args, "overrides", None) or []:
@@ -102,10 +103,10 @@ def _run_export(target: Path, args) -> int:
 
 def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
     if target.is_dir():
-        config = target / "config.yaml"
+        config = target / CONFIG
         if not config.is_file():
             raise ConfigError(f"{target} has no config.yaml; pass a run folder (runs/NAME) or a weights file")
-        weights = target / ("best.safetensors" if args.weights == "best" else "last.pt")
+        weights = target / (BEST if args.weights == "best" else LAST)
         if not weights.is_file():
             raise ConfigError(f"{target} has no {weights.name} yet (no epoch finished)")
         return read_recipe(str(config)), weights

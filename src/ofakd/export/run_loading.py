@@ -30,15 +30,19 @@ from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
 from ..models.weights import state_mismatch
-from ..run_folder import StudentMetadata, load_state, read_student_metadata
+from ..run_folder import (
+    BEST,
+    CONFIG,
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    LAST,
+    SUMMARY,
+    StudentMetadata,
+    load_state,
+    read_student_metadata,
+)
 from .student import Preprocess, StudentInfo
 
-CONFIG_YAML = "config.yaml"
-BEST = "best.safetensors"
-LAST = "last.pt"
-SUMMARY = "summary.json"
-TIMM_CONFIG = "config.json"
-TIMM_WEIGHTS = "model.safetensors"
 WEIGHT_CHOICES = ("best", "last")
 
 
@@ -53,16 +57,16 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
         raise StudentSourceError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
     path = Path(path)
     if path.is_dir():
-        if (path / CONFIG_YAML).is_file():
+        if (path / CONFIG).is_file():
             return _load_run(path, weights=weights, ema=ema)
-        if (path / TIMM_CONFIG).is_file():
+        if (path / EXPORT_CONFIG).is_file():
             return _load_timm_folder(path)
         raise StudentSourceError(
             f"{path} holds neither config.yaml (a run folder) nor config.json (an exported timm model); "
             "pass runs/NAME, runs/NAME/best.safetensors or a folder written by `ofakd export --format timm`"
         )
     if path.is_file() and path.suffix == ".safetensors":
-        if (path.parent / CONFIG_YAML).is_file():
+        if (path.parent / CONFIG).is_file():
             return _load_run(path.parent, weights_file=path)
         return _load_weights_file(path)
     if not path.exists():
@@ -86,7 +90,7 @@ def _section(raw: dict[str, Any], name: str, model: type[BaseModel], where: Path
 
 def read_run_config(run_dir: Path) -> tuple[ModelConfig, AugmentConfig, DataConfig, dict[str, Any]]:
     """The student, augment and data sections of a run's ``config.yaml`` (and the raw dict)."""
-    where = run_dir / CONFIG_YAML
+    where = run_dir / CONFIG
     try:
         raw = read_recipe(str(where))
     except OfakdError as err:
@@ -215,7 +219,7 @@ def _load_run(
     try:
         model = build_model(clean_cfg, num_classes, "student")
     except OfakdError as err:
-        raise StudentSourceError(f"{run_dir / CONFIG_YAML}: cannot rebuild the student ({err})") from None
+        raise StudentSourceError(f"{run_dir / CONFIG}: cannot rebuild the student ({err})") from None
     load_state_dict_strict(model, state, weights_file or run_dir)
     model.eval()
     spec = model_spec(model, student_cfg)
@@ -310,12 +314,12 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
     import timm
 
-    config = _read_json(path / TIMM_CONFIG)
+    config = _read_json(path / EXPORT_CONFIG)
     if "architecture" not in config:
-        raise StudentSourceError(f"{path / TIMM_CONFIG} is not a timm model config (no 'architecture')")
-    if not (path / TIMM_WEIGHTS).is_file():
+        raise StudentSourceError(f"{path / EXPORT_CONFIG} is not a timm model config (no 'architecture')")
+    if not (path / EXPORT_WEIGHTS).is_file():
         raise StudentSourceError(
-            f"{path} holds no {TIMM_WEIGHTS}; only `--format timm` exports load as PyTorch models "
+            f"{path} holds no {EXPORT_WEIGHTS}; only `--format timm` exports load as PyTorch models "
             "(load model.onnx with onnxruntime, model.torchscript.pt with torch.jit.load)"
         )
     try:
@@ -332,7 +336,7 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
         preprocess=Preprocess.from_timm(model.pretrained_cfg),
         kind="timm",
         path=path,
-        weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else TIMM_WEIGHTS,
+        weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else EXPORT_WEIGHTS,
         ema=ofakd.get("ema"),
         epoch=ofakd.get("epoch"),
         top1=ofakd.get("top1"),
