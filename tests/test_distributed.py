@@ -420,7 +420,8 @@ def test_communication_failures_are_told_apart():
 
 
 def test_shifted_scheduler_moves_per_step_updates_only():
-    from ofakd.engine.ddp import ShiftedScheduler, world_size_change
+    from ofakd.engine.ddp import world_size_change
+    from ofakd.engine.optim import ShiftedScheduler
 
     seen = []
 

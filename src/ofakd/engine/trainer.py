@@ -35,14 +35,14 @@ from ..run_folder import (
     write_text,
 )
 from .amp import Precision
-from .ddp import ShiftedScheduler, prepare_modules, training_module, world_size_change
+from .ddp import prepare_modules, training_module, world_size_change
 from .device import pick_device
 from .evaluate import evaluate
 from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
 from .numerics import FIX, NonFiniteError, NonFiniteGuard, nonfinite_tensors
-from .optim import build_optimizer, build_scheduler
+from .optim import ShiftedScheduler, build_optimizer, build_scheduler
 from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
