@@ -234,9 +234,9 @@ def test_evaluate_top1_top5_on_a_hand_example():
     ])
     y = torch.tensor([0, 1, 4, 0])
     result = evaluate(Fixed(), [(x, y)], device=torch.device("cpu"))
-    assert result["top1"] == pytest.approx(50.0) and result["top5"] == pytest.approx(75.0)
-    assert result["count"] == 4
-    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(x, y).item(), rel=1e-6)
+    assert result.top1 == pytest.approx(50.0) and result.top5 == pytest.approx(75.0)
+    assert result.count == 4
+    assert result.mean_loss == pytest.approx(nn.functional.cross_entropy(x, y).item(), rel=1e-6)
 
 
 def test_best_tracks_ema_when_better():

@@ -1,4 +1,4 @@
-"""Training engine: the loop, evaluation, checkpoints, run folders, AMP, EMA, logging.
+"""Training engine: the loop, evaluation, checkpoints, AMP, EMA, several processes, logging.
 
     from ofakd.config import load_config
     from ofakd.engine import fit
@@ -6,12 +6,13 @@
 
 The engine knows nothing of a particular method: it calls ``distiller(images, targets)`` and sums
 the returned losses. Files: ``setup`` (config -> models, data, distiller), ``loop`` (one epoch),
-``evaluate``, ``evaluator`` (``ofakd eval`` of a config), ``preemption`` (SIGTERM/SIGINT -> recovery
-checkpoint, exit 75), ``numerics`` (NaN/inf: stop or skip), ``metrics_log``, ``progress``, ``optim``,
-``amp``, ``device``, ``seeding``, ``state``, ``teacher_input``, ``trainer`` (orchestration); several
-processes: ``launch`` (torchrun's process group), ``processes`` (rank, collectives), ``ddp`` (DDP,
-SyncBatchNorm, compile, channels-last); ``teacher_precision`` (a bf16 teacher beside an fp32 student).
-What a run writes (config.yaml, last.pt, best.safetensors, ...) and how: :mod:`ofakd.run_folder`.
+``evaluate`` (the one evaluation: training, ``ofakd eval`` and :mod:`ofakd.evaluation` use it),
+``preemption`` (SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop or
+skip), ``metrics_log``, ``progress``, ``optim``, ``amp``, ``device``, ``seeding``, ``state``,
+``teacher_input``, ``trainer`` (orchestration); several processes: ``launch`` (torchrun's process
+group), ``processes`` (rank, collectives), ``ddp`` (DDP, SyncBatchNorm, compile, channels-last);
+``teacher_precision`` (a bf16 teacher beside an fp32 student). What a run writes (config.yaml,
+last.pt, best.safetensors, ...) and how: :mod:`ofakd.run_folder`.
 
 Under torchrun::
 

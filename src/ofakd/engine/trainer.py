@@ -155,7 +155,7 @@ class Trainer:
                 self.state.teacher_eval = evaluate(
                     self.setup.teacher, self.setup.bundle.val_loader, device=self.device,
                     precision=self.teacher_precision, input_transform=self.setup.teacher_input, dist=self.dist,
-                )
+                ).scores()
                 self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
                          f"top5 {self.state.teacher_eval['top5']:.2f}")
         self.module = training_module(distiller, dist=self.dist, device=self.device, compile=cfg.train.compile)
@@ -387,11 +387,10 @@ class Trainer:
             self.dist.broadcast_buffers(self.ema.module)
         loader = self.setup.bundle.val_loader
         kwargs = dict(device=self.device, precision=self.precision, dist=self.dist)
-        result = evaluate(self.setup.student, loader, **kwargs)
-        evals = {k: result[k] for k in ("top1", "top5", "loss")}
+        evals = evaluate(self.setup.student, loader, **kwargs).scores()
         if self.ema is not None:
-            ema = evaluate(self.ema.module, loader, **kwargs)
-            evals.update({f"ema_{k}": ema[k] for k in ("top1", "top5", "loss")})
+            ema = evaluate(self.ema.module, loader, **kwargs).scores()
+            evals.update({f"ema_{k}": v for k, v in ema.items()})
         return evals
 
     def _save_best(self, source: str, epoch: int, evals: dict) -> None:

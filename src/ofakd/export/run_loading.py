@@ -33,13 +33,16 @@ from ..models.weights import state_mismatch
 from ..run_folder import (
     BEST,
     CONFIG,
+    EMA_PREFIX,
     EXPORT_CONFIG,
     EXPORT_WEIGHTS,
     LAST,
+    STUDENT_PREFIX,
     SUMMARY,
     StudentMetadata,
     load_state,
     read_student_metadata,
+    strip_prefix,
 )
 from .student import Preprocess, StudentInfo
 
@@ -139,13 +142,13 @@ def _student_from_last(ckpt: dict[str, Any], use_ema: bool, run_dir: Path) -> di
         state = ckpt.get("ema")
         if not isinstance(state, dict):
             raise StudentSourceError(f"{run_dir / LAST} holds no EMA weights; pass --no-ema")
-        prefix = "module."
+        prefix = EMA_PREFIX
     else:
         state = ckpt.get("distiller")
         if not isinstance(state, dict):
             raise StudentSourceError(f"{run_dir / LAST} holds no 'distiller' state; it is not an ofakd last.pt")
-        prefix = "student."
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        prefix = STUDENT_PREFIX
+    out = strip_prefix(state, prefix)
     if not out:
         raise StudentSourceError(f"{run_dir / LAST}: no '{prefix}*' tensors; it is not an ofakd last.pt")
     return out

@@ -15,6 +15,8 @@ Below the engine, the cache, export and analysis: it imports none of them.
 from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
 from .best_weights import StudentMetadata, read_student_metadata, read_weights_metadata, save_weights
 from .checkpoint import (
+    EMA_PREFIX,
+    STUDENT_PREFIX,
     CheckpointDamaged,
     CheckpointRefused,
     describe_checkpoint,
@@ -22,6 +24,7 @@ from .checkpoint import (
     load_resume_state,
     load_state,
     save_state,
+    strip_prefix,
 )
 from .layout import (
     BEST,
@@ -40,12 +43,14 @@ from .layout import (
 
 __all__ = [
     "BEST",
+    "EMA_PREFIX",
     "CONFIG",
     "EXPORT_CONFIG",
     "EXPORT_WEIGHTS",
     "LAST",
     "METRICS",
     "PREVIOUS",
+    "STUDENT_PREFIX",
     "SUMMARY",
     "WRITE_ERRNOS",
     "CheckpointDamaged",
@@ -65,6 +70,7 @@ __all__ = [
     "sanitize_name",
     "save_state",
     "save_weights",
+    "strip_prefix",
     "write_error",
     "write_json",
     "write_text",

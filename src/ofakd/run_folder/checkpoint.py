@@ -162,3 +162,15 @@ def describe_checkpoint(path: str | Path, state: dict) -> str:
     batches = int(state.get("epoch_step") or 0)
     where = f"{batches} steps into epoch {state['epoch'] + 1}" if batches else f"end of epoch {state['epoch']}"
     return f"{path} (step {state.get('step')}, {where})"
+
+
+STUDENT_PREFIX = "student."
+"""Where the student's weights are in a ``last.pt``'s ``distiller`` state (the distiller's ``.student``)."""
+EMA_PREFIX = "module."
+"""Where the averaged model's weights are in a ``last.pt``'s ``ema`` state (timm's ``ModelEmaV3.module``)."""
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` under ``prefix``, the prefix removed: a submodule's own state_dict
+    (e.g. the student's, ``strip_prefix(ckpt["distiller"], STUDENT_PREFIX)``); ``{}`` when none."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
