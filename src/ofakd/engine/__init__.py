@@ -24,6 +24,6 @@ Under torchrun::
 from .evaluate import evaluate
 from .processes import DistContext
 from .teacher_input import TeacherInput, build_teacher_input
-from .trainer import Trainer, fit, run_name
+from .trainer import Trainer, fit, run_folder_hint, run_name
 
-__all__ = ["DistContext", "TeacherInput", "Trainer", "build_teacher_input", "evaluate", "fit", "run_name"]
+__all__ = ["DistContext", "TeacherInput", "Trainer", "build_teacher_input", "evaluate", "fit", "run_folder_hint", "run_name"]

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 from ..errors import EXIT_PEER_LOST, ConfigError, OfakdError
-from ..run_folder import sanitize_name
 from .device import pick_device
 from .processes import SINGLE_PROCESS, DistContext
 
@@ -135,15 +134,6 @@ def distributed(device: str = "auto", *, timeout_s: float = 1800.0, resume_hint:
         if clean:  # after a failure the group may be unusable (NCCL would hang): the process exits anyway
             with contextlib.suppress(Exception):
                 dist.destroy_process_group()
-
-
-def run_folder_hint(cfg, resume: str | Path | None = None) -> str:
-    """The run folder a ``fit(cfg, resume=resume)`` uses, for messages (``--resume`` it)."""
-    if resume is not None:
-        return str(resume)
-    from .trainer import run_name
-
-    return str(Path(cfg.run.out_dir) / sanitize_name(run_name(cfg)))
 
 
 def is_comm_failure(err: BaseException) -> bool:

@@ -28,6 +28,7 @@ from ..run_folder import (
     default_name,
     describe_checkpoint,
     load_resume_state,
+    sanitize_name,
     save_state,
     save_weights,
     write_error,
@@ -60,6 +61,13 @@ def run_name(cfg: RunConfig) -> str:
 
     teacher = cfg.teacher.name if get_method(cfg.method.name).needs_teacher else None
     return default_name(cfg.method.name, teacher, cfg.student.name or "model", cfg.data.name, cfg.train.seed)
+
+
+def run_folder_hint(cfg: RunConfig, resume: str | Path | None = None) -> str:
+    """The run folder a ``fit(cfg, resume=resume)`` uses, for messages (``--resume`` it)."""
+    if resume is not None:
+        return str(resume)
+    return str(Path(cfg.run.out_dir) / sanitize_name(run_name(cfg)))
 
 
 def fit(
