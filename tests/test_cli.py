@@ -137,7 +137,7 @@ def test_imagefolder_distill_vanilla(ofakd_cli, tmp_path):
     summary = json.loads((tmp_path / "folder" / "summary.json").read_text())
     assert (summary["num_classes"], summary["train_images"], summary["val_images"]) == (3, 36, 12)
     assert summary["teacher"] is None  # vanilla uses no teacher
-    from ofakd.engine.checkpoint import read_weights_metadata
+    from ofakd.run_folder import read_weights_metadata
 
     assert read_weights_metadata(tmp_path / "folder" / "best.safetensors")["ofakd_class_names"] == ["cat", "dog", "fox"]
 

@@ -6,8 +6,8 @@ import pytest
 
 from ofakd.config import RunConfig, dump_config, list_recipes, load_config, read_recipe
 from ofakd.config.load import parse_value, split_override
-from ofakd.engine.run_folder import sanitize_name
 from ofakd.errors import ConfigError
+from ofakd.run_folder import sanitize_name
 
 OFFICIAL = {
     # recipe: (epochs, batch/GPU, lr, min_lr, optimizer, weight decay, scheduler, warm-up epochs)

@@ -23,9 +23,9 @@ import torch
 from ofakd.cli import main
 from ofakd.config import load_config
 from ofakd.engine import fit
-from ofakd.engine.checkpoint import load_state
 from ofakd.engine.metrics_log import read_records
 from ofakd.errors import ConfigError
+from ofakd.run_folder import load_state
 
 VIT = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
 """A one-block ViT at 16 px: no BatchNorm, so one and two processes compute the same thing."""
@@ -242,8 +242,8 @@ def test_distributed_eval_counts_every_image_once(one_process):
     from dataclasses import dataclass
 
     from ofakd.config.load import read_recipe, validate
-    from ofakd.engine.evaluator import evaluate_target
     from ofakd.engine.processes import DistContext
+    from ofakd.evaluation import evaluate_target
 
     @dataclass(frozen=True)
     class OneRankOfTwo(DistContext):  # the ranks run one after the other here: no all-reduce, we add up
@@ -255,12 +255,12 @@ def test_distributed_eval_counts_every_image_once(one_process):
     raw["data"].update(train_subset=63, val_subset=29)  # odd: a padding sampler would count an image twice
     cfg = validate({**raw, "method": {"name": "vanilla"}, "teacher": {}})
     for split, images in (("val", 29), ("train", 63)):
-        alone = evaluate_target(cfg, split=split)
-        shares = [evaluate_target(cfg, split=split, dist=OneRankOfTwo(rank=r, world_size=2)) for r in (0, 1)]
-        assert alone["count"] == images and [s["count"] for s in shares] == [images // 2 + 1, images // 2]
-        correct = sum(s["top1"] * s["count"] for s in shares) / 100
-        assert correct == pytest.approx(alone["top1"] * images / 100)  # every image once, none twice
-        assert sum(s["loss"] * s["count"] for s in shares) / images == pytest.approx(alone["loss"], rel=1e-5)
+        alone, _ = evaluate_target(cfg, split=split)
+        shares = [evaluate_target(cfg, split=split, dist=OneRankOfTwo(rank=r, world_size=2))[0] for r in (0, 1)]
+        assert alone.count == images and [s.count for s in shares] == [images // 2 + 1, images // 2]
+        correct = sum(s.top1 * s.count for s in shares) / 100
+        assert correct == pytest.approx(alone.top1 * images / 100)  # every image once, none twice
+        assert sum(s.mean_loss * s.count for s in shares) / images == pytest.approx(alone.mean_loss, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- precision, compile, layout
@@ -427,7 +427,8 @@ def test_communication_failures_are_told_apart():
 
 
 def test_shifted_scheduler_moves_per_step_updates_only():
-    from ofakd.engine.ddp import ShiftedScheduler, world_size_change
+    from ofakd.engine.ddp import world_size_change
+    from ofakd.engine.optim import ShiftedScheduler
 
     seen = []
 

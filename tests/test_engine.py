@@ -14,7 +14,6 @@ from torch import nn
 from ofakd.config import TrainConfig, load_config
 from ofakd.engine import fit
 from ofakd.engine.amp import Precision
-from ofakd.engine.checkpoint import atomic_write, load_state, read_weights_metadata, save_state
 from ofakd.engine.evaluate import evaluate
 from ofakd.engine.loop import StepContext, soft_targets, train_one_epoch
 from ofakd.engine.metrics_log import read_records
@@ -22,6 +21,7 @@ from ofakd.engine.optim import build_optimizer, build_scheduler, param_groups
 from ofakd.engine.seeding import capture_rng, restore_rng
 from ofakd.engine.state import RunState
 from ofakd.errors import ConfigError, OfakdError
+from ofakd.run_folder import atomic_write, load_state, read_weights_metadata, save_state
 from ofakd.teacher.input_view import TeacherInput, build_teacher_input
 
 from .conftest import tiny_overrides
@@ -234,9 +234,9 @@ def test_evaluate_top1_top5_on_a_hand_example():
     ])
     y = torch.tensor([0, 1, 4, 0])
     result = evaluate(Fixed(), [(x, y)], device=torch.device("cpu"))
-    assert result["top1"] == pytest.approx(50.0) and result["top5"] == pytest.approx(75.0)
-    assert result["count"] == 4
-    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(x, y).item(), rel=1e-6)
+    assert result.top1 == pytest.approx(50.0) and result.top5 == pytest.approx(75.0)
+    assert result.count == 4
+    assert result.mean_loss == pytest.approx(nn.functional.cross_entropy(x, y).item(), rel=1e-6)
 
 
 def test_best_tracks_ema_when_better():

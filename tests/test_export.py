@@ -89,7 +89,7 @@ def _logits(model, x):
 
 def _ema_weights(run_dir) -> dict[str, torch.Tensor]:
     """The EMA weights a default export must take: best.safetensors when they are the EMA, else last.pt's."""
-    from ofakd.engine.checkpoint import read_weights_metadata
+    from ofakd.run_folder import read_weights_metadata
 
     if read_weights_metadata(run_dir / "best.safetensors").get("ofakd_source") == "ema":
         return load_file(str(run_dir / "best.safetensors"))
@@ -98,7 +98,7 @@ def _ema_weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 def _plain_weights(run_dir) -> dict[str, torch.Tensor]:
-    from ofakd.engine.checkpoint import read_weights_metadata
+    from ofakd.run_folder import read_weights_metadata
 
     if read_weights_metadata(run_dir / "best.safetensors").get("ofakd_source") == "model":
         return load_file(str(run_dir / "best.safetensors"))

@@ -27,7 +27,8 @@ import pytest
 import torch
 
 from ofakd.cli import main
-from ofakd.engine.checkpoint import (
+from ofakd.engine.metrics_log import read_records
+from ofakd.run_folder import (
     CheckpointWriteError,
     file_problem,
     load_resume_state,
@@ -35,7 +36,6 @@ from ofakd.engine.checkpoint import (
     previous_path,
     save_state,
 )
-from ofakd.engine.metrics_log import read_records
 
 TINY = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2,
         "drop_path_rate": 0.2, "proj_drop_rate": 0.1}
@@ -398,7 +398,7 @@ def test_file_size_limit_keeps_the_old_checkpoint(runs, tmp_path, capsys):
 
 
 def test_write_error_names_the_errno_fix(tmp_path):
-    from ofakd.engine.checkpoint import write_error
+    from ofakd.run_folder import write_error
 
     err = write_error(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "x.pt")
     assert str(err) == f"cannot write {tmp_path / 'x.pt'} (No space left on device); nothing was replaced; free disk space"
@@ -563,7 +563,7 @@ def test_run_names_never_leave_the_out_dir(tmp_path, capsys):
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["escaped-x"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and sorted(os.listdir(tmp_path / "a" / "b")) == ["out"]
-    from ofakd.engine.run_folder import RunFolder
+    from ofakd.run_folder import RunFolder
 
     assert RunFolder.plan(out, "/etc/passwd").path == out / "etc-passwd"
     (out / "link").symlink_to(tmp_path)

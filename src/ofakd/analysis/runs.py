@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OfakdError
+from ..run_folder import METRICS, SUMMARY
 
-SUMMARY = "summary.json"
-METRICS = "metrics.jsonl"
 GROUP_KEYS = ("method", "teacher", "student", "dataset")
 """Runs that agree on these summary keys are seeds of one configuration."""
 

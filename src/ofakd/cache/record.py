@@ -23,12 +23,12 @@ from .. import __version__
 from ..autocast import resolve_amp
 from ..config.schema import RunConfig
 from ..data import dataset_num_classes, run_data
-from ..engine.checkpoint import write_json
 from ..engine.device import pick_device
 from ..engine.seeding import seed_all
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
+from ..run_folder.atomic import write_json
 from ..teacher.live import LiveTeacher
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .manifest import (

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError
+from ..run_folder.atomic import write_text
 
 MANIFEST = "manifest.json"
 DONE = "done"
@@ -111,8 +112,6 @@ class Layout:
     def mark_done(self, epoch: int, rank: int) -> None:
         path = self.marker(epoch, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from ..engine.checkpoint import write_text  # here: the engine package imports the cache
-
         write_text(path, f"{self.rows_per_rank}\n")
 
     def rank_rows(self, rank: int) -> slice:

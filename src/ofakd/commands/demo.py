@@ -112,10 +112,11 @@ def _plot(out: Path, runs: list[str]) -> Path:
     import matplotlib.pyplot as plt
 
     from ..engine.metrics_log import read_records
+    from ..run_folder import RunFolder
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in runs:
-        evals = [r for r in read_records(out / name / "metrics.jsonl") if r.get("kind") == "eval"]
+        evals = [r for r in read_records(RunFolder(out / name).metrics) if r.get("kind") == "eval"]
         ax.plot([r["epoch"] for r in evals], [r["top1"] for r in evals], marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("val top-1 (%)")

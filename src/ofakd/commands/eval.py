@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config.cli_args import HelpFormatter, add_field_flags, add_override
 from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
+from ..run_folder import BEST, CONFIG, EXPORT_CONFIG, LAST
+
+if TYPE_CHECKING:
+    from ..evaluation import EvalResult
 
 NAME = "eval"
 HELP = "top-1 / top-5 / per-class accuracy, loss and images/s of a run, checkpoint or exported model"
@@ -48,10 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluator import evaluate_target
+    from ..engine.launch import distributed
+    from ..evaluation import evaluate_target
 
     target = Path(args.target)
-    if target.is_dir() and (target / "config.json").is_file() and not (target / "config.yaml").is_file():
+    if target.is_dir() and (target / EXPORT_CONFIG).is_file() and not (target / CONFIG).is_file():
         return _run_export(target, args)
     raw, weights = _config_and_weights(target, args)
     for key, value in getattr(args, "overrides", None) or []:
@@ -60,27 +66,14 @@ def run(args: argparse.Namespace) -> int:
     raw["method"] = {"name": "vanilla"}
     raw.pop("teacher", None)
     cfg = validate(raw)
-    from ..engine.launch import distributed
 
     with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout) as dist:  # under torchrun: a share each
-        result = evaluate_target(cfg, split=args.split, last_pt=weights.suffix == ".pt" and args.weights == "last",
-                                 dist=dist)
-    if not dist.is_main:
-        return 0
-    _print(result, f"{result['model']} on {result['dataset']} {result['split']}", args)
+        result, names = evaluate_target(cfg, split=args.split, dist=dist,
+                                        last_pt=weights.suffix == ".pt" and args.weights == "last")
+    if dist.is_main:
+        _print(result, names, args, model=cfg.student.name, dataset=cfg.data.name,
+               title=f"{cfg.student.name} on {cfg.data.name} {args.split}")
     return 0
-
-
-def _print(result: dict, title: str, args) -> None:
-    from ..evaluation import EvalResult
-
-    if args.json:
-        print(json.dumps(result))
-        return
-    depth = EvalResult(result["top1"], result["top5"], result["per_class_accuracy"], result["loss"],
-                       result["images_per_s"], result["count"], result["per_class_count"], result["seconds"])
-    print(title)
-    print(depth.format(result.get("class_names"), max_classes=args.max_classes))
 
 
 def _run_export(target: Path, args) -> int:
@@ -94,18 +87,27 @@ def _run_export(target: Path, args) -> int:
     data = resolve_data(info, overrides)
     loader, names = eval_loader(info, data, batch_size=int(settings.get("train.batch_size", 128)), split=args.split)
     result = evaluate(model, loader, info.num_classes, pick_device(str(settings.get("train.device", "auto"))))
-    summary = {**result.to_dict(names), "loss": result.mean_loss, "model": info.architecture,
-               "dataset": data.name, "split": args.split}
-    _print(summary, f"{info.architecture} (export {target}) on {data.name} {args.split}", args)
+    _print(result, names, args, model=info.architecture, dataset=data.name,
+           title=f"{info.architecture} (export {target}) on {data.name} {args.split}")
     return 0
+
+
+def _print(result: EvalResult, class_names: list[str], args, *, model: str, dataset: str, title: str) -> None:
+    """The result as one JSON object (``--json``; ``loss`` repeats ``mean_loss``) or as text under ``title``."""
+    if args.json:
+        print(json.dumps({**result.to_dict(class_names), "loss": result.mean_loss, "model": model,
+                          "dataset": dataset, "split": args.split}))
+        return
+    print(title)
+    print(result.format(class_names, max_classes=args.max_classes))
 
 
 def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
     if target.is_dir():
-        config = target / "config.yaml"
+        config = target / CONFIG
         if not config.is_file():
             raise ConfigError(f"{target} has no config.yaml; pass a run folder (runs/NAME) or a weights file")
-        weights = target / ("best.safetensors" if args.weights == "best" else "last.pt")
+        weights = target / (BEST if args.weights == "best" else LAST)
         if not weights.is_file():
             raise ConfigError(f"{target} has no {weights.name} yet (no epoch finished)")
         return read_recipe(str(config)), weights
@@ -113,13 +115,13 @@ def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
         raise ConfigError(f"{target} does not exist; pass a run folder or a weights file")
     raw = read_recipe(args.config) if args.config else {}
     if target.suffix == ".safetensors":
-        from ..engine.checkpoint import read_weights_metadata
+        from ..run_folder import read_student_metadata
 
-        meta = read_weights_metadata(target)
-        if "ofakd_model" in meta:
+        meta = read_student_metadata(target)
+        if meta.model is not None:
             student = raw.setdefault("student", {})
-            student.update(name=meta["ofakd_model"], kwargs=meta.get("ofakd_kwargs") or {},
-                           input_size=meta.get("ofakd_input_size"), mean=meta.get("ofakd_mean"), std=meta.get("ofakd_std"))
-            if "ofakd_data" in meta and not args.config:
-                raw["data"] = meta["ofakd_data"]
+            student.update(name=meta.model, kwargs=meta.kwargs, input_size=meta.input_size, mean=meta.mean,
+                           std=meta.std)
+            if meta.data is not None and not args.config:
+                raw["data"] = meta.data
     return raw, target

@@ -59,8 +59,8 @@ def run_config(cfg, args: argparse.Namespace) -> int:
     if args.print_config:
         print_config(cfg)
         return 0
-    from ..engine import fit
-    from ..engine.launch import distributed, run_folder_hint
+    from ..engine import fit, run_folder_hint
+    from ..engine.launch import distributed
 
     # one process, or one of torchrun's: the process group lives as long as the run
     with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout,

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import ConfigError
+from ..run_folder import RunFolder
 from .load import (
     apply_override,
     dump_config,
@@ -234,7 +235,7 @@ def resolve_config(
                 f"--resume continues the run as it was configured; {bad[0]!r} cannot change "
                 f"(only {', '.join(RESUME_SAFE_KEYS)} can). Start a new run to change it."
             )
-        path = Path(resume) / "config.yaml"
+        path = RunFolder(Path(resume)).config
         if not path.is_file():
             raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of a run (runs/NAME)")
         raw = read_recipe(str(path))
@@ -265,7 +266,8 @@ def teacher_from_run(run_dir: str | Path) -> dict[str, Any]:
     """The ``teacher:`` section for a model trained by ``ofakd train`` in ``run_dir``
     (its name, kwargs, input size, normalisation, and ``best.safetensors``)."""
     run_dir = Path(run_dir)
-    config, weights = run_dir / "config.yaml", run_dir / "best.safetensors"
+    folder = RunFolder(run_dir)
+    config, weights = folder.config, folder.best
     if not config.is_file() or not weights.is_file():
         raise ConfigError(
             f"--teacher-run {str(run_dir)!r}: expected config.yaml and best.safetensors there "

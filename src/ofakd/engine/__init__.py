@@ -1,4 +1,4 @@
-"""Training engine: the loop, evaluation, checkpoints, run folders, AMP, EMA, logging.
+"""Training engine: the loop, evaluation, checkpoints, AMP, EMA, several processes, logging.
 
     from ofakd.config import load_config
     from ofakd.engine import fit
@@ -6,11 +6,12 @@
 
 The engine knows nothing of a particular method: it calls ``distiller(images, targets)`` and sums
 the returned losses. Files: ``setup`` (config -> student, teacher source, data, distiller), ``loop``
-(one epoch), ``evaluate``, ``checkpoint`` (atomic, verified saves; last.pt / last.prev.pt),
-``preemption`` (SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop or
-skip), ``run_folder``, ``metrics_log``, ``progress``, ``optim``, ``amp`` (autocast, GradScaler),
+(one epoch), ``evaluate`` (the one evaluation: training, ``ofakd eval`` and :mod:`ofakd.evaluation`
+use it), ``preemption`` (SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop
+or skip), ``metrics_log``, ``progress``, ``optim``, ``amp`` (autocast, GradScaler), ``device``,
 ``seeding``, ``state``, ``trainer`` (orchestration); several processes: ``launch`` (torchrun's process
-group), ``processes`` (rank, collectives), ``ddp`` (DDP, SyncBatchNorm, compile, channels-last).
+group), ``processes`` (rank, collectives), ``ddp`` (DDP, SyncBatchNorm, compile, channels-last). What a
+run writes (config.yaml, last.pt, best.safetensors, ...) and how: :mod:`ofakd.run_folder`.
 
 Under torchrun::
 
@@ -21,6 +22,6 @@ Under torchrun::
 
 from .evaluate import evaluate
 from .processes import DistContext
-from .trainer import Trainer, fit, run_name
+from .trainer import Trainer, fit, run_folder_hint, run_name
 
-__all__ = ["DistContext", "Trainer", "evaluate", "fit", "run_name"]
+__all__ = ["DistContext", "Trainer", "evaluate", "fit", "run_folder_hint", "run_name"]

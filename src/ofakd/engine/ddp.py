@@ -60,34 +60,6 @@ def training_module(distiller: nn.Module, *, dist: DistContext, device: torch.de
     return module
 
 
-class ShiftedScheduler:
-    """A timm scheduler whose per-step updates are moved by ``offset`` steps.
-
-    A run resumed on another number of processes has another number of steps per epoch: its
-    per-step (``train.sched_on_updates``) schedule continues from ``epoch x new steps per epoch``,
-    not from the optimizer steps taken so far (which count the old, shorter or longer, epochs).
-    """
-
-    def __init__(self, scheduler, offset: int) -> None:
-        self.scheduler = scheduler
-        self.offset = int(offset)
-
-    def step(self, epoch: int, metric=None) -> None:
-        self.scheduler.step(epoch, metric)
-
-    def step_update(self, num_updates: int, metric=None) -> None:
-        self.scheduler.step_update(num_updates + self.offset, metric)
-
-    def state_dict(self) -> dict:
-        return self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scheduler.load_state_dict(state)
-
-    def __getattr__(self, name):
-        return getattr(self.scheduler, name)
-
-
 def world_size_change(saved: int | None, now: int, batch_size: int, log: Callable[[str], None]) -> bool:
     """Warn (once, from the caller's main process) when a run resumes on another number of processes.
 

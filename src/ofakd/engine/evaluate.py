@@ -1,15 +1,20 @@
-"""Accuracy of a classifier over a loader: top-1, top-5, per-class top-1, mean loss, images/s.
+"""The one evaluation of a classifier over a loader: top-1, top-5, per-class top-1, mean loss, images/s.
 
-Accuracies are percentages; top-5 is over min(5, classes) classes. ``images_per_s`` counts the
-model alone: from a batch's copy to the device to its logits (synchronised on CUDA), data
-loading excluded. With several processes (``dist``) each evaluates its share of the images and
-the counts are summed over processes.
+Training (the student, its EMA, the teacher), ``ofakd eval`` and :mod:`ofakd.evaluation` all call
+:func:`evaluate`. Accuracies are percentages; top-5 is over min(5, classes) classes.
+``images_per_s`` counts the model alone: from a batch's copy to the device to its logits
+(synchronised on CUDA), data loading excluded. With several processes (``dist``) each evaluates
+its share of the images and the counts are summed over processes.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -19,29 +24,102 @@ from ..errors import DataError
 from .amp import Precision
 from .processes import SINGLE_PROCESS, DistContext
 
+_AUTOCAST_MODES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+class Autocast(Protocol):
+    """What a forward runs under: the run's :class:`~ofakd.engine.amp.Precision` or a teacher's precision."""
+
+    def autocast(self) -> AbstractContextManager: ...
+
+
+@dataclass
+class EvalResult:
+    top1: float
+    top5: float
+    """Top-k accuracy with k = min(5, num_classes)."""
+    per_class_accuracy: list[float | None]
+    """Top-1 accuracy per class (index = class); None for a class with no image in the data."""
+    mean_loss: float
+    """Mean cross-entropy per image."""
+    images_per_s: float
+    count: int
+    per_class_count: list[int]
+    seconds: float
+    """Time spent in the model (see the module docstring)."""
+
+    def scores(self) -> dict[str, float]:
+        """``{"top1", "top5", "loss"}``: what a training run logs for each evaluation."""
+        return {"top1": self.top1, "top5": self.top5, "loss": self.mean_loss}
+
+    def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "top1": self.top1,
+            "top5": self.top5,
+            "mean_loss": self.mean_loss,
+            "images_per_s": self.images_per_s,
+            "count": self.count,
+            "seconds": self.seconds,
+            "per_class_accuracy": self.per_class_accuracy,
+            "per_class_count": self.per_class_count,
+        }
+        if class_names is not None:
+            out["class_names"] = list(class_names)
+        return out
+
+    def format(self, class_names: list[str] | None = None, max_classes: int | None = 100) -> str:
+        """Summary line, then one line per class (the ``max_classes`` worst when there are more)."""
+        lines = [
+            f"top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  mean loss {self.mean_loss:.4f}  "
+            f"({self.count} images, {self.images_per_s:.1f} images/s)"
+        ]
+        names = list(class_names) if class_names is not None else [str(i) for i in range(len(self.per_class_accuracy))]
+        rows = list(enumerate(self.per_class_accuracy))
+        if max_classes is not None and len(rows) > max_classes:
+            rows = sorted(rows, key=lambda r: math.inf if r[1] is None else r[1])[:max_classes]
+            lines.append(f"per-class top-1 (the {max_classes} worst of {len(self.per_class_accuracy)} classes):")
+        else:
+            lines.append("per-class top-1:")
+        width = max((len(names[i]) for i, _ in rows), default=1)
+        for i, acc in rows:
+            value = "    n/a" if acc is None else f"{acc:6.2f}%"
+            lines.append(f"  {names[i]:<{width}}  {value}  ({self.per_class_count[i]} images)")
+        return "\n".join(lines)
+
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
-    loader,
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loader: Iterable,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
     *,
-    device: torch.device,
-    precision: Precision | None = None,
+    precision: Autocast | None = None,
+    autocast_dtype: torch.dtype | None = None,
     input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     dist: DistContext = SINGLE_PROCESS,
-    num_classes: int | None = None,
-) -> dict:
-    """``{"top1", "top5", "loss", "count", "per_class_accuracy", "per_class_count", "images_per_s",
-    "seconds"}`` of ``model`` on every batch of ``loader`` (eval mode, restored after).
+) -> EvalResult:
+    """Evaluate ``model`` (images -> logits) on every batch of ``loader``.
 
-    Targets are class indices or soft rows (their argmax is the class; the loss is then the soft
-    cross-entropy). ``model`` is a module or any callable images -> logits (e.g. a live teacher's
-    ``logits``). ``input_transform`` adapts the batch first (e.g. a teacher's input adapter).
-    ``num_classes`` (default: the logits' width) is checked against the logits.
+    An ``nn.Module`` is moved to ``device`` and put in eval mode (its mode restored after).
+    Batches are ``(images, targets, ...)``; targets are class indices, or soft rows (their argmax
+    is the class and the loss is the soft cross-entropy). ``num_classes`` (default: the logits'
+    width) is checked against the logits, which are scored in float32.
+
+    ``precision``: the autocast each forward runs under (the run's :class:`Precision`);
+    ``autocast_dtype`` (torch.bfloat16 or torch.float16) is the short form; neither: float32,
+    autocast off (a live teacher's ``logits`` still runs in its own precision).
+    ``input_transform`` adapts each batch first.
     """
+    device = torch.device(device)
+    if autocast_dtype is not None:
+        if precision is not None:
+            raise ValueError("evaluate: pass precision or autocast_dtype, not both")
+        precision = Precision(_AUTOCAST_MODES[autocast_dtype], device)
     module = model if isinstance(model, nn.Module) else None
     was_training = module is not None and module.training
     if module is not None:
+        module.to(device)
         module.eval()
     correct1 = seen = None
     correct_k = loss_sum = seconds = 0.0
@@ -87,13 +165,13 @@ def evaluate(
     correct_k, loss_sum, seconds = totals[2 * classes :].tolist()
     count = int(seen.sum().item())
     denom = max(count, 1)
-    return {
-        "top1": 100.0 * float(correct1.sum()) / denom,
-        "top5": 100.0 * correct_k / denom,
-        "loss": loss_sum / denom,
-        "count": count,
-        "per_class_accuracy": [None if n == 0 else 100.0 * c / n for c, n in zip(correct1.tolist(), seen.tolist())],
-        "per_class_count": [int(n) for n in seen.tolist()],
-        "images_per_s": count / seconds if seconds > 0 else 0.0,
-        "seconds": seconds,
-    }
+    return EvalResult(
+        top1=100.0 * float(correct1.sum()) / denom,
+        top5=100.0 * correct_k / denom,
+        per_class_accuracy=[None if n == 0 else 100.0 * c / n for c, n in zip(correct1.tolist(), seen.tolist())],
+        mean_loss=loss_sum / denom,
+        images_per_s=count / seconds if seconds > 0 else 0.0,
+        count=count,
+        per_class_count=[int(n) for n in seen.tolist()],
+        seconds=seconds,
+    )

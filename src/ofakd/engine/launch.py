@@ -136,16 +136,6 @@ def distributed(device: str = "auto", *, timeout_s: float = 1800.0, resume_hint:
                 dist.destroy_process_group()
 
 
-def run_folder_hint(cfg, resume: str | Path | None = None) -> str:
-    """The run folder a ``fit(cfg, resume=resume)`` uses, for messages (``--resume`` it)."""
-    if resume is not None:
-        return str(resume)
-    from .run_folder import sanitize_name
-    from .trainer import run_name
-
-    return str(Path(cfg.run.out_dir) / sanitize_name(run_name(cfg)))
-
-
 def is_comm_failure(err: BaseException) -> bool:
     """True for the errors a collective raises when a peer is gone or silent (gloo/NCCL/store)."""
     import torch.distributed as dist

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from .checkpoint import write_text
+from ..run_folder import write_text
 
 
 class MetricsLog:

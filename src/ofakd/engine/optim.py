@@ -1,4 +1,5 @@
-"""Optimizer and learning-rate schedule from timm, over the distiller's trainable parameters."""
+"""Optimizer and learning-rate schedule from timm, over the distiller's trainable parameters, and the
+schedule of a run resumed on another number of processes (:class:`ShiftedScheduler`)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,31 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_pe
         updates_per_epoch=steps_per_epoch,
     )
     return scheduler
+
+
+class ShiftedScheduler:
+    """A timm scheduler whose per-step updates are moved by ``offset`` steps.
+
+    A run resumed on another number of processes has another number of steps per epoch: its
+    per-step (``train.sched_on_updates``) schedule continues from ``epoch x new steps per epoch``,
+    not from the optimizer steps taken so far (which count the old, shorter or longer, epochs).
+    """
+
+    def __init__(self, scheduler, offset: int) -> None:
+        self.scheduler = scheduler
+        self.offset = int(offset)
+
+    def step(self, epoch: int, metric=None) -> None:
+        self.scheduler.step(epoch, metric)
+
+    def step_update(self, num_updates: int, metric=None) -> None:
+        self.scheduler.step_update(num_updates + self.offset, metric)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+    def __getattr__(self, name):
+        return getattr(self.scheduler, name)

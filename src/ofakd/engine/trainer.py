@@ -20,31 +20,34 @@ from ..config.load import dump_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..errors import ConfigError
 from ..models import count_parameters
-from ..teacher.live import LiveTeacher
-from .amp import Precision
-from .checkpoint import (
+from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
+    RunFolder,
+    StudentMetadata,
+    default_name,
     describe_checkpoint,
     load_resume_state,
+    sanitize_name,
     save_state,
     save_weights,
     write_error,
     write_json,
     write_text,
 )
-from .ddp import ShiftedScheduler, prepare_modules, training_module, world_size_change
+from ..teacher.live import LiveTeacher
+from .amp import Precision
+from .ddp import prepare_modules, training_module, world_size_change
 from .device import pick_device
 from .evaluate import evaluate
 from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
 from .numerics import FIX, NonFiniteError, NonFiniteGuard, nonfinite_tensors
-from .optim import build_optimizer, build_scheduler
+from .optim import ShiftedScheduler, build_optimizer, build_scheduler
 from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
-from .run_folder import RunFolder, default_name
 from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
 from .setup import Setup, build_setup
 from .state import RunState
@@ -58,6 +61,13 @@ def run_name(cfg: RunConfig) -> str:
 
     teacher = cfg.teacher.name if get_method(cfg.method.name).needs_teacher else None
     return default_name(cfg.method.name, teacher, cfg.student.name or "model", cfg.data.name, cfg.train.seed)
+
+
+def run_folder_hint(cfg: RunConfig, resume: str | Path | None = None) -> str:
+    """The run folder a ``fit(cfg, resume=resume)`` uses, for messages (``--resume`` it)."""
+    if resume is not None:
+        return str(resume)
+    return str(Path(cfg.run.out_dir) / sanitize_name(run_name(cfg)))
 
 
 def fit(
@@ -148,8 +158,9 @@ class Trainer:
                 self.log(f"warning: teacher {cfg.teacher.name} has no weights (teacher.checkpoint, teacher.pretrained "
                          "or --teacher-run): it is a randomly initialised network")
             if live is not None and cfg.train.eval_teacher:
-                self.state.teacher_eval = evaluate(live.logits, self.setup.bundle.val_loader, device=self.device,
-                                                   dist=self.dist)
+                self.state.teacher_eval = evaluate(
+                    live.logits, self.setup.bundle.val_loader, device=self.device, dist=self.dist
+                ).scores()
                 self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
                          f"top5 {self.state.teacher_eval['top5']:.2f}")
         self.module = training_module(distiller, dist=self.dist, device=self.device, compile=cfg.train.compile)
@@ -379,29 +390,28 @@ class Trainer:
             self.dist.broadcast_buffers(self.ema.module)
         loader = self.setup.bundle.val_loader
         kwargs = dict(device=self.device, precision=self.precision, dist=self.dist)
-        result = evaluate(self.setup.student, loader, **kwargs)
-        evals = {k: result[k] for k in ("top1", "top5", "loss")}
+        evals = evaluate(self.setup.student, loader, **kwargs).scores()
         if self.ema is not None:
-            ema = evaluate(self.ema.module, loader, **kwargs)
-            evals.update({f"ema_{k}": ema[k] for k in ("top1", "top5", "loss")})
+            ema = evaluate(self.ema.module, loader, **kwargs).scores()
+            evals.update({f"ema_{k}": v for k, v in ema.items()})
         return evals
 
     def _save_best(self, source: str, epoch: int, evals: dict) -> None:
         model = self.ema.module if source == "ema" else self.setup.student
         spec = self.setup.student_spec
-        save_weights(self.folder.best, model, metadata={
-            "ofakd_model": self.cfg.student.name,
-            "ofakd_kwargs": self.cfg.student.kwargs,
-            "ofakd_num_classes": self.setup.bundle.num_classes,
-            "ofakd_input_size": list(spec.input_size),
-            "ofakd_mean": list(spec.mean),
-            "ofakd_std": list(spec.std),
-            "ofakd_class_names": self.setup.bundle.class_names,
-            "ofakd_data": self.cfg.data.model_dump(mode="json"),
-            "ofakd_source": source,
-            "ofakd_epoch": epoch,
-            "ofakd_top1": evals["ema_top1" if source == "ema" else "top1"],
-        })
+        save_weights(self.folder.best, model, StudentMetadata(
+            model=self.cfg.student.name,
+            kwargs=self.cfg.student.kwargs,
+            num_classes=self.setup.bundle.num_classes,
+            input_size=list(spec.input_size),
+            mean=list(spec.mean),
+            std=list(spec.std),
+            class_names=self.setup.bundle.class_names,
+            data=self.cfg.data.model_dump(mode="json"),
+            source=source,
+            epoch=epoch,
+            top1=evals["ema_top1" if source == "ema" else "top1"],
+        ))
 
     def summary(self) -> dict:
         cfg, setup, state = self.cfg, self.setup, self.state

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
+from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
+from .onnx_export import WEIGHTS_FILE as ONNX_FILE
 from .run_loading import load_student
 from .student import StudentInfo
 from .timm_export import load_with_timm, write_timm_weights
+from .torchscript_export import WEIGHTS_FILE as TORCHSCRIPT_FILE
 from .torchscript_export import export_torchscript, load_torchscript
 from .verify import DEFAULT_ATOL, CheckResult, compare, random_batches
 
 FORMATS = ("timm", "onnx", "torchscript")
-CONFIG_FILE = "config.json"
 _RUNTIME = {"timm": "timm", "onnx": "onnxruntime", "torchscript": "torch.jit"}
-_MAIN_FILE = {"timm": "model.safetensors", "onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+_MAIN_FILE = {"timm": EXPORT_WEIGHTS, "onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
 
 
 @dataclass
@@ -107,7 +109,7 @@ def export_student(
         raise ExportError(f"{out / main_file} already exists; pass --overwrite to replace it, or another --out")
 
     config = build_config(model, info, weights_digest(model))
-    existing = read_config(out / CONFIG_FILE)
+    existing = read_config(out / EXPORT_CONFIG)
     merged = merge_existing(config, existing)
     stale: list[str] = []
     if merged is None:
@@ -118,7 +120,7 @@ def export_student(
                 f"{old.get('weights', 'unknown source')}); pass another --out, or --overwrite to replace it"
             )
         stale = [f for entry in ((existing.get("ofakd") or {}).get("exports") or {}).values()
-                 for f in entry.get("files", []) if "/" not in f and f != CONFIG_FILE]
+                 for f in entry.get("files", []) if "/" not in f and f != EXPORT_CONFIG]
         merged = config
     merged["ofakd"]["exports"].pop(fmt, None)
 
@@ -128,7 +130,7 @@ def export_student(
         tmp = Path(tmp_name)
         if fmt == "timm":
             files, exporter = write_timm_weights(model, tmp), "safetensors"
-            write_config(tmp / CONFIG_FILE, merged)
+            write_config(tmp / EXPORT_CONFIG, merged)
             runner = load_with_timm(tmp)
         elif fmt == "onnx":
             files, exporter = export_onnx(model, example, tmp, exporter=onnx_exporter, opset=opset,
@@ -153,11 +155,11 @@ def export_student(
         for name in stale:
             if name not in files and (out / name).is_file():
                 (out / name).unlink()
-        write_config(tmp / CONFIG_FILE, merged)
-        for name in [*files, CONFIG_FILE]:
+        write_config(tmp / EXPORT_CONFIG, merged)
+        for name in [*files, EXPORT_CONFIG]:
             (tmp / name).chmod(_shared_mode())  # some writers make private files; exports are for sharing
             os.replace(tmp / name, out / name)
-    return ExportResult(fmt, out, [*files, CONFIG_FILE], exporter, check, info)
+    return ExportResult(fmt, out, [*files, EXPORT_CONFIG], exporter, check, info)
 
 
 def _shared_mode() -> int:

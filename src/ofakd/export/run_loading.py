@@ -30,14 +30,22 @@ from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
 from ..models.weights import state_mismatch
+from ..run_folder import (
+    BEST,
+    CONFIG,
+    EMA_PREFIX,
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    LAST,
+    STUDENT_PREFIX,
+    SUMMARY,
+    StudentMetadata,
+    load_state,
+    read_student_metadata,
+    strip_prefix,
+)
 from .student import Preprocess, StudentInfo
 
-CONFIG_YAML = "config.yaml"
-BEST = "best.safetensors"
-LAST = "last.pt"
-SUMMARY = "summary.json"
-TIMM_CONFIG = "config.json"
-TIMM_WEIGHTS = "model.safetensors"
 WEIGHT_CHOICES = ("best", "last")
 
 
@@ -52,16 +60,16 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
         raise StudentSourceError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
     path = Path(path)
     if path.is_dir():
-        if (path / CONFIG_YAML).is_file():
+        if (path / CONFIG).is_file():
             return _load_run(path, weights=weights, ema=ema)
-        if (path / TIMM_CONFIG).is_file():
+        if (path / EXPORT_CONFIG).is_file():
             return _load_timm_folder(path)
         raise StudentSourceError(
             f"{path} holds neither config.yaml (a run folder) nor config.json (an exported timm model); "
             "pass runs/NAME, runs/NAME/best.safetensors or a folder written by `ofakd export --format timm`"
         )
     if path.is_file() and path.suffix == ".safetensors":
-        if (path.parent / CONFIG_YAML).is_file():
+        if (path.parent / CONFIG).is_file():
             return _load_run(path.parent, weights_file=path)
         return _load_weights_file(path)
     if not path.exists():
@@ -85,7 +93,7 @@ def _section(raw: dict[str, Any], name: str, model: type[BaseModel], where: Path
 
 def read_run_config(run_dir: Path) -> tuple[ModelConfig, AugmentConfig, DataConfig, dict[str, Any]]:
     """The student, augment and data sections of a run's ``config.yaml`` (and the raw dict)."""
-    where = run_dir / CONFIG_YAML
+    where = run_dir / CONFIG
     try:
         raw = read_recipe(str(where))
     except OfakdError as err:
@@ -103,11 +111,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _weights_metadata(path: Path) -> dict[str, Any]:
-    from ..engine.checkpoint import read_weights_metadata
-
+def _weights_metadata(path: Path) -> StudentMetadata:
     try:
-        return read_weights_metadata(path)
+        return read_student_metadata(path)
     except Exception as err:  # safetensors raises several types for a bad file
         raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
 
@@ -122,8 +128,6 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_last(run_dir: Path) -> dict[str, Any]:
-    from ..engine.checkpoint import load_state
-
     path = run_dir / LAST
     if not path.is_file():
         raise UnfinishedRunError(
@@ -138,20 +142,20 @@ def _student_from_last(ckpt: dict[str, Any], use_ema: bool, run_dir: Path) -> di
         state = ckpt.get("ema")
         if not isinstance(state, dict):
             raise StudentSourceError(f"{run_dir / LAST} holds no EMA weights; pass --no-ema")
-        prefix = "module."
+        prefix = EMA_PREFIX
     else:
         state = ckpt.get("distiller")
         if not isinstance(state, dict):
             raise StudentSourceError(f"{run_dir / LAST} holds no 'distiller' state; it is not an ofakd last.pt")
-        prefix = "student."
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        prefix = STUDENT_PREFIX
+    out = strip_prefix(state, prefix)
     if not out:
         raise StudentSourceError(f"{run_dir / LAST}: no '{prefix}*' tensors; it is not an ofakd last.pt")
     return out
 
 
-def _num_classes(meta: dict[str, Any], summary: dict[str, Any], data: DataConfig, where: Path) -> int:
-    for value in (meta.get("ofakd_num_classes"), summary.get("num_classes")):
+def _num_classes(meta: StudentMetadata, summary: dict[str, Any], data: DataConfig, where: Path) -> int:
+    for value in (meta.num_classes, summary.get("num_classes")):
         if isinstance(value, int) and value > 0:
             return value
 
@@ -163,7 +167,7 @@ def _num_classes(meta: dict[str, Any], summary: dict[str, Any], data: DataConfig
 
 def _select_run_weights(
     run_dir: Path, weights: str, ema: bool | None, ema_run: bool
-) -> tuple[dict[str, torch.Tensor], dict[str, Any], str, bool | None, list[str]]:
+) -> tuple[dict[str, torch.Tensor], StudentMetadata, str, bool | None, list[str]]:
     """(state_dict, best metadata, description, is_ema, notes) for the asked checkpoint of a run."""
     best = run_dir / BEST
     notes: list[str] = []
@@ -175,10 +179,10 @@ def _select_run_weights(
                 f"run folder {run_dir} has no finished checkpoint ({BEST} is missing: no epoch has completed); {hint}"
             )
         meta = _weights_metadata(best)
-        best_is_ema = meta.get("ofakd_source") == "ema"
+        best_is_ema = meta.source == "ema"
         if ema is None or not ema_run or ema == best_is_ema:
             kind = "EMA" if best_is_ema else "student"
-            epoch = meta.get("ofakd_epoch")
+            epoch = meta.epoch
             text = f"{BEST} ({kind}" + (f", epoch {epoch})" if epoch else ")")
             return _read_safetensors(best), meta, text, best_is_ema, notes
         ckpt = _read_last(run_dir)
@@ -192,7 +196,7 @@ def _select_run_weights(
         return _student_from_last(ckpt, bool(ema), run_dir), meta, text, bool(ema), notes
     ckpt = _read_last(run_dir)
     use_ema = ema_run and ema is not False
-    meta = _weights_metadata(best) if best.is_file() else {}
+    meta = _weights_metadata(best) if best.is_file() else StudentMetadata()
     text = f"{LAST} ({'EMA' if use_ema else 'student'}, epoch {int(ckpt.get('epoch', 0))})"
     return _student_from_last(ckpt, use_ema, run_dir), meta, text, use_ema, notes
 
@@ -207,8 +211,8 @@ def _load_run(
     if weights_file is not None:
         meta = _weights_metadata(weights_file)
         state = _read_safetensors(weights_file)
-        is_ema = {"ema": True, "model": False}.get(meta.get("ofakd_source"))
-        epoch = meta.get("ofakd_epoch")
+        is_ema = meta.ema
+        epoch = meta.epoch
         text = f"{weights_file.name}" + (f" ({'EMA' if is_ema else 'student'}, epoch {epoch})" if epoch else "")
         notes: list[str] = []
     else:
@@ -218,7 +222,7 @@ def _load_run(
     try:
         model = build_model(clean_cfg, num_classes, "student")
     except OfakdError as err:
-        raise StudentSourceError(f"{run_dir / CONFIG_YAML}: cannot rebuild the student ({err})") from None
+        raise StudentSourceError(f"{run_dir / CONFIG}: cannot rebuild the student ({err})") from None
     load_state_dict_strict(model, state, weights_file or run_dir)
     model.eval()
     spec = model_spec(model, student_cfg)
@@ -232,9 +236,9 @@ def _load_run(
         path=weights_file or run_dir,
         weights=text,
         ema=is_ema,
-        epoch=meta.get("ofakd_epoch") if from_best else None,
-        top1=meta.get("ofakd_top1") if from_best else None,
-        class_names=meta.get("ofakd_class_names"),
+        epoch=meta.epoch if from_best else None,
+        top1=meta.top1 if from_best else None,
+        class_names=meta.class_names,
         run_dir=run_dir,
         data=data,
         notes=notes,
@@ -268,8 +272,8 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], whe
 def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 
     meta = _weights_metadata(path)
-    name = meta.get("ofakd_model")
-    num_classes = meta.get("ofakd_num_classes")
+    name = meta.model
+    num_classes = meta.num_classes
     if not name or not isinstance(num_classes, int):
         raise StudentSourceError(
             f"{path} carries no ofakd model recipe and has no config.yaml beside it; pass its run folder, "
@@ -277,10 +281,10 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
         )
     cfg = ModelConfig(
         name=name,
-        kwargs=dict(meta.get("ofakd_kwargs") or {}),
-        input_size=meta.get("ofakd_input_size"),
-        mean=meta.get("ofakd_mean"),
-        std=meta.get("ofakd_std"),
+        kwargs=meta.kwargs,
+        input_size=meta.input_size,
+        mean=meta.mean,
+        std=meta.std,
     )
     try:
         model = build_model(cfg, num_classes, "student")
@@ -289,7 +293,6 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
     load_state_dict_strict(model, _read_safetensors(path), path)
     model.eval()
     spec = model_spec(model, cfg)
-    source = meta.get("ofakd_source")
     return model, StudentInfo(
         architecture=name,
         model_kwargs=_model_kwargs(model, cfg.kwargs),
@@ -298,11 +301,11 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
         kind="weights",
         path=path,
         weights=path.name,
-        ema={"ema": True, "model": False}.get(source),
-        epoch=meta.get("ofakd_epoch"),
-        top1=meta.get("ofakd_top1"),
-        class_names=meta.get("ofakd_class_names"),
-        data=_data_or_none(meta.get("ofakd_data")),
+        ema=meta.ema,
+        epoch=meta.epoch,
+        top1=meta.top1,
+        class_names=meta.class_names,
+        data=_data_or_none(meta.data),
         notes=["no config.yaml beside the weights: preprocessing is a plain bicubic resize (the run's own "
                "interpolation and crop are unknown)"],
     )
@@ -314,12 +317,12 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
     import timm
 
-    config = _read_json(path / TIMM_CONFIG)
+    config = _read_json(path / EXPORT_CONFIG)
     if "architecture" not in config:
-        raise StudentSourceError(f"{path / TIMM_CONFIG} is not a timm model config (no 'architecture')")
-    if not (path / TIMM_WEIGHTS).is_file():
+        raise StudentSourceError(f"{path / EXPORT_CONFIG} is not a timm model config (no 'architecture')")
+    if not (path / EXPORT_WEIGHTS).is_file():
         raise StudentSourceError(
-            f"{path} holds no {TIMM_WEIGHTS}; only `--format timm` exports load as PyTorch models "
+            f"{path} holds no {EXPORT_WEIGHTS}; only `--format timm` exports load as PyTorch models "
             "(load model.onnx with onnxruntime, model.torchscript.pt with torch.jit.load)"
         )
     try:
@@ -336,7 +339,7 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
         preprocess=Preprocess.from_timm(model.pretrained_cfg),
         kind="timm",
         path=path,
-        weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else TIMM_WEIGHTS,
+        weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else EXPORT_WEIGHTS,
         ema=ofakd.get("ema"),
         epoch=ofakd.get("epoch"),
         top1=ofakd.get("top1"),

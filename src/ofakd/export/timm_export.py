@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-WEIGHTS_FILE = "model.safetensors"
+from ..run_folder import EXPORT_WEIGHTS
 
 
 def write_timm_weights(model: nn.Module, folder: Path) -> list[str]:
@@ -21,8 +21,8 @@ def write_timm_weights(model: nn.Module, folder: Path) -> list[str]:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
-    return [WEIGHTS_FILE]
+    save_file(tensors, str(folder / EXPORT_WEIGHTS), metadata={"format": "pt"})
+    return [EXPORT_WEIGHTS]
 
 
 def load_with_timm(folder: Path) -> nn.Module:

@@ -1,4 +1,13 @@
-"""The run folder ``<out_dir>/<name>/``: its files and a safe name."""
+"""The files of a run folder ``<out_dir>/<name>/`` and of an exported timm folder, and a run's safe name.
+
+    runs/NAME/config.yaml        the run's whole config (what ``--resume`` and ``ofakd eval`` read)
+    runs/NAME/metrics.jsonl      one JSON record per logged step and per evaluation
+    runs/NAME/last.pt            everything to resume (``checkpoint``); last.prev.pt: the one before
+    runs/NAME/best.safetensors   the best epoch's student weights and recipe (``best_weights``)
+    runs/NAME/summary.json       the run's results
+    EXPORT/config.json           timm's model config (``ofakd export --format timm``)
+    EXPORT/model.safetensors     the bare student's weights, as timm loads them
+"""
 
 from __future__ import annotations
 
@@ -14,9 +23,21 @@ METRICS = "metrics.jsonl"
 LAST = "last.pt"
 BEST = "best.safetensors"
 SUMMARY = "summary.json"
-PREVIOUS = "last.prev.pt"
-"""The last.pt before the latest one (kept in case the latest is damaged)."""
 _RUN_FILES = (CONFIG, METRICS, LAST, BEST, SUMMARY)
+
+EXPORT_CONFIG = "config.json"
+EXPORT_WEIGHTS = "model.safetensors"
+"""The files of a folder written by ``ofakd export --format timm`` (timm's own names)."""
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+PREVIOUS = previous_path(LAST).name
+"""The last.pt before the latest one (kept in case the latest is damaged)."""
 
 
 def sanitize_name(name: str) -> str:
@@ -50,6 +71,10 @@ class RunFolder:
     @property
     def last(self) -> Path:
         return self.path / LAST
+
+    @property
+    def previous(self) -> Path:
+        return self.path / PREVIOUS
 
     @property
     def best(self) -> Path:
@@ -93,6 +118,6 @@ class RunFolder:
         folder = cls(Path(path))
         if not folder.config.is_file():
             raise ConfigError(f"--resume {path}: no {CONFIG} there; pass the folder of a run (runs/NAME)")
-        if not folder.last.is_file() and not folder.path.joinpath(PREVIOUS).is_file():
+        if not folder.last.is_file() and not folder.previous.is_file():
             raise ConfigError(f"--resume {path}: no {LAST} there (the run ended before its first epoch); start it again")
         return folder

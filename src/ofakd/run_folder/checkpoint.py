@@ -1,41 +1,27 @@
-"""Atomic, verified file writes and the run's checkpoints.
-
-Every file is written to a temporary file in the same folder, flushed and fsynced, checked, then
-``os.replace``d over the old one: a crash, a full disk or a file-size limit mid-save leaves the
-previous file whole (a failed write raises :class:`CheckpointWriteError`, exit status 74).
+"""``last.pt``: everything a run needs to resume, saved atomically and verified, loaded safely.
 
 ``last.pt`` holds only tensors and plain containers and loads with ``weights_only=True``: a file
 that holds pickled code is refused (:class:`CheckpointRefused`), never run. Before it replaces
 the old ``last.pt`` the new one is re-read and every member's CRC-32 checked (``torch.load`` does
 not check them); the old one is kept as ``last.prev.pt``. On resume a truncated or corrupt
 ``last.pt`` is reported and ``last.prev.pt`` used (:func:`load_resume_state`).
-``best.safetensors`` holds the student's weights alone, with its model recipe in the metadata.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
-import os
 import pickle
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import torch
-from torch import nn
 
-from ..errors import EXIT_WRITE_FAILED, OfakdError
+from ..errors import OfakdError
 from ..models.weights import refused_object
-
-
-class CheckpointWriteError(OfakdError):
-    """A file could not be written (disk full, file-size limit, read-only, no permission); the
-    file it was to replace is intact."""
-
-    exit_code = EXIT_WRITE_FAILED
+from .atomic import atomic_write
+from .layout import previous_path
 
 
 class CheckpointRefused(OfakdError):
@@ -44,120 +30,6 @@ class CheckpointRefused(OfakdError):
 
 class CheckpointDamaged(OfakdError):
     """A checkpoint is missing, truncated, corrupt or not an ofakd ``last.pt``."""
-
-
-_FIXES = {
-    errno.ENOSPC: "free disk space",
-    errno.EDQUOT: "free space within your disk quota",
-    errno.EFBIG: "raise the file-size limit (ulimit -f) or write to another disk",
-    errno.EROFS: "the disk is read-only: write to another folder (--out-dir)",
-    errno.EACCES: "make the folder writable or write to another one (--out-dir)",
-    errno.EPERM: "make the folder writable or write to another one (--out-dir)",
-}
-
-
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
-"""Errors that mean "this disk cannot take the file" (full, quota, file-size limit, read-only)."""
-
-
-def write_error(err: OSError, path: str | Path, *, existed: bool | None = None) -> CheckpointWriteError:
-    """A one-line :class:`CheckpointWriteError` for ``err`` raised while writing ``path``."""
-    path = Path(path)
-    existed = path.exists() if existed is None else existed
-    reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
-    kept = f"the previous {path.name} is intact" if existed else "nothing was replaced"
-    fix = _FIXES.get(err.errno, "check the disk and the folder's permissions")
-    return CheckpointWriteError(f"cannot write {path} ({reason}); {kept}; {fix}")
-
-
-def atomic_write(
-    path: str | Path,
-    write: Callable[[IO[bytes]], None],
-    *,
-    verify: Callable[[Path], str | None] | None = None,
-    keep_previous: str | Path | None = None,
-) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path`` and move it into place atomically.
-
-    ``verify(tmp)`` (optional) re-reads the written file and returns a problem or None; the file
-    replaces ``path`` only when it is whole. ``keep_previous``: keep the replaced file under this
-    name (a hard link, so ``path`` exists at every moment). An ``OSError`` becomes a one-line
-    :class:`CheckpointWriteError` and the old file stays as it was.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    existed = path.exists()
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if verify is not None:
-            problem = verify(tmp)
-            if problem is not None:
-                raise CheckpointWriteError(
-                    f"{path} was written but does not read back whole ({problem}); the disk or file system is "
-                    f"failing: {'the previous ' + path.name + ' is intact' if existed else 'nothing was replaced'}"
-                )
-        if keep_previous is not None and existed:
-            _keep_previous(path, Path(keep_previous))
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise write_error(err, path, existed=existed) from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _keep_previous(path: Path, previous: Path) -> None:
-    """Make ``previous`` name the file ``path`` names now (``path`` itself is left in place)."""
-    link = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
-    with contextlib.suppress(FileNotFoundError):
-        link.unlink()
-    try:
-        try:
-            os.link(path, link)
-        except OSError:  # no hard links here: copy (the old file then exists twice for a moment)
-            with open(path, "rb") as src, open(link, "wb") as dst:
-                while chunk := src.read(1 << 22):
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-        os.replace(link, previous)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            link.unlink()
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform/filesystem allows it
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-# ---------------------------------------------------------------------------- last.pt
-
-
-def previous_path(path: str | Path) -> Path:
-    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def file_problem(path: str | Path) -> str | None:
@@ -292,29 +164,13 @@ def describe_checkpoint(path: str | Path, state: dict) -> str:
     return f"{path} (step {state.get('step')}, {where})"
 
 
-# ---------------------------------------------------------------------------- weights
+STUDENT_PREFIX = "student."
+"""Where the student's weights are in a ``last.pt``'s ``distiller`` state (the distiller's ``.student``)."""
+EMA_PREFIX = "module."
+"""Where the averaged model's weights are in a ``last.pt``'s ``ema`` state (timm's ``ModelEmaV3.module``)."""
 
 
-def save_weights(path: str | Path, model: nn.Module, metadata: dict[str, Any] | None = None) -> None:
-    """The model's state_dict as safetensors, atomically; ``metadata`` values are stored as JSON strings."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    meta = {"format": "pt", **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
-    data = save(tensors, metadata=meta)
-    atomic_write(path, lambda f: f.write(data))
-
-
-def read_weights_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata :func:`save_weights` stored (JSON-decoded), ``{}`` for other safetensors files."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        raw = f.metadata() or {}
-    out = {}
-    for key, value in raw.items():
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` under ``prefix``, the prefix removed: a submodule's own state_dict
+    (e.g. the student's, ``strip_prefix(ckpt["distiller"], STUDENT_PREFIX)``); ``{}`` when none."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -1,0 +1,77 @@
+"""What a run leaves on disk, and how it is written: the one place that knows the run-folder format.
+
+    from ofakd.run_folder import RunFolder, load_state, read_student_metadata
+    folder = RunFolder(Path("runs/NAME"))
+    state = load_state(folder.last)                      # weights_only=True, CRC-checked
+    meta = read_student_metadata(folder.best)            # model name, classes, epoch, top-1, ...
+
+Files: ``layout`` (file names, :class:`RunFolder`, safe run names), ``atomic`` (atomic, verified
+writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resume),
+``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`).
+
+Below the engine, the cache, export and analysis: it imports none of them.
+"""
+
+from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
+from .best_weights import StudentMetadata, read_student_metadata, read_weights_metadata, save_weights
+from .checkpoint import (
+    EMA_PREFIX,
+    STUDENT_PREFIX,
+    CheckpointDamaged,
+    CheckpointRefused,
+    describe_checkpoint,
+    file_problem,
+    load_resume_state,
+    load_state,
+    save_state,
+    strip_prefix,
+)
+from .layout import (
+    BEST,
+    CONFIG,
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    LAST,
+    METRICS,
+    PREVIOUS,
+    SUMMARY,
+    RunFolder,
+    default_name,
+    previous_path,
+    sanitize_name,
+)
+
+__all__ = [
+    "BEST",
+    "EMA_PREFIX",
+    "CONFIG",
+    "EXPORT_CONFIG",
+    "EXPORT_WEIGHTS",
+    "LAST",
+    "METRICS",
+    "PREVIOUS",
+    "STUDENT_PREFIX",
+    "SUMMARY",
+    "WRITE_ERRNOS",
+    "CheckpointDamaged",
+    "CheckpointRefused",
+    "CheckpointWriteError",
+    "RunFolder",
+    "StudentMetadata",
+    "atomic_write",
+    "default_name",
+    "describe_checkpoint",
+    "file_problem",
+    "load_resume_state",
+    "load_state",
+    "previous_path",
+    "read_student_metadata",
+    "read_weights_metadata",
+    "sanitize_name",
+    "save_state",
+    "save_weights",
+    "strip_prefix",
+    "write_error",
+    "write_json",
+    "write_text",
+]

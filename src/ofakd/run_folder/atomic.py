@@ -1,0 +1,131 @@
+"""Atomic, verified file writes, and one-line errors for the writes that fail.
+
+Every file is written to a temporary file in the same folder, flushed and fsynced, optionally
+re-read and checked, then ``os.replace``d over the old one: a crash, a full disk or a file-size
+limit mid-save leaves the previous file whole. A failed write raises :class:`CheckpointWriteError`
+(exit status 74) naming the file, the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import EXIT_WRITE_FAILED, OfakdError
+
+
+class CheckpointWriteError(OfakdError):
+    """A file could not be written (disk full, file-size limit, read-only, no permission); the
+    file it was to replace is intact."""
+
+    exit_code = EXIT_WRITE_FAILED
+
+
+_FIXES = {
+    errno.ENOSPC: "free disk space",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EFBIG: "raise the file-size limit (ulimit -f) or write to another disk",
+    errno.EROFS: "the disk is read-only: write to another folder (--out-dir)",
+    errno.EACCES: "make the folder writable or write to another one (--out-dir)",
+    errno.EPERM: "make the folder writable or write to another one (--out-dir)",
+}
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+"""Errors that mean "this disk cannot take the file" (full, quota, file-size limit, read-only)."""
+
+
+def write_error(err: OSError, path: str | Path, *, existed: bool | None = None) -> CheckpointWriteError:
+    """A one-line :class:`CheckpointWriteError` for ``err`` raised while writing ``path``."""
+    path = Path(path)
+    existed = path.exists() if existed is None else existed
+    reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+    kept = f"the previous {path.name} is intact" if existed else "nothing was replaced"
+    fix = _FIXES.get(err.errno, "check the disk and the folder's permissions")
+    return CheckpointWriteError(f"cannot write {path} ({reason}); {kept}; {fix}")
+
+
+def atomic_write(
+    path: str | Path,
+    write: Callable[[IO[bytes]], None],
+    *,
+    verify: Callable[[Path], str | None] | None = None,
+    keep_previous: str | Path | None = None,
+) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path`` and move it into place atomically.
+
+    ``verify(tmp)`` (optional) re-reads the written file and returns a problem or None; the file
+    replaces ``path`` only when it is whole. ``keep_previous``: keep the replaced file under this
+    name (a hard link, so ``path`` exists at every moment). An ``OSError`` becomes a one-line
+    :class:`CheckpointWriteError` and the old file stays as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    existed = path.exists()
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if verify is not None:
+            problem = verify(tmp)
+            if problem is not None:
+                raise CheckpointWriteError(
+                    f"{path} was written but does not read back whole ({problem}); the disk or file system is "
+                    f"failing: {'the previous ' + path.name + ' is intact' if existed else 'nothing was replaced'}"
+                )
+        if keep_previous is not None and existed:
+            _keep_previous(path, Path(keep_previous))
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise write_error(err, path, existed=existed) from err
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _keep_previous(path: Path, previous: Path) -> None:
+    """Make ``previous`` name the file ``path`` names now (``path`` itself is left in place)."""
+    link = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    try:
+        try:
+            os.link(path, link)
+        except OSError:  # no hard links here: copy (the old file then exists twice for a moment)
+            with open(path, "rb") as src, open(link, "wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(link, previous)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            link.unlink()
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/filesystem allows it
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
