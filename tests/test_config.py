@@ -196,3 +196,11 @@ def test_a_combination_recipe_checks_each_part_and_its_own_options():
         load_config("demo", [("method", {"name": "ofa+dist", "bta": 2.0})])
     with pytest.raises(ConfigError, match="'gt_weight' belongs to the combination"):
         load_config("demo", [("method", {"name": "ofa+dist", "dist.gt_weight": 0.5})])
+
+
+def test_a_string_that_reads_as_a_float_round_trips_through_config_yaml(tmp_path):
+    cfg = load_config("demo", [("student.kwargs", {"tag": "0E0", "rate": 1e-5})])
+    (tmp_path / "config.yaml").write_text(dump_config(cfg))
+    again = load_config(str(tmp_path / "config.yaml"))
+    assert again.student.kwargs == {"tag": "0E0", "rate": 1e-5}
+    assert dump_config(again) == dump_config(cfg)

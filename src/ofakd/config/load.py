@@ -26,18 +26,16 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+FLOAT_PATTERN = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
 )
+"""YAML 1.2 floats: also ``1e-5`` without a dot (PyYAML's YAML 1.1 reads that as a string)."""
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_PATTERN, list("-+0123456789."))
 
 
 def parse_yaml(text: str, where: str = "YAML") -> Any:
@@ -227,6 +225,8 @@ def _represent_list(dumper: yaml.SafeDumper, data: list):
 
 
 _Dumper.add_representer(list, _represent_list)
+# a string our loader would read as a float (e.g. "0E0") is written quoted, so it reads back a string
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_PATTERN, list("-+0123456789."))
 
 
 def dump_config(cfg: RunConfig) -> str:
