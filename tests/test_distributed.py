@@ -92,11 +92,11 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 def initial_weights(run: Path) -> dict[str, torch.Tensor]:
     """The distiller's weights before the first step, built as the trainer builds them."""
-    from ofakd.engine.seeding import seed_all
+    from ofakd.data import seed_everything
     from ofakd.engine.setup import build_setup
 
     cfg = load_config(str(run / "config.yaml"))
-    seed_all(cfg.train.seed)
+    seed_everything(cfg.train.seed)
     return build_setup(cfg, torch.device("cpu")).distiller.state_dict()
 
 

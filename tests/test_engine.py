@@ -325,12 +325,12 @@ def test_run_folder_files_exist_and_agree(resumed_pair):
 
 
 def test_data_seed_is_separate_from_the_init_seed(tmp_path):
-    from ofakd.engine.seeding import seed_all
+    from ofakd.data import seed_everything
     from ofakd.engine.setup import build_setup
 
     def setup(seed, data_seed):
         cfg = load_config("demo", tiny_overrides(tmp_path, "x") + [("train.seed", seed), ("train.data_seed", data_seed)])
-        seed_all(cfg.train.seed)
+        seed_everything(cfg.train.seed)
         built = build_setup(cfg, torch.device("cpu"))
         built.bundle.train_sampler.set_epoch(0)
         return built.student.state_dict(), list(built.bundle.train_sampler)

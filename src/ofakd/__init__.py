@@ -8,16 +8,12 @@ Public API::
     logits, losses = distiller(images, targets)
 """
 
-from .distill import create_distiller, list_methods
-from .errors import OfakdError
-from .models import create_model
-
 __version__ = "0.1.0"
+
+from .analysis.stage_cka import cka  # noqa: E402 - after __version__, which modules below read
+from .distill import create_distiller, list_methods  # noqa: E402
+from .errors import OfakdError  # noqa: E402
+from .models import create_model  # noqa: E402
+
 __all__ = ["OfakdError", "cka", "create_distiller", "create_model", "list_methods"]
 
-
-def cka(*args, **kwargs):
-    """Linear CKA between the stages of two models; see :func:`ofakd.analysis.stage_cka.cka`."""
-    from .analysis.stage_cka import cka as _cka
-
-    return _cka(*args, **kwargs)

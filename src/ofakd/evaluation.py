@@ -23,16 +23,15 @@ from torch.utils.data import DataLoader
 
 from .config.messages import config_error
 from .config.schema import RunConfig
-from .data import build_data, dataset_num_classes
+from .data import build_data, dataset_num_classes, seed_everything
 from .data.config import DataConfig
 from .data.samplers import ShardSampler
 from .data.views import ViewSampler
+from .device import pick_device
 from .engine.amp import Precision
-from .engine.device import pick_device
 from .engine.evaluate import EvalResult, evaluate
 from .engine.launch import rank_device
 from .engine.processes import SINGLE_PROCESS, DistContext
-from .engine.seeding import seed_all
 from .errors import DataError, ModelError
 from .export.run_loading import load_student
 from .export.student import StudentInfo
@@ -97,7 +96,7 @@ def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False
     """(result, class names) of ``cfg.student`` (its ``checkpoint``; with ``last_pt`` the student inside
     a run's ``last.pt``) on ``split`` of ``cfg.data``, with ``cfg.augment``'s preprocessing. With several
     processes (``dist``) each evaluates its share of the images and the counts are summed."""
-    seed_all(0)
+    seed_everything(0)
     device = rank_device(cfg.train.device, dist.local_rank) if dist.distributed else pick_device(cfg.train.device)
     student_cfg = cfg.student.model_copy(update={"checkpoint": None}) if last_pt else cfg.student
     model = build_model(student_cfg, dataset_num_classes(cfg.data), "student")

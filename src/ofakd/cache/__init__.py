@@ -15,6 +15,7 @@ Why the views are exact: :mod:`ofakd.data.views`.
 from ..errors import CacheError, CacheMismatchError
 from .cached_teacher import CachedTeacher
 from .reader import EpochReader, TeacherCache
+from .record import record_cache
 from .topk import encode_topk, reconstruct_topk
 
 __all__ = [
@@ -28,9 +29,3 @@ __all__ = [
     "record_cache",
 ]
 
-
-def record_cache(*args, **kwargs):
-    """Record a cache; see :func:`ofakd.cache.record.record_cache` (imported on use: it needs the engine)."""
-    from .record import record_cache as _record
-
-    return _record(*args, **kwargs)

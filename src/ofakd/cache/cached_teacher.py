@@ -1,6 +1,6 @@
 """The teacher replayed from a teacher-output cache: the recorded logits of exactly these views.
 
-A :class:`CachedTeacher` is a :class:`~ofakd.teacher.source.TeacherSource`: a Distiller calls it as it
+A :class:`CachedTeacher` is a :class:`~ofakd.teacher.protocol.TeacherSource`: a Distiller calls it as it
 would call the live teacher. The engine positions it at each epoch (:meth:`start_epoch`); each call
 then returns the next recorded batch's logits, after checking that the batch is the one recorded.
 """

@@ -22,9 +22,8 @@ from torch import nn
 from .. import __version__
 from ..autocast import resolve_amp
 from ..config.schema import RunConfig
-from ..data import dataset_num_classes, run_data
-from ..engine.device import pick_device
-from ..engine.seeding import seed_all
+from ..data import dataset_num_classes, run_data, seed_everything
+from ..device import pick_device
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
@@ -88,7 +87,7 @@ def record_cache(
 
     device = pick_device(cfg.train.device) if device is None else torch.device(device)
     run_amp = resolve_amp(cfg.train.amp, device)
-    seed_all(cfg.train.seed)  # as a run does before building its models
+    seed_everything(cfg.train.seed)  # as a run does before building its models
     student_spec = student_input_spec(cfg, num_classes)
     teacher, teacher_spec = build_teacher_model(cfg.teacher, num_classes)
     bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)

@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--layers", default="stages", choices=("stages", "blocks"), help="the four stages, or every block"
     )
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--device", help="torch device (default: auto: cuda, then mps, then cpu)")
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="folder for cka.png, cka.csv and cka.json"
     )
@@ -123,32 +123,17 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.heatmap import plot_cka_heatmap
     from ..analysis.stage_cka import cka
     from ..data import AugmentConfig, DataConfig, build_data, dataset_num_classes
-    from ..models import input_spec
+    from ..device import pick_device
 
     if args.batch_size < 4:
         raise ConfigError(f"--batch-size must be >= 4 for the unbiased HSIC estimator, got {args.batch_size}")
     if args.batches is not None and args.batches < 1:
         raise ConfigError(f"--batches must be >= 1, got {args.batches}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device or "auto")
     data_config = DataConfig(
         name=args.data, root=args.data_root, val_subset=args.val_subset, workers=args.workers
     )
-    data_classes = dataset_num_classes(data_config)
-    models, specs = [], []
-    for side in ("a", "b"):
-        model = load_model(
-            getattr(args, f"model_{side}"),
-            getattr(args, f"checkpoint_{side}"),
-            args.num_classes,
-            parse_kwargs(getattr(args, f"kwargs_{side}"), f"--kwargs-{side}"),
-            default_classes=data_classes,
-        )
-        models.append(model.to(device))
-        specs.append(input_spec(model))
-    if specs[0].input_size[0] != specs[1].input_size[0] and not all(s.input_size[0] in (1, 3) for s in specs):
-        raise ModelError(
-            f"models take {specs[0].input_size[0]} and {specs[1].input_size[0]} input channels; cannot feed both"
-        )
+    models, specs = _load_pair(args, dataset_num_classes(data_config), device)
     # Load at the larger resolution; the other model gets resized, renormalised images.
     source = max(specs, key=lambda s: (s.input_size[1] * s.input_size[2], s.input_size[0]))
     data = build_data(
@@ -180,6 +165,34 @@ def run(args: argparse.Namespace) -> int:
     png = plot_cka_heatmap(result, out / "cka.png")
     csv_path = result.save_csv(out / "cka.csv")
     json_path = result.save_json(out / "cka.json")
+    _print_matrix(result, args)
+    print(f"wrote {png}, {csv_path}, {json_path}")
+    return 0
+
+
+def _load_pair(args: argparse.Namespace, data_classes: int, device: torch.device) -> tuple[list, list]:
+    """Models A and B (on ``device``) and their input specs; channel counts checked to be feedable."""
+    from ..models import input_spec
+
+    models, specs = [], []
+    for side in ("a", "b"):
+        model = load_model(
+            getattr(args, f"model_{side}"),
+            getattr(args, f"checkpoint_{side}"),
+            args.num_classes,
+            parse_kwargs(getattr(args, f"kwargs_{side}"), f"--kwargs-{side}"),
+            default_classes=data_classes,
+        )
+        models.append(model.to(device))
+        specs.append(input_spec(model))
+    if specs[0].input_size[0] != specs[1].input_size[0] and not all(s.input_size[0] in (1, 3) for s in specs):
+        raise ModelError(
+            f"models take {specs[0].input_size[0]} and {specs[1].input_size[0]} input channels; cannot feed both"
+        )
+    return models, specs
+
+
+def _print_matrix(result, args: argparse.Namespace) -> None:
     print(
         f"CKA {args.model_a} x {args.model_b} ({args.layers}, {result.num_samples} samples in {result.num_batches} batches)"
     )
@@ -187,8 +200,6 @@ def run(args: argparse.Namespace) -> int:
     print(" " * width + "  " + "  ".join(f"{n[-8:]:>8}" for n in result.names_b))
     for name, row in zip(result.names_a, result.matrix):
         print(f"{name:>{width}}  " + "  ".join(f"{v:8.3f}" for v in row))
-    print(f"wrote {png}, {csv_path}, {json_path}")
-    return 0
 
 
 def _adapter(source, target):

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_export(target: Path, args) -> int:
     """A model exported with ``ofakd export --format timm``: plain timm loads it; data from the flags."""
-    from ..engine.device import pick_device
+    from ..device import pick_device
     from ..evaluation import eval_loader, evaluate, load_student, resolve_data
 
     overrides = list(getattr(args, "overrides", None) or [])

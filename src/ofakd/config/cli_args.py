@@ -138,7 +138,7 @@ def add_field_flags(parser: argparse.ArgumentParser, sections: list[str], *, met
 
 
 def _method_option_fields() -> dict[str, tuple[str, list[str]]]:
-    from ..distill import get_method, list_methods
+    from ..distill import get_method, list_methods  # on use: the methods import torch
 
     fields: dict[str, tuple[str, list[str]]] = {}
     for name in list_methods():

@@ -177,7 +177,7 @@ def _nonfinite(tree: Any, prefix: str = "") -> tuple[str, float] | None:
 
 def check_method_options(cfg: RunConfig) -> None:
     """Check ``method.*`` against the method's own Options; errors name ``method.<option>``."""
-    from ..distill import get_method
+    from ..distill import get_method  # on use: the methods import torch, which `ofakd --help` does not need
     from ..distill.combined import Combination
 
     try:

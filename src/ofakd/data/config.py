@@ -129,7 +129,7 @@ class AugmentConfig(pydantic.BaseModel, extra="forbid"):
     def _auto_augment(cls, v: str | None) -> str | None:
         if v in (None, "", "none", "None"):
             return None
-        from .transforms import check_auto_augment
+        from .transforms import check_auto_augment  # on use: timm's augmentations import torch
 
         check_auto_augment(v)
         return v

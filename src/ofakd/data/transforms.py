@@ -10,6 +10,7 @@ Random erasing (timm, per-pixel fill as in the official recipes) acts on the nor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -20,7 +21,9 @@ from timm.data.transforms import MaybeToTensor, str_to_interp_mode
 from torchvision import transforms as T
 
 from ..errors import ConfigError
-from .config import AugmentConfig
+
+if TYPE_CHECKING:
+    from .config import AugmentConfig
 
 
 class ToMode:

@@ -7,7 +7,7 @@ from torch import nn
 from ..errors import ModelError
 from ..models.info import fixed_input_hw, input_spec
 from ..models.tap import ModelOutput
-from ..teacher.source import TeacherSource
+from ..teacher.protocol import TeacherSource
 from .base import Distiller, MethodOptions
 from .registry import get_method, list_methods, register_method
 

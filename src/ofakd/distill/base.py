@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.tap import ModelOutput, ModelTap
 from ..teacher.live import LiveTeacher
-from ..teacher.source import TeacherSource
+from ..teacher.protocol import TeacherSource
 from .targets import ground_truth_loss
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..autocast import DTYPES, autocast, resolve_amp
+from .numerics import grad_norm
 
 
 class Precision:
@@ -41,8 +42,6 @@ class Precision:
             norm = float(nn.utils.clip_grad_norm_(list(parameters), clip_grad))
         if check_finite is not None and not self.scaler.is_enabled():
             if norm is None:
-                from .numerics import grad_norm
-
                 norm = grad_norm(parameters)
             if not check_finite(norm):
                 return norm

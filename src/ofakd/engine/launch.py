@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from ofakd.device import pick_device
+
 from ..errors import EXIT_PEER_LOST, ConfigError, OfakdError
-from .device import pick_device
 from .processes import SINGLE_PROCESS, DistContext
 
 

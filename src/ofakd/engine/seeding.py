@@ -14,13 +14,6 @@ import numpy as np
 import torch
 
 
-def seed_all(seed: int) -> None:
-    """Seed Python's ``random``, numpy's and torch's (all devices) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def epoch_seed(data_seed: int, epoch: int, rank: int = 0) -> int:
     """A well-mixed 32-bit seed for (data seed, epoch, rank)."""
     return int(np.random.SeedSequence([data_seed % 2**32, epoch, rank]).generate_state(1)[0])

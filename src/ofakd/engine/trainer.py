@@ -15,9 +15,13 @@ from pathlib import Path
 
 import torch
 
+from ofakd.device import pick_device
+
 from .. import __version__
 from ..config.load import dump_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
+from ..data import seed_everything
+from ..distill import get_method
 from ..errors import ConfigError
 from ..models import count_parameters
 from ..run_folder import (
@@ -38,7 +42,6 @@ from ..run_folder import (
 from ..teacher.live import LiveTeacher
 from .amp import Precision
 from .ddp import prepare_modules, training_module, world_size_change
-from .device import pick_device
 from .evaluate import evaluate
 from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
@@ -48,7 +51,7 @@ from .optim import ShiftedScheduler, build_optimizer, build_scheduler
 from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
-from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng, seed_all
+from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng
 from .setup import Setup, build_setup
 from .state import RunState
 
@@ -57,8 +60,6 @@ def run_name(cfg: RunConfig) -> str:
     """``run.name`` or the default ``method-teacher-student-dataset-sSEED``."""
     if cfg.run.name:
         return cfg.run.name
-    from ..distill import get_method
-
     teacher = cfg.teacher.name if get_method(cfg.method.name).needs_teacher else None
     return default_name(cfg.method.name, teacher, cfg.student.name or "model", cfg.data.name, cfg.train.seed)
 
@@ -126,7 +127,7 @@ class Trainer:
         self.device = rank_device(cfg.train.device, self.dist.local_rank) if self.dist.distributed else (
             pick_device(cfg.train.device))
         self.precision = Precision(cfg.train.amp, self.device)
-        seed_all(cfg.train.seed)  # the same on every process: the same initial weights
+        seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = build_setup(cfg, self.device, self.dist)
         distiller = self.setup.distiller
         prepare_modules(distiller, dist=self.dist, device=self.device, sync_bn=cfg.train.sync_bn,
@@ -273,7 +274,7 @@ class Trainer:
                     self.log(f"stopping after epoch {epoch} as asked; continue with --resume {self.folder.path}")
                     break
                 epoch_start = time.time()
-                seed_all(epoch_seed(cfg.data_seed, epoch, self.dist.rank))
+                seed_everything(epoch_seed(cfg.data_seed, epoch, self.dist.rank))
                 cache = setup.teacher_cache  # a cached teacher: replay the recorded epoch's views and logits
                 data_epoch = cache.data_epoch(epoch, cfg.teacher.cache_cycle) if cache is not None else epoch
                 setup.bundle.train_sampler.set_epoch(data_epoch)

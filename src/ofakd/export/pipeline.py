@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
 from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS
@@ -100,46 +104,16 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} is a file; pass a folder (it is created when missing)")
-    out.mkdir(parents=True, exist_ok=True)
-    main_file = _MAIN_FILE[fmt]
-    if (out / main_file).exists() and not overwrite:
-        raise ExportError(f"{out / main_file} already exists; pass --overwrite to replace it, or another --out")
-
-    config = build_config(model, info, weights_digest(model))
-    existing = read_config(out / EXPORT_CONFIG)
-    merged = merge_existing(config, existing)
-    stale: list[str] = []
-    if merged is None:
-        if not overwrite:
-            old = existing.get("ofakd") or {}
-            raise ExportError(
-                f"{out} already holds an export of other weights ({existing.get('architecture')}, "
-                f"{old.get('weights', 'unknown source')}); pass another --out, or --overwrite to replace it"
-            )
-        stale = [f for entry in ((existing.get("ofakd") or {}).get("exports") or {}).values()
-                 for f in entry.get("files", []) if "/" not in f and f != EXPORT_CONFIG]
-        merged = config
+    out = _output_folder(out_dir, _MAIN_FILE[fmt], overwrite)
+    merged, stale = _export_config(model, info, out, overwrite)
     merged["ofakd"]["exports"].pop(fmt, None)
 
     c, h, w = info.preprocess.input_size
     example = random_batches((c, h, w), (2,), seed=1)[0]
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
-        if fmt == "timm":
-            files, exporter = write_timm_weights(model, tmp), "safetensors"
-            write_config(tmp / EXPORT_CONFIG, merged)
-            runner = load_with_timm(tmp)
-        elif fmt == "onnx":
-            files, exporter = export_onnx(model, example, tmp, exporter=onnx_exporter, opset=opset,
-                                          name=info.architecture)
-            runner = onnx_runner(tmp)
-        else:
-            files, exporter = export_torchscript(model, example, tmp, method=torchscript_method,
-                                                 config_json=json.dumps(merged), name=info.architecture)
-            runner = load_torchscript(tmp)
+        files, exporter, runner = _write_format(fmt, model, info, example, tmp, merged, opset=opset,
+                                                onnx_exporter=onnx_exporter, torchscript_method=torchscript_method)
         check = compare(model, runner, random_batches((c, h, w)), atol)
         if not check.passed:
             raise ExportCheckError(
@@ -160,6 +134,51 @@ def export_student(
             (tmp / name).chmod(_shared_mode())  # some writers make private files; exports are for sharing
             os.replace(tmp / name, out / name)
     return ExportResult(fmt, out, [*files, EXPORT_CONFIG], exporter, check, info)
+
+
+def _output_folder(out_dir: str | Path, main_file: str, overwrite: bool) -> Path:
+    """The export folder, created when missing; an export there already is kept unless ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; pass a folder (it is created when missing)")
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / main_file).exists() and not overwrite:
+        raise ExportError(f"{out / main_file} already exists; pass --overwrite to replace it, or another --out")
+    return out
+
+
+def _export_config(model: nn.Module, info: StudentInfo, out: Path, overwrite: bool) -> tuple[dict, list[str]]:
+    """The folder's config.json for these weights, merged with the exports already there of the same
+    weights, and the files of another export that ``overwrite`` replaces."""
+    config = build_config(model, info, weights_digest(model))
+    existing = read_config(out / EXPORT_CONFIG)
+    merged = merge_existing(config, existing)
+    if merged is not None:
+        return merged, []
+    if not overwrite:
+        old = existing.get("ofakd") or {}
+        raise ExportError(
+            f"{out} already holds an export of other weights ({existing.get('architecture')}, "
+            f"{old.get('weights', 'unknown source')}); pass another --out, or --overwrite to replace it"
+        )
+    stale = [f for entry in ((existing.get("ofakd") or {}).get("exports") or {}).values()
+             for f in entry.get("files", []) if "/" not in f and f != EXPORT_CONFIG]
+    return config, stale
+
+
+def _write_format(fmt: str, model: nn.Module, info: StudentInfo, example: torch.Tensor, tmp: Path, config: dict, *,
+                  opset: int, onnx_exporter: str, torchscript_method: str) -> tuple[list[str], str, Callable]:
+    """Write ``fmt``'s files into ``tmp``: (their names, the exporter used, a runner of the written model)."""
+    if fmt == "timm":
+        files = write_timm_weights(model, tmp)
+        write_config(tmp / EXPORT_CONFIG, config)
+        return files, "safetensors", load_with_timm(tmp)
+    if fmt == "onnx":
+        files, exporter = export_onnx(model, example, tmp, exporter=onnx_exporter, opset=opset, name=info.architecture)
+        return files, exporter, onnx_runner(tmp)
+    files, exporter = export_torchscript(model, example, tmp, method=torchscript_method,
+                                         config_json=json.dumps(config), name=info.architecture)
+    return files, exporter, load_torchscript(tmp)
 
 
 def _shared_mode() -> int:

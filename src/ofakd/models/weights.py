@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..torch_load import pickle_error_line, refused_object
 
 _NESTED_KEYS = ("model", "state_dict", "model_state_dict", "student")
 _PREFIXES = ("module.", "model.", "student.", "_orig_mod.")
@@ -32,7 +33,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as err:
         refused = refused_object(err)
         if refused is None:
-            raise ModelError(f"checkpoint {str(path)!r} is truncated or not a PyTorch file ({_first_line(err)})") from None
+            raise ModelError(f"checkpoint {str(path)!r} is truncated or not a PyTorch file ({pickle_error_line(err)})") from None
         raise ModelError(
             f"checkpoint {str(path)!r} holds more than tensors and was refused for safety ({refused}: loading it "
             "could run code; ofakd loads with weights_only=True only); re-save its state_dict or use safetensors"
@@ -40,30 +41,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, OSError) as err:
         raise ModelError(f"checkpoint {str(path)!r} is truncated or not a PyTorch file ({err})") from None
     return _unwrap(obj, path)
-
-
-_NOT_A_PICKLE = ("Unsupported operand", "invalid load key", "could not find MARK", "truncated", "EOF")
-
-
-def refused_object(err: Exception) -> str | None:
-    """What ``torch.load(weights_only=True)`` refused to build (``GLOBAL builtins.exec``, a class...), or
-    None when ``err`` says the bytes are no pickle at all (a damaged or foreign file)."""
-    text = str(err)
-    lines = [line.strip() for line in text.splitlines()]
-    detail = next((line.split("error:", 1)[-1].strip() for line in lines if "WeightsUnpickler error:" in line
-                   and line.split("error:", 1)[-1].strip()), None)
-    if any(mark in text for mark in _NOT_A_PICKLE):
-        return None
-    detail = detail or next((line for line in lines if "global" in line.lower()), lines[0] if lines else "")
-    if detail.startswith("Unsupported global: "):
-        detail = detail.removeprefix("Unsupported global: ").split(" was not")[0]
-    return detail.rstrip(".") or type(err).__name__
-
-
-def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    mark = next((line for line in lines if any(m in line for m in _NOT_A_PICKLE)), None)
-    return mark or (lines[0] if lines else type(err).__name__)
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:

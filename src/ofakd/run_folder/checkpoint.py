@@ -19,7 +19,7 @@ from typing import IO
 import torch
 
 from ..errors import OfakdError
-from ..models.weights import refused_object
+from ..torch_load import refused_object
 from .atomic import atomic_write
 from .layout import previous_path
 

@@ -1,6 +1,6 @@
 """The teacher: one call that returns its output for a student batch, live or replayed from a cache.
 
-* :class:`~ofakd.teacher.source.TeacherSource` — the call a Distiller makes;
+* :class:`~ofakd.teacher.protocol.TeacherSource` — the call a Distiller makes;
 * :class:`~ofakd.teacher.live.LiveTeacher` — the model run live (frozen, its own input view and precision);
 * :mod:`~ofakd.teacher.run_teacher` — a run's live teacher from its config (engine and cache recorder);
 * :class:`~ofakd.teacher.input_view.TeacherInput` — the student batch re-normalised and resized for it.
@@ -10,6 +10,6 @@ The replayed teacher is :class:`ofakd.cache.cached_teacher.CachedTeacher`.
 
 from .input_view import TeacherInput, build_teacher_input, teacher_adapter
 from .live import LiveTeacher, freeze_teacher
-from .source import TeacherSource
+from .protocol import TeacherSource
 
 __all__ = ["LiveTeacher", "TeacherInput", "TeacherSource", "build_teacher_input", "freeze_teacher", "teacher_adapter"]

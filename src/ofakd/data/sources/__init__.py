@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from torch.utils.data import Dataset
-
 from ..config import DataConfig
-
-
-@dataclass
-class Source:
-    """Untransformed train/val datasets, the class names, and where they came from (for messages)."""
-
-    train: Dataset
-    val: Dataset
-    class_names: list[str]
-    location: str
+from . import cifar, digits, fashion_mnist, imagefolder
+from .source import Source
 
 
 def load_source(data: DataConfig) -> Source:
@@ -30,8 +18,6 @@ def source_num_classes(data: DataConfig) -> int:
 
 
 def _module(name: str):
-    from . import cifar, digits, fashion_mnist, imagefolder
-
     return {
         "digits": digits,
         "fashion-mnist": fashion_mnist,

@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import DataError
 from ..config import DataConfig
 from ..datasets import ArrayImageDataset
-from . import Source
+from .source import Source
 
 DEFAULT_ROOT = "./data"
 LAYOUT = {

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..datasets import ArrayImageDataset
-from . import Source
+from .source import Source
 
 SPLIT_SEED = 0  # the split never depends on the training seed
 VAL_FRACTION = 0.2

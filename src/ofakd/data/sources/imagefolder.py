@@ -17,7 +17,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from ...errors import DataError
 from ..config import DataConfig
 from ..datasets import UNREADABLE, ImageFileDataset
-from . import Source
+from .source import Source
 
 LAYOUT = "expected ROOT/train/<class>/<image> and ROOT/val/<class>/<image>"
 EXTENSIONS = ", ".join(IMG_EXTENSIONS)
