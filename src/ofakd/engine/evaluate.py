@@ -121,8 +121,7 @@ def evaluate(
     if module is not None:
         module.to(device)
         module.eval()
-    correct1 = seen = None
-    correct_k = loss_sum = seconds = 0.0
+    tally, seconds = _Tally(num_classes, device), 0.0
     try:
         for batch in loader:
             start = time.perf_counter()
@@ -131,47 +130,60 @@ def evaluate(
                 images = input_transform(images)
             with precision.autocast() if precision is not None else torch.autocast(device.type, enabled=False):
                 logits = model(images)
-            logits = logits.float()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds += time.perf_counter() - start
-            classes = num_classes or logits.shape[1]
-            if logits.ndim != 2 or logits.shape[1] != classes:
-                raise DataError(
-                    f"the model returns logits of shape {tuple(logits.shape)} but the data has {classes} "
-                    "classes; evaluate on the data set the model was trained for"
-                )
-            if correct1 is None:
-                correct1 = torch.zeros(classes, dtype=torch.float64)
-                seen = torch.zeros(classes, dtype=torch.float64)
-            targets = batch[1].to(device, non_blocking=True)
-            labels = targets.argmax(dim=1) if targets.ndim == 2 else targets.long()
-            loss_sum += float(F.cross_entropy(logits, targets.float() if targets.ndim == 2 else labels, reduction="sum"))
-            hits = logits.topk(min(5, classes), dim=1).indices.eq(labels.view(-1, 1))
-            correct_k += float(hits.any(dim=1).sum())
-            labels_cpu = labels.cpu()
-            seen += torch.bincount(labels_cpu, minlength=classes).double()
-            correct1 += torch.bincount(labels_cpu, weights=hits[:, 0].cpu().double(), minlength=classes)
+            tally.add(logits.float(), batch[1].to(device, non_blocking=True))
     finally:
         if module is not None:
             module.train(was_training)
-    classes = correct1.numel() if correct1 is not None else (num_classes or 0)
-    if correct1 is None:
-        correct1 = seen = torch.zeros(classes, dtype=torch.float64)
-    totals = torch.cat([correct1, seen, torch.tensor([correct_k, loss_sum, seconds], dtype=torch.float64)])
-    if dist.distributed:
-        totals = dist.sum(totals.to(device)).cpu()
-    correct1, seen = totals[:classes], totals[classes : 2 * classes]
-    correct_k, loss_sum, seconds = totals[2 * classes :].tolist()
-    count = int(seen.sum().item())
-    denom = max(count, 1)
-    return EvalResult(
-        top1=100.0 * float(correct1.sum()) / denom,
-        top5=100.0 * correct_k / denom,
-        per_class_accuracy=[None if n == 0 else 100.0 * c / n for c, n in zip(correct1.tolist(), seen.tolist())],
-        mean_loss=loss_sum / denom,
-        images_per_s=count / seconds if seconds > 0 else 0.0,
-        count=count,
-        per_class_count=[int(n) for n in seen.tolist()],
-        seconds=seconds,
-    )
+    return tally.result(seconds, dist)
+
+
+class _Tally:
+    """Per-class hits and counts, top-k hits and the summed loss, kept on the device (one transfer at the end)."""
+
+    def __init__(self, num_classes: int | None, device: torch.device) -> None:
+        self.num_classes, self.device = num_classes, device
+        self.totals: torch.Tensor | None = None
+        """[top-1 hits per class, images per class, top-k hits, summed loss] (float64)."""
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        classes = self.num_classes or logits.shape[1]
+        if logits.ndim != 2 or logits.shape[1] != classes:
+            raise DataError(
+                f"the model returns logits of shape {tuple(logits.shape)} but the data has {classes} "
+                "classes; evaluate on the data set the model was trained for"
+            )
+        self.num_classes = classes
+        labels = targets.argmax(dim=1) if targets.ndim == 2 else targets.long()
+        loss = F.cross_entropy(logits, targets.float() if targets.ndim == 2 else labels, reduction="sum")
+        hits = logits.topk(min(5, classes), dim=1).indices.eq(labels.view(-1, 1))
+        batch = torch.cat([
+            torch.bincount(labels, weights=hits[:, 0].double(), minlength=classes),
+            torch.bincount(labels, minlength=classes).double(),
+            torch.stack([hits.any(dim=1).sum().double(), loss.double()]),
+        ])
+        self.totals = batch if self.totals is None else self.totals + batch
+
+    def result(self, seconds: float, dist: DistContext) -> EvalResult:
+        classes = self.num_classes or 0
+        totals = self.totals if self.totals is not None else torch.zeros(2 * classes + 2, dtype=torch.float64)
+        totals = torch.cat([totals.to(self.device), torch.tensor([seconds], dtype=torch.float64, device=self.device)])
+        if dist.distributed:
+            totals = dist.sum(totals)
+        totals = totals.cpu()
+        correct1, seen = totals[:classes], totals[classes : 2 * classes]
+        correct_k, loss_sum, seconds = totals[2 * classes :].tolist()
+        count = int(seen.sum().item())
+        denom = max(count, 1)
+        return EvalResult(
+            top1=100.0 * float(correct1.sum()) / denom,
+            top5=100.0 * correct_k / denom,
+            per_class_accuracy=[None if n == 0 else 100.0 * c / n for c, n in zip(correct1.tolist(), seen.tolist())],
+            mean_loss=loss_sum / denom,
+            images_per_s=count / seconds if seconds > 0 else 0.0,
+            count=count,
+            per_class_count=[int(n) for n in seen.tolist()],
+            seconds=seconds,
+        )
