@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pickle
+import shutil
+import tempfile
 
 # One compute thread per process: the tests use tiny models, several tests start extra
 # processes (torchrun, signals), and on a 2-core machine oversubscribed OpenMP threads make a
 # step an order of magnitude slower. Set before torch is imported; children inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Never reach the Hugging Face Hub, and never read the developer's own Hub cache: an empty one of this session's
+# (huggingface_hub reads both when it is imported; tests that need cached files use the `hub_cache` fixture).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ofakd-tests-hf-home-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], True)
+os.environ.pop("HF_HUB_CACHE", None)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -49,6 +58,19 @@ def tiny_cli_args(out_dir, *, epochs: int = 1) -> list[str]:
         "--data.train_subset", "64", "--data.val_subset", "32", "--train.batch_size", "16",
         "--student.kwargs", json.dumps(TINY_VIT), "--student.input_size", "[3, 16, 16]",
     ]
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face Hub cache of this test (``HF_HOME=tmp/hf``, offline): the environment for
+    subprocesses, and huggingface_hub's own setting for this process (it reads HF_HOME once, on import)."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    return home / "hub"
 
 
 @pytest.fixture

@@ -171,11 +171,6 @@ def test_unknown_model_suggests_close_names():
         ofakd.create_model("resnet_18", num_classes=10)
 
 
-def test_pretrained_without_local_file_is_refused():
-    with pytest.raises(ModelError, match="download"):
-        ofakd.create_model("resnet18", pretrained=True)
-
-
 def test_class_count_mismatch():
     with pytest.raises(ModelError, match="teacher has 10 classes but student has 5"):
         ofakd.create_distiller("ofa", teacher=tiny("resnet"), student=tiny("deit", num_classes=5))

@@ -6,6 +6,7 @@ Public API::
     student = ofakd.create_model("resnet18", num_classes=100)
     distiller = ofakd.create_distiller("ofa", teacher=teacher, student=student, eps=[1.5])
     logits, losses = distiller(images, targets)
+    run_folder = ofakd.fit(distiller, train_set, val_set, epochs=30, lr=1e-3)   # any torch Datasets
 """
 
 __version__ = "0.1.0"
@@ -15,5 +16,14 @@ from .distill import create_distiller, list_methods  # noqa: E402
 from .errors import OfakdError  # noqa: E402
 from .models import create_model  # noqa: E402
 
-__all__ = ["OfakdError", "cka", "create_distiller", "create_model", "list_methods"]
+__all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods"]
+
+
+def __getattr__(name: str):
+    """``ofakd.fit`` (the training engine) is imported on first use: the command line starts without it."""
+    if name == "fit":
+        from .engine.given_datasets import fit
+
+        return fit
+    raise AttributeError(f"module 'ofakd' has no attribute {name!r}")
 

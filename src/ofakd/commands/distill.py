@@ -19,7 +19,9 @@ HELP = "distil a teacher into a student (OFA-KD or a baseline method)"
 DESCRIPTION = """\
 Distil a teacher into a student of any architecture family with OFA-KD (--method ofa) or a
 baseline (vanilla, kd, ...: see `ofakd methods`). The teacher comes from a timm name plus a local
-checkpoint (--teacher NAME --teacher-checkpoint PATH) or from a run of `ofakd train`
+checkpoint (--teacher NAME --teacher-checkpoint PATH), from a pretrained tag or Hugging Face Hub
+repo (--teacher resnet50.a1_in1k --teacher-pretrained, --teacher hf-hub:org/name --teacher-pretrained:
+through the Hub cache, HF_HOME and HF_HUB_OFFLINE as usual) or from a run of `ofakd train`
 (--teacher-run runs/NAME). The teacher sees the student's batch re-normalised and resized to
 its own mean, std and input size when they differ.
 
@@ -29,6 +31,8 @@ order: --set KEY=VALUE for any key (values are YAML), or one flag per field
 
 examples:
   ofakd distill --config demo --teacher-run runs/digits-teacher --method ofa
+  ofakd distill --config imagenet-cnn --data.root /data/imagenet --teacher hf-hub:timm/deit_tiny_patch16_224.fb_in1k \
+      --teacher-pretrained --student resnet18 --method.eps [1.5]
   ofakd distill --config cifar-cnn --data.root ./data \\
       --teacher swin_tiny_patch4_window7_224 --teacher-checkpoint swin_t_cifar100.pth \\
       --student resnet18 --method ofa --method.eps [1.0] --method.ofa_weight 0.1 \\
@@ -47,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_override(models, "--teacher", key="teacher.name", raw=True, metavar="NAME", help="timm name of the teacher (teacher.name)")
     add_override(models, "--teacher-checkpoint", key="teacher.checkpoint", raw=True, metavar="PATH",
               help="the teacher's weights, a local file (teacher.checkpoint)")
+    add_override(models, "--teacher-pretrained", key="teacher.pretrained", raw=True, nargs="?", const=True,
+                 metavar="PATH", help="the teacher's pretrained weights: alone, those of the tag or Hub repo in "
+                 "--teacher (resnet50.a1_in1k, hf-hub:org/name) through the Hugging Face Hub cache; or a local "
+                 "file (teacher.pretrained)")
+    add_override(models, "--student-pretrained", key="student.pretrained", raw=True, nargs="?", const=True,
+                 metavar="PATH", help="start the student from pretrained weights, as --teacher-pretrained "
+                 "(student.pretrained)")
     models.add_argument("--teacher-run", action=TeacherRunAction, dest="overrides", default=argparse.SUPPRESS,
                         metavar="RUN_DIR", help="use the model trained by `ofakd train` in RUN_DIR as the teacher "
                         "(its name, kwargs, input size, mean/std and best.safetensors)")

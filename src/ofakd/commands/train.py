@@ -29,6 +29,7 @@ examples:
   ofakd train --config cifar-vit-mlp --model swin_tiny_patch4_window7_224 \\
       --pretrained swin_tiny_in1k.safetensors --data.root ./data --epochs 50 --name swin-t-cifar100
   ofakd train --config fashion-mnist --model resnet18 --set train.epochs=5 --device cpu
+  ofakd train --config imagenet-cnn --data imagefolder --data.root ./pets --model resnet50.a1_in1k --pretrained
   ofakd train --resume runs/digits-teacher
 """
 
@@ -41,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                  "still apply: clear them with --set student.kwargs={} when they belong to another model")
     add_override(model, "--checkpoint", key="student.checkpoint", raw=True, metavar="PATH",
               help="start from these exact weights (student.checkpoint)")
-    add_override(model, "--pretrained", key="student.pretrained", raw=True, metavar="PATH",
-              help="fine-tune from a local pretrained file; the classifier is re-initialised when classes differ")
+    add_override(model, "--pretrained", key="student.pretrained", raw=True, nargs="?", const=True, metavar="PATH",
+                 help="fine-tune from pretrained weights: alone, those of the tag or Hub repo in --model "
+                 "(resnet50.a1_in1k, hf-hub:org/name) through the Hugging Face Hub cache; or a local file. The "
+                 "classifier is re-initialised when classes differ")
     add_override(model, "--data", key="data.name", raw=True, metavar="NAME",
               help="data set: digits, fashion-mnist, cifar10, cifar100, imagefolder (data.name)")
     add_run_arguments(parser)

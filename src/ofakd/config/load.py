@@ -231,4 +231,9 @@ _Dumper.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_PATTERN, list("-+
 
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (what ``config.yaml`` holds; load it back with :func:`load_config`)."""
-    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    return dump_yaml(cfg.to_dict())
+
+
+def dump_yaml(tree: dict[str, Any]) -> str:
+    """A config tree as YAML in config.yaml's style (block mappings, flow lists of plain values)."""
+    return yaml.dump(tree, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)

@@ -20,11 +20,14 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
-    """timm model name, e.g. resnet18, deit_tiny_patch16_224, swin_tiny_patch4_window7_224."""
+    """timm model name, e.g. resnet18, deit_tiny_patch16_224; a pretrained tag (resnet50.a1_in1k) or a Hugging
+    Face Hub repo (hf-hub:org/name)."""
     checkpoint: str | None = None
     """Local weights for exactly this model (state_dict / {'model': ...} / .safetensors), loaded strictly."""
-    pretrained: str | None = None
-    """Local pretrained file loaded through timm (classifier re-initialised when classes differ): fine-tuning."""
+    pretrained: bool | str | None = None
+    """Pretrained weights loaded through timm (classifier re-initialised when classes differ): true for the
+    weights of the tag or Hub repo in name (from the Hugging Face Hub cache, downloaded when missing and
+    online), or the path of a local file."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra timm.create_model kwargs, e.g. {img_size: 32, patch_size: 4, drop_path_rate: 0.1}."""
     input_size: tuple[int, int, int] | None = None

@@ -11,7 +11,7 @@ Every training batch is a pure function of (seed, epoch, step, rank), whatever t
 global generators, the number of workers or a resume (see ``views``).
 """
 
-from .build import DataBundle, build_data, dataset_num_classes, run_data
+from .build import DataBundle, build_data, dataset_num_classes, given_data, run_data
 from .config import AugmentConfig, DataConfig
 from .loaders import seed_everything
 
@@ -27,5 +27,6 @@ __all__ = [
     "run_data",
     "build_data",
     "dataset_num_classes",
+    "given_data",
     "seed_everything",
 ]

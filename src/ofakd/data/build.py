@@ -175,32 +175,69 @@ def build_data(
     val_ds: Dataset = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
     fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
     train_ds.transform, val_ds.transform = train_tf, val_tf
+    mixup = build_mixup(augment, len(source.class_names)) if mixup_on else None
+    return _bundle(train_ds, val_ds, source.class_names, fp, source.location, mixup=mixup, batch_size=batch_size,
+                   seed=seed, world_size=world_size, rank=rank, with_indices=with_indices, drop_last=drop_last,
+                   workers=data.workers, repeated_aug=augment.repeated_aug)
+
+
+def given_data(
+    train: Dataset,
+    val: Dataset,
+    class_names: list[str],
+    *,
+    batch_size: int,
+    seed: int,
+    world_size: int = 1,
+    rank: int = 0,
+    with_indices: bool = False,
+    workers: int = 0,
+) -> DataBundle:
+    """Train/val loaders over data sets given in Python (items ``(image tensor, class index)``, transformed by
+    the data sets themselves), with the engine's keyed views: each training item is loaded under the
+    generators of its key (data seed, epoch, position), so random transforms drawing from ``random``, numpy
+    or torch give the same views in every run, on any number of workers, and after a resume."""
+    _check_batching(batch_size, world_size, rank, False)
+    for split, dataset in (("train", train), ("val", val)):
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__") or len(dataset) == 0:
+            raise DataError(f"{split}_set must be a non-empty map-style torch Dataset (with __len__ and "
+                            f"__getitem__), got {type(dataset).__name__}")
+    fp = compute_fingerprint("python", train, val, class_names)
+    return _bundle(train, val, class_names, fp, "the given train_set", mixup=None, batch_size=batch_size, seed=seed,
+                   world_size=world_size, rank=rank, with_indices=with_indices, drop_last=True, workers=workers,
+                   repeated_aug=0)
+
+
+def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str, location: str, *, mixup,
+            batch_size: int, seed: int, world_size: int, rank: int, with_indices: bool, drop_last: bool,
+            workers: int, repeated_aug: int) -> DataBundle:
+    """The loaders of transformed train/val data sets: keyed training views (mixup in their collate), the
+    validation split shared among ranks."""
     if with_indices:
         train_ds, val_ds = IndexedDataset(train_ds), IndexedDataset(val_ds)
     views = TrainViews(
-        dataset=KeyedViewDataset(train_ds, seed),
-        collate=ViewCollate(seed, build_mixup(augment, len(source.class_names)) if mixup_on else None),
-        seed=seed, batch_size=batch_size, world_size=world_size, repeated_aug=augment.repeated_aug,
-        drop_last=drop_last, workers=data.workers,
+        dataset=KeyedViewDataset(train_ds, seed), collate=ViewCollate(seed, mixup), seed=seed,
+        batch_size=batch_size, world_size=world_size, repeated_aug=repeated_aug, drop_last=drop_last,
+        workers=workers,
     )
     sampler = views.sampler(rank)
-    _check_epoch(sampler, batch_size, drop_last, mixup_on, source.location)
+    _check_epoch(sampler, batch_size, drop_last, mixup is not None, location)
     val_loader = make_loader(
         val_ds,
         batch_size=batch_size,
         sampler=val_sampler(val_ds, world_size=world_size, rank=rank),
-        workers=data.workers,
+        workers=workers,
         seed=seed + rank,
         drop_last=False,
     )
     return DataBundle(
         train_loader=views.loader(rank, sampler),
         val_loader=val_loader,
-        num_classes=len(source.class_names),
-        class_names=list(source.class_names),
+        num_classes=len(class_names),
+        class_names=list(class_names),
         train_sampler=sampler,
         fingerprint=fp,
-        soft_targets=mixup_on,
+        soft_targets=mixup is not None,
         rank=rank,
         views=views,
     )

@@ -6,7 +6,7 @@ from typing import Literal
 
 import pydantic
 
-DatasetName = Literal["digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder"]
+DatasetName = Literal["digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "python"]
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming", "random")
 DOWNLOADABLE = ("fashion-mnist", "cifar10", "cifar100")
 
@@ -15,6 +15,7 @@ class DataConfig(pydantic.BaseModel, extra="forbid"):
     """Which data set, where it lives, and how it is loaded."""
 
     name: DatasetName = "digits"
+    """python: data sets given in Python (ofakd.fit); the command line cannot read them."""
     root: str | None = None
     """Folder. Default per data set: fashion-mnist /usr/share/datasets/fashion-mnist, cifar ./data;
     digits needs none; imagefolder has no default (ROOT/train/<class>/<image>, ROOT/val/<class>/<image>)."""

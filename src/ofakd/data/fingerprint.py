@@ -3,7 +3,8 @@
 In-memory data sets (digits, Fashion-MNIST, CIFAR) hash every image byte. Image folders hash the
 relative paths, the labels and the first 4 KiB of up to 64 evenly spaced files per split, so a
 changed, added, removed or relabelled file changes it, but an image edited in place under the
-same name is only noticed when it is one of those sampled.
+same name is only noticed when it is one of those sampled. A data set given in Python
+(``ofakd.fit``) hashes its length, its type and its ``targets`` when it has them: its images are not read.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ HEAD_BYTES = 4096
 
 
 def _update_split(h, dataset: Dataset, root: str) -> None:
+    if not isinstance(dataset, (ArrayImageDataset, ImageFileDataset)):
+        _update_other(h, dataset)
+        return
     targets = np.ascontiguousarray(np.asarray(dataset.targets, dtype=np.int64))
     h.update(targets.tobytes())
     if isinstance(dataset, ArrayImageDataset):
@@ -41,8 +45,14 @@ def _update_split(h, dataset: Dataset, root: str) -> None:
                     h.update(f.read(HEAD_BYTES))
             except OSError as e:
                 raise DataError(f"cannot read {paths[i]} ({e}); check its permissions or remove it") from None
-    else:
-        raise TypeError(f"cannot fingerprint {type(dataset).__name__}")
+
+
+def _update_other(h, dataset: Dataset) -> None:
+    """A data set given in Python: its type and, when it has them (torchvision's do), its ``targets``."""
+    h.update(f"{type(dataset).__module__}.{type(dataset).__qualname__}".encode())
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        h.update(np.ascontiguousarray(np.asarray(targets, dtype=np.int64)).tobytes())
 
 
 def fingerprint(name: str, train: Dataset, val: Dataset, class_names: list[str], root: str = "") -> str:

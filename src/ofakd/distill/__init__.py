@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from ..errors import ModelError
-from ..models.info import fixed_input_hw, input_spec
+from ..models.info import fixed_input_hw, input_spec, num_classes
 from ..models.tap import ModelOutput
 from ..teacher.protocol import TeacherSource
 from .base import Distiller, MethodOptions
@@ -32,6 +34,8 @@ def create_distiller(
     num_samples: int | None = None,
     num_teacher_classes: int | None = None,
     teacher_channels_last: bool = True,
+    student_stages: Sequence[str] | None = None,
+    teacher_stages: Sequence[str] | None = None,
     **options,
 ) -> Distiller:
     """Build method ``method`` (see :func:`list_methods`) for ``teacher`` -> ``student``.
@@ -44,23 +48,30 @@ def create_distiller(
     a teacher source (:class:`~ofakd.teacher.live.LiveTeacher`, or a cache's
     :class:`~ofakd.cache.cached_teacher.CachedTeacher`), or None when the teacher's outputs are
     given to :meth:`Distiller.distill` (then give ``num_teacher_classes``).
+
+    Student and teacher may be any ``nn.Module`` returning logits: without a ``num_classes`` attribute the
+    outputs of their last ``nn.Linear`` are read. Methods that read stage features (OFA, FitNet) take them
+    from timm's ``feature_info``, or from the four modules named in ``student_stages`` /
+    ``teacher_stages`` (dotted names in ``model.named_modules()``, e.g. ``["layer1", ..., "layer4"]``).
     """
     cls = get_method(method)
     if student is None:
         raise ModelError("create_distiller needs a student model")
     parsed = cls.parse_options(options)
+    student_classes = num_classes(student)
     if cls.needs_teacher:
-        teacher_classes = num_teacher_classes if teacher is None else getattr(teacher, "num_classes", None)
+        teacher_classes = num_teacher_classes if teacher is None else num_classes(teacher)
         if teacher is None and teacher_classes is None:
             raise ModelError(f"method {method!r} needs a teacher model (or num_teacher_classes with cached logits)")
-        if teacher_classes != student.num_classes:
+        if teacher_classes != student_classes:
             raise ModelError(
-                f"teacher has {teacher_classes} classes but student has {student.num_classes}; "
+                f"teacher has {teacher_classes} classes but student has {student_classes}; "
                 "create both with the same num_classes"
             )
     size = tuple(input_size) if input_size is not None else default_input_size(student, teacher)
     return cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
-               teacher_channels_last=teacher_channels_last)
+               teacher_channels_last=teacher_channels_last, student_stages=student_stages,
+               teacher_stages=teacher_stages)
 
 
 def default_input_size(student: nn.Module, teacher) -> tuple[int, int, int]:

@@ -21,7 +21,7 @@ import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..models.tap import ModelOutput, ModelTap
 from ..teacher.live import LiveTeacher
 from ..teacher.protocol import TeacherSource
@@ -76,12 +76,15 @@ class Distiller(nn.Module):
         student_embedding: bool = False,
         teacher_positions: Sequence[int] = (),
         teacher_embedding: bool = False,
+        student_stages: Sequence[str] | None = None,
+        teacher_stages: Sequence[str] | None = None,
     ) -> None:
         """``teacher``: a model (run live, see :class:`~ofakd.teacher.live.LiveTeacher`, with
         ``teacher_input`` as its view of the student batch), a teacher source (live or cached), or None
         when the teacher's outputs are given to :meth:`distill`. The method reads the student's and the
-        teacher's stage features at ``*_positions`` (``feature_info`` positions) and their penultimate
-        embeddings when ``*_embedding``."""
+        teacher's stage features at ``*_positions`` (``feature_info`` positions, or positions in
+        ``*_stages``, the names of four stage modules of a model without timm's ``feature_info``) and
+        their penultimate embeddings when ``*_embedding``."""
         super().__init__()
         self.options = options
         self.student = student
@@ -90,12 +93,12 @@ class Distiller(nn.Module):
         self.input_size = input_size
         self.num_samples = num_samples
         # outside the module tree on purpose: never trained, never in parameters() or state_dict()
-        self.__dict__["teacher"] = as_teacher_source(teacher, teacher_input, teacher_channels_last)
+        self.__dict__["teacher"] = as_teacher_source(teacher, teacher_input, teacher_channels_last, teacher_stages)
         self.teacher_positions = list(teacher_positions)
         self.teacher_embedding = teacher_embedding
         if self.teacher is not None and (teacher_positions or teacher_embedding):
             self.teacher.require(teacher_positions, embedding=teacher_embedding)
-        self.student_tap = ModelTap(student, student_positions, embedding=student_embedding)
+        self.student_tap = ModelTap(student, student_positions, embedding=student_embedding, modules=student_stages)
 
     # ---- the teacher, held outside the module tree -------------------------------
     def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
@@ -204,8 +207,17 @@ def as_teacher_source(
     teacher: nn.Module | TeacherSource | None,
     input_view: Callable[[torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = True,
+    stage_modules: Sequence[str] | None = None,
 ) -> TeacherSource | None:
-    """``teacher`` itself when it is a teacher source (live or cached), else the model run live."""
+    """``teacher`` itself when it is a teacher source (live or cached), else the model run live (its stage
+    features from ``stage_modules`` when named)."""
     if teacher is None or isinstance(teacher, TeacherSource):
+        named = getattr(getattr(teacher, "tap", None), "modules", None)
+        if stage_modules is not None and list(stage_modules) != named:
+            raise ModelError(
+                f"teacher_stages {list(stage_modules)} name modules of a teacher model, but a teacher source "
+                f"({type(teacher).__name__}) was given: pass the model itself, or build "
+                "LiveTeacher(model, stage_modules=[...])"
+            )
         return teacher
-    return LiveTeacher(teacher, input_view=input_view, channels_last=channels_last)
+    return LiveTeacher(teacher, input_view=input_view, channels_last=channels_last, stage_modules=stage_modules)

@@ -22,26 +22,32 @@ class FeatureDistiller(Distiller):
     needs_teacher_features = True
 
     def __init__(self, teacher, student: nn.Module, options: MethodOptions, **kwargs) -> None:
-        source = as_teacher_source(teacher, kwargs.pop("teacher_input", None), kwargs.pop("teacher_channels_last", True))
+        source = as_teacher_source(teacher, kwargs.pop("teacher_input", None), kwargs.pop("teacher_channels_last", True),
+                                   kwargs.get("teacher_stages"))
         if not isinstance(source, LiveTeacher):
             raise ModelError(
                 f"method {self.method_name!r} needs teacher features: give a teacher model run live "
                 "(a logits-only teacher cache cannot serve it)"
             )
-        student_stages, teacher_stages = self.stage_positions(options, student, source.model)
+        student_positions, teacher_positions = self.stage_positions(
+            options, student, source.model, student_modules=kwargs.get("student_stages"),
+            teacher_modules=source.tap.modules,
+        )
         super().__init__(
             source, student, options,
-            student_positions=student_stages or (), student_embedding=not student_stages,
-            teacher_positions=teacher_stages or (), teacher_embedding=not teacher_stages,
+            student_positions=student_positions or (), student_embedding=not student_positions,
+            teacher_positions=teacher_positions or (), teacher_embedding=not teacher_positions,
             **kwargs,
         )
 
     @classmethod
     def stage_positions(
-        cls, options: MethodOptions, student: nn.Module, teacher: nn.Module
+        cls, options: MethodOptions, student: nn.Module, teacher: nn.Module, *,
+        student_modules: list[str] | None = None, teacher_modules: list[str] | None = None,
     ) -> tuple[list[int] | None, list[int] | None]:
-        """The student's and the teacher's ``feature_info`` positions the method reads; (None, None):
-        the penultimate embeddings instead (the default)."""
+        """The student's and the teacher's feature positions the method reads (``feature_info`` positions,
+        or positions among their named stage ``*_modules``); (None, None): the penultimate embeddings
+        instead (the default)."""
         return None, None
 
     def probe(self) -> tuple[ModelOutput, ModelOutput, tuple[int, int], tuple[int, int]]:

@@ -39,10 +39,10 @@ class FitNet(FeatureDistiller):
     Options = FitNetOptions
 
     @classmethod
-    def stage_positions(cls, options: FitNetOptions, student, teacher):
+    def stage_positions(cls, options: FitNetOptions, student, teacher, *, student_modules=None, teacher_modules=None):
         return (
-            stage_positions(student, options.stages, options.feature_indices),
-            stage_positions(teacher, options.stages, options.teacher_feature_indices),
+            stage_positions(student, options.stages, options.feature_indices, student_modules),
+            stage_positions(teacher, options.stages, options.teacher_feature_indices, teacher_modules),
         )
 
     def __init__(self, teacher, student, options: FitNetOptions, **kwargs) -> None:

@@ -9,6 +9,7 @@ from pydantic import field_validator
 from torch import nn
 
 from ..errors import ConfigError, ModelError
+from ..models.info import num_classes, num_features
 from ..models.stages import stage_positions
 from ..models.tap import ModelOutput
 from .base import Distiller, Stages
@@ -73,7 +74,7 @@ class OFA(Distiller):
             )
         if options.feature_indices is not None and len(options.feature_indices) != 4:
             raise ConfigError(f"feature_indices needs 4 positions (one per OFA stage), got {options.feature_indices}")
-        positions = stage_positions(student, options.stages, options.feature_indices)
+        positions = stage_positions(student, options.stages, options.feature_indices, kwargs.get("student_stages"))
         super().__init__(teacher, student, options, student_positions=positions, **kwargs)
         self.eps = options.eps * (len(options.stages) + 1) if n_eps == 1 else list(options.eps)
         self.branches = self._build_branches(student, options)
@@ -88,9 +89,9 @@ class OFA(Distiller):
             branches[f"stage{stage}"] = build_branch(
                 probe.features[position],
                 stage,
-                student_dim=student.num_features,
+                student_dim=num_features(student),
                 teacher_dim=int(teacher_dim),
-                num_classes=student.num_classes,
+                num_classes=num_classes(student),
                 image_hw=tuple(self.input_size[1:]),
                 num_prefix_tokens=self.student_tap.num_prefix_tokens,
                 class_token=self.student_tap.has_class_token,

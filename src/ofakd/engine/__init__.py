@@ -9,7 +9,8 @@ the returned losses. Files: ``setup`` (config -> student, teacher source, data, 
 (one epoch), ``evaluate`` (the one evaluation: training, ``ofakd eval`` and :mod:`ofakd.evaluation`
 use it), ``preemption`` (SIGTERM/SIGINT -> recovery checkpoint, exit 75), ``numerics`` (NaN/inf: stop
 or skip), ``metrics_log``, ``progress``, ``optim``, ``amp`` (autocast, GradScaler), ``device``,
-``seeding``, ``state``, ``trainer`` (orchestration); several processes: ``launch`` (torchrun's process
+``seeding``, ``state``, ``trainer`` (orchestration), ``given_datasets`` (``ofakd.fit``: a distiller and torch
+Datasets given in Python, through the same trainer); several processes: ``launch`` (torchrun's process
 group), ``processes`` (rank, collectives), ``ddp`` (DDP, SyncBatchNorm, compile, channels-last). What a
 run writes (config.yaml, last.pt, best.safetensors, ...) and how: :mod:`ofakd.run_folder`.
 

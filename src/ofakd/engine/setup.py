@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,11 @@ class Setup:
     def teacher_cache(self) -> TeacherCache | None:
         """The teacher-output cache the run replays (``teacher.cache``), or None."""
         return self.teacher.cache if isinstance(self.teacher, CachedTeacher) else None
+
+
+SetupBuilder = Callable[[RunConfig, torch.device, DistContext], Setup]
+"""What the trainer calls to get its :class:`Setup` on a device: :func:`build_setup` (from the config), or the
+distiller and data sets given in Python (:mod:`~ofakd.engine.given_datasets`)."""
 
 
 def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE_PROCESS) -> Setup:

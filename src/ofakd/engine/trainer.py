@@ -52,7 +52,7 @@ from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
 from .seeding import capture_rng, epoch_seed, loader_generators, restore_rng
-from .setup import Setup, build_setup
+from .setup import Setup, SetupBuilder, build_setup
 from .state import RunState
 
 
@@ -81,10 +81,13 @@ def fit(
     progress: bool = True,
     tensorboard: bool = True,
     log: Callable[[str], None] = print,
+    setup: SetupBuilder | None = None,
 ) -> dict:
-    """Train per ``cfg`` (or continue the run folder ``resume``) and return the summary dict."""
+    """Train per ``cfg`` (or continue the run folder ``resume``) and return the summary dict. ``setup`` builds
+    the distiller and data on the device (None: :func:`build_setup`, from ``cfg``; :func:`ofakd.fit` gives its
+    own)."""
     return Trainer(cfg, resume=resume, overwrite=overwrite, stop_after_epochs=stop_after_epochs, dist=dist,
-                   progress=progress, tensorboard=tensorboard, log=log).fit()
+                   progress=progress, tensorboard=tensorboard, log=log, setup=setup).fit()
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -101,7 +104,8 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume=None, overwrite=False, stop_after_epochs=None,
-                 dist: DistContext = SINGLE_PROCESS, progress=True, tensorboard=True, log=print) -> None:
+                 dist: DistContext = SINGLE_PROCESS, progress=True, tensorboard=True, log=print,
+                 setup: SetupBuilder | None = None) -> None:
         if stop_after_epochs is not None and stop_after_epochs < 0:
             raise ConfigError(f"--stop-after-epochs must be >= 0, got {stop_after_epochs}")
         self.cfg = cfg
@@ -112,6 +116,7 @@ class Trainer:
         self.progress = progress
         self.tensorboard = tensorboard
         self.log = log if dist.is_main else (lambda _msg: None)
+        self.build_setup = setup
 
     # ---- setup -----------------------------------------------------------------
     def _prepare(self) -> None:
@@ -128,7 +133,7 @@ class Trainer:
             pick_device(cfg.train.device))
         self.precision = Precision(cfg.train.amp, self.device)
         seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
-        self.setup: Setup = build_setup(cfg, self.device, self.dist)
+        self.setup: Setup = (self.build_setup or build_setup)(cfg, self.device, self.dist)
         distiller = self.setup.distiller
         prepare_modules(distiller, dist=self.dist, device=self.device, sync_bn=cfg.train.sync_bn,
                         channels_last=cfg.train.channels_last, log=self.log)
@@ -155,7 +160,8 @@ class Trainer:
                 self.folder.make()
                 write_text(self.folder.config, dump_config(cfg))
             live = self.setup.teacher if isinstance(self.setup.teacher, LiveTeacher) else None
-            if live is not None and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
+            built = self.build_setup is None  # a teacher built from the config (not one given in Python)
+            if live is not None and built and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
                 self.log(f"warning: teacher {cfg.teacher.name} has no weights (teacher.checkpoint, teacher.pretrained "
                          "or --teacher-run): it is a randomly initialised network")
             if live is not None and cfg.train.eval_teacher:

@@ -5,11 +5,12 @@
      "pretrained_cfg": {"input_size": [3, 32, 32], "mean": [...], "std": [...],
                         "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "squash", ...},
      "label_names": ["0", "1", ...],
-     "ofakd": {"run": "runs/NAME", "weights": "best.safetensors (EMA, epoch 3)", "ema": true,
+     "ofakd": {"run": "NAME", "weights": "best.safetensors (EMA, epoch 3)", "ema": true,
                "weights_sha256": "...", "exports": {"onnx": {"file": "model.onnx", "max_abs_diff": 1e-07}}}}
 
 timm builds the model from ``architecture`` + ``model_args`` and reads preprocessing from
-``pretrained_cfg``; the ``ofakd`` block is provenance only.
+``pretrained_cfg``; the ``ofakd`` block is provenance only, with no local path in it (the run folder by
+name, the data set without its root): an export is made to be shared.
 """
 
 from __future__ import annotations
@@ -57,14 +58,14 @@ def build_config(model: nn.Module, info: StudentInfo, digest: str) -> dict[str, 
         pretrained_cfg.pop(key, None)
     # Our preprocessing, exactly (timm keeps a channel-matched copy of what it is given).
     pretrained_cfg.update({k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()})
-    config["ofakd"] = {
-        "run": str(info.run_dir) if info.run_dir is not None else None,
-        "source": str(info.path),
+    config["ofakd"] = {  # provenance, without local paths: names only, and no data root
+        "run": info.run_dir.name if info.run_dir is not None else None,
+        "source": info.path.name,
         "weights": info.weights,
         "ema": info.ema,
         "epoch": info.epoch,
         "top1": info.top1,
-        "data": info.data.model_dump(mode="json") if info.data is not None else None,
+        "data": info.data.model_copy(update={"root": None}).model_dump(mode="json") if info.data is not None else None,
         "weights_sha256": digest,
         "ofakd_version": __version__,
         "exports": {},

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
+from ..models.info import count_parameters
 from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
+from .model_card import CARD_FILE, model_card
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
 from .onnx_export import WEIGHTS_FILE as ONNX_FILE
 from .run_loading import load_student
@@ -93,12 +95,14 @@ def export_student(
     opset: int = DEFAULT_OPSET,
     onnx_exporter: str = "auto",
     torchscript_method: str = "auto",
+    repo_id: str | None = None,
 ) -> ExportResult:
     """Export the student of ``source`` (a run folder, an ofakd ``.safetensors`` or a timm export)
     as ``fmt`` into ``out_dir``, checked against PyTorch to ``atol``.
 
     ``ema``: on a run trained with EMA, export the EMA weights (default) or, with False, the
-    plain student. ``weights``: "best" (best.safetensors) or "last" (last.pt).
+    plain student. ``weights``: "best" (best.safetensors) or "last" (last.pt). A timm export also gets
+    a model card (``README.md``); ``repo_id`` names the Hub repo it will be pushed to, for its usage line.
     """
     fmt = check_format(fmt)
     if atol <= 0:
@@ -113,7 +117,8 @@ def export_student(
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
         files, exporter, runner = _write_format(fmt, model, info, example, tmp, merged, opset=opset,
-                                                onnx_exporter=onnx_exporter, torchscript_method=torchscript_method)
+                                                onnx_exporter=onnx_exporter, torchscript_method=torchscript_method,
+                                                repo_id=repo_id)
         check = compare(model, runner, random_batches((c, h, w)), atol)
         if not check.passed:
             raise ExportCheckError(
@@ -167,12 +172,14 @@ def _export_config(model: nn.Module, info: StudentInfo, out: Path, overwrite: bo
 
 
 def _write_format(fmt: str, model: nn.Module, info: StudentInfo, example: torch.Tensor, tmp: Path, config: dict, *,
-                  opset: int, onnx_exporter: str, torchscript_method: str) -> tuple[list[str], str, Callable]:
+                  opset: int, onnx_exporter: str, torchscript_method: str,
+                  repo_id: str | None = None) -> tuple[list[str], str, Callable]:
     """Write ``fmt``'s files into ``tmp``: (their names, the exporter used, a runner of the written model)."""
     if fmt == "timm":
         files = write_timm_weights(model, tmp)
         write_config(tmp / EXPORT_CONFIG, config)
-        return files, "safetensors", load_with_timm(tmp)
+        (tmp / CARD_FILE).write_text(model_card(info, count_parameters(model), repo_id))
+        return [*files, CARD_FILE], "safetensors", load_with_timm(tmp)
     if fmt == "onnx":
         files, exporter = export_onnx(model, example, tmp, exporter=onnx_exporter, opset=opset, name=info.architecture)
         return files, exporter, onnx_runner(tmp)

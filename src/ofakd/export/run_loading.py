@@ -242,6 +242,8 @@ def _load_run(
         run_dir=run_dir,
         data=data,
         notes=notes,
+        recipe=raw,
+        summary=summary or None,
     )
     return model, info
 

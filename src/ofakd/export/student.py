@@ -94,6 +94,10 @@ class StudentInfo:
     """The run's data set, when loaded from a run (for evaluating on its validation split)."""
     notes: list[str] = field(default_factory=list)
     """Things worth telling the user (e.g. which checkpoint was used instead of best.safetensors)."""
+    recipe: dict[str, Any] | None = None
+    """The run's config.yaml (teacher, method, data, train settings), when loaded from a run."""
+    summary: dict[str, Any] | None = None
+    """The run's summary.json (accuracies, image counts), when loaded from a run."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -24,9 +24,14 @@ def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
     kwargs = dict(cfg.kwargs)
     if cfg.input_size is not None and cfg.input_size[0] != 3:
         kwargs.setdefault("in_chans", cfg.input_size[0])
-    if cfg.pretrained is not None:
+    if cfg.pretrained is True:  # the weights of the tag / Hub repo in cfg.name, through timm and huggingface_hub
+        kwargs["pretrained"] = True
+    elif isinstance(cfg.pretrained, str):
         if not Path(cfg.pretrained).is_file():
-            raise ModelError(f"{role}.pretrained: {cfg.pretrained!r} does not exist; pass a local weights file")
+            raise ModelError(
+                f"{role}.pretrained: {cfg.pretrained!r} does not exist; pass a local weights file, or true for the "
+                f"Hub weights of the tag in {role}.name (e.g. resnet50.a1_in1k or hf-hub:timm/resnet50.a1_in1k)"
+            )
         kwargs["pretrained"] = True
         kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(cfg.pretrained)}
     return create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import timm.data
 from torch import nn
 
+from ..errors import ModelError
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -50,8 +52,32 @@ def input_channels(model: nn.Module) -> int:
 
 
 def num_classes(model: nn.Module) -> int:
-    """Output classes of a timm classifier."""
-    return int(model.num_classes)
+    """Output classes: ``model.num_classes`` (timm), else the outputs of its last ``nn.Linear``."""
+    value = getattr(model, "num_classes", None)
+    if value is not None:
+        return int(value)
+    return last_linear(model, "num_classes").out_features
+
+
+def num_features(model: nn.Module) -> int:
+    """Width of the penultimate features: ``model.num_features`` (timm), else the inputs of its last
+    ``nn.Linear`` (the classifier)."""
+    value = getattr(model, "num_features", None)
+    if value is not None:
+        return int(value)
+    return last_linear(model, "num_features").in_features
+
+
+def last_linear(model: nn.Module, attribute: str = "num_classes") -> nn.Linear:
+    """The last ``nn.Linear`` registered in ``model`` (its classifier in a plain ``nn.Module``); a clear error
+    naming ``attribute`` (what the caller wanted to read) when it has none."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ModelError(
+            f"{type(model).__name__} has no {attribute} attribute and no nn.Linear to read it from: "
+            f"set model.{attribute} = N on it"
+        )
+    return linears[-1]
 
 
 def count_parameters(module: nn.Module | None) -> int:

@@ -14,30 +14,70 @@ Which features are "the four stages" (documented rule, reproducing the official 
 
 Explicit ``stages`` are positions in ``model.feature_info``; the extra position
 ``len(model.feature_info)`` names the head input (the features ``forward_head`` pools).
+
+**Any nn.Module** (no ``feature_info``): name its four stage modules (``modules=["layer1", "layer2",
+"layer3", "layer4"]``, dotted paths in ``model.named_modules()``); their outputs, taken by forward
+hooks, are the stages, and position *k* is the *k*-th name.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from torch import nn
 
 from ..errors import ModelError
 
+STAGE_NAMES_HINT = "pass student_stages=[...] / teacher_stages=[...] to create_distiller"
 
-def feature_entries(model: nn.Module) -> list[dict]:
-    """``model.feature_info`` as a list of dicts (module, num_chs, reduction)."""
+
+def feature_entries(model: nn.Module, modules: Sequence[str] | None = None) -> list[dict]:
+    """The model's feature positions as dicts (``module``, and ``num_chs``, ``reduction`` from timm):
+    ``model.feature_info``, or one entry per name of ``modules`` when given."""
+    if modules is not None:
+        return named_entries(model, modules)
     info = getattr(model, "feature_info", None)
     if not info:
-        raise ModelError(f"{type(model).__name__} has no timm feature_info; stage features need a timm model")
+        raise ModelError(
+            f"{type(model).__name__} has no timm feature_info, so its stage features must be named: "
+            f"{STAGE_NAMES_HINT} with four of its module names (its top-level modules: {_children(model)})"
+        )
     if hasattr(info, "get_dicts"):
         return list(info.get_dicts())
     return [dict(entry) for entry in info]
 
 
-def default_stage_indices(model: nn.Module) -> list[int]:
-    """The four default stage positions of ``model`` (see the module docstring for the rule)."""
-    entries = feature_entries(model)
+def named_entries(model: nn.Module, modules: Sequence[str]) -> list[dict]:
+    """One entry per module name, each checked to name a submodule of ``model``."""
+    if isinstance(modules, str) or len(modules) != 4:
+        raise ModelError(
+            f"stage modules of {type(model).__name__}: name 4 modules (one per OFA stage 1-4; repeat one for a "
+            f"model with fewer stages), got {modules!r}"
+        )
+    known = dict(model.named_modules())
+    for name in modules:
+        if not name or name not in known:
+            close = difflib.get_close_matches(str(name), [n for n in known if n], n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ModelError(
+                f"{type(model).__name__} has no module {name!r}; {hint}name modules by their dotted path in "
+                f"model.named_modules() (its top-level modules: {_children(model)})"
+            )
+    return [{"module": name} for name in modules]
+
+
+def _children(model: nn.Module) -> str:
+    names = [name for name, _ in model.named_children()]
+    return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") if names else "none"
+
+
+def default_stage_indices(model: nn.Module, modules: Sequence[str] | None = None) -> list[int]:
+    """The four default stage positions of ``model`` (see the module docstring for the rule); with
+    named stage ``modules``, their positions 0-3."""
+    entries = feature_entries(model, modules)
+    if modules is not None:
+        return list(range(len(entries)))
     reductions = [entry["reduction"] for entry in entries]
     if len(set(reductions)) == 1:
         depth = len(entries)
@@ -54,12 +94,22 @@ def default_stage_indices(model: nn.Module) -> list[int]:
     return positions
 
 
-def stage_positions(model: nn.Module, stages: Sequence[int], feature_indices: Sequence[int] | None = None) -> list[int]:
-    """``feature_info`` positions of OFA-numbered ``stages`` (1-4) of ``model``.
+def stage_positions(
+    model: nn.Module,
+    stages: Sequence[int],
+    feature_indices: Sequence[int] | None = None,
+    modules: Sequence[str] | None = None,
+) -> list[int]:
+    """Feature positions of OFA-numbered ``stages`` (1-4) of ``model``.
 
-    ``feature_indices`` (four explicit positions) replaces the documented default stage map.
+    ``feature_indices`` (four explicit ``feature_info`` positions) replaces the documented default stage
+    map; named stage ``modules`` replace ``feature_info`` altogether (position k is the k-th name).
     """
-    positions = list(feature_indices) if feature_indices is not None else default_stage_indices(model)
+    if modules is not None and feature_indices is not None:
+        raise ModelError(
+            f"{type(model).__name__}: give its stages as module names or as feature_indices, not both"
+        )
+    positions = list(feature_indices) if feature_indices is not None else default_stage_indices(model, modules)
     if len(positions) != 4:
         raise ModelError(f"feature indices need 4 positions (one per stage 1-4), got {positions}")
     return [positions[stage - 1] for stage in stages]

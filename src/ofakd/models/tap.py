@@ -7,7 +7,10 @@
   ``len(model.feature_info)`` is the head input, the features ``forward_head`` pools), through timm's
   ``forward_intermediates`` (or forward hooks on the ``feature_info`` modules for models without it);
 * **the penultimate embedding**: the pooled pre-logits ``forward_head(final, pre_logits=True)``
-  (ResNet: the global-pooled map; ViT: the class token after the final norm; Mixer: the token mean).
+  (ResNet: the global-pooled map; ViT: the class token after the final norm; Mixer: the token mean);
+* **any nn.Module** (no ``forward_head``, or stage ``modules`` named): the plain ``model(x)`` with forward
+  hooks on the named stage modules (position *k* is the *k*-th name) and, for the embedding, on the
+  input of its last ``nn.Linear`` (the classifier), flattened.
 
 The logits come from ``forward_head`` on the same forward's final features, so they equal
 ``model(x)``. Whether a feature is a map (B, C, H, W) or tokens (B, N, D) is read from the tensor:
@@ -26,7 +29,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .stages import default_stage_indices, feature_entries
+from .info import last_linear
+from .stages import STAGE_NAMES_HINT, default_stage_indices, feature_entries
 
 
 @dataclass
@@ -50,12 +54,24 @@ class ModelTap:
 
     ``positions`` are ``feature_info`` positions (:func:`ofakd.models.stages.default_stage_indices`
     gives the four OFA stages); ``embedding`` asks for the penultimate embedding too. With neither,
-    the tap is the plain forward. ``num_prefix_tokens`` tells how many leading tokens of a token
+    the tap is the plain forward. ``modules`` names the stage modules of a model without timm's
+    ``feature_info`` (or overrides it). ``num_prefix_tokens`` tells how many leading tokens of a token
     feature are prefix tokens; ``has_class_token`` whether the first of them is a class token.
     """
 
-    def __init__(self, model: nn.Module, positions: Sequence[int] = (), *, embedding: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        positions: Sequence[int] = (),
+        *,
+        embedding: bool = False,
+        modules: Sequence[str] | None = None,
+    ) -> None:
         self.model = model
+        self.modules = list(modules) if modules is not None else None
+        """Named stage modules (positions index this list), or None: ``model.feature_info``."""
+        self.hooked = self.modules is not None or not hasattr(model, "forward_head")
+        """True: one plain ``model(x)`` with forward hooks (any nn.Module); False: timm's feature API."""
         self._check(positions)
         self.positions = list(positions)
         """Positions in the order given (a position may repeat, e.g. a model with fewer than 4 reductions)."""
@@ -67,9 +83,9 @@ class ModelTap:
         self._token_format: bool | None = None  # decided on the first forward that takes features
 
     @classmethod
-    def stages(cls, model: nn.Module, *, embedding: bool = False) -> ModelTap:
-        """A tap over the model's four default OFA stages."""
-        return cls(model, default_stage_indices(model), embedding=embedding)
+    def stages(cls, model: nn.Module, *, embedding: bool = False, modules: Sequence[str] | None = None) -> ModelTap:
+        """A tap over the model's four default OFA stages (or its four named stage ``modules``)."""
+        return cls(model, default_stage_indices(model, modules), embedding=embedding, modules=modules)
 
     def widen(self, positions: Sequence[int] = (), *, embedding: bool = False) -> None:
         """Also take the features at ``positions`` (and the embedding when asked) from now on."""
@@ -81,34 +97,39 @@ class ModelTap:
     def _check(self, positions: Sequence[int]) -> None:
         if not positions:
             return
-        head_input = len(feature_entries(self.model))
+        last = self.available_positions()[-1]
         for position in positions:
-            if not 0 <= position <= head_input:
+            if not 0 <= position <= last:
+                what = (f"{last + 1} named stage modules" if self.hooked
+                        else f"{last} feature_info entries, and {last} for the head input")
                 raise ModelError(
                     f"stage index {position} is out of range for {type(self.model).__name__}: valid are "
-                    f"0..{head_input} ({head_input} feature_info entries, and {head_input} for the head input)"
+                    f"0..{last} ({what})"
                 )
 
     # ---- facts ---------------------------------------------------------------
     @functools.cached_property
     def head_input(self) -> int:
-        """The position of the head input (one past the last ``feature_info`` entry)."""
-        return len(feature_entries(self.model))
+        """The position of the head input (one past the last ``feature_info`` entry or stage name)."""
+        return len(feature_entries(self.model, self.modules))
 
     @property
     def names(self) -> list[str]:
-        """Human names of the positions (feature_info module names, or ``head_input``)."""
-        entries = feature_entries(self.model)
+        """Human names of the positions (feature_info module names or stage names, or ``head_input``)."""
+        entries = feature_entries(self.model, self.modules)
         return [entries[p]["module"] if p < len(entries) else "head_input" for p in self.positions]
 
     def available_positions(self) -> list[int]:
-        """Every position this model can give (all feature_info entries, then the head input)."""
-        return list(range(self.head_input + 1))
+        """Every position this model can give: all feature_info entries, then the head input (a hooked
+        model: its named stage modules only)."""
+        return list(range(self.head_input + (0 if self.hooked else 1)))
 
     # ---- forward -------------------------------------------------------------
     def __call__(self, x: torch.Tensor) -> ModelOutput:
         if not self.positions and not self.embedding:
             return ModelOutput(self.model(x))
+        if self.hooked:
+            return self._forward_hooked(x)
         head_input = self.head_input
         wanted = sorted({p for p in self.positions if p < head_input})
         if hasattr(self.model, "forward_intermediates"):
@@ -191,8 +212,28 @@ class ModelTap:
         return feature
 
     def _forward_hooks(self, x: torch.Tensor, wanted: list[int]):
-        """Fallback for models without forward_intermediates: hooks on feature_info modules."""
-        entries = feature_entries(self.model)
+        """Fallback for timm models without forward_intermediates: hooks on feature_info modules."""
+        final, taken = self._hooked(self.model.forward_features, x, wanted)
+        return final, [(p, self._as_nchw(f) if f.dim() == 4 else f) for p, f in sorted(taken.items())]
+
+    def _forward_hooked(self, x: torch.Tensor) -> ModelOutput:
+        """Any nn.Module: ``model(x)`` with hooks on the named stage modules (and the classifier's input)."""
+        classifier = last_linear(self.model, "classifier (nn.Linear) for the embedding") if self.embedding else None
+        inputs: list[torch.Tensor] = []
+        handle = classifier.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) if classifier else None
+        try:
+            logits, taken = self._hooked(self.model, x, sorted(set(self.positions)))
+        finally:
+            if handle is not None:
+                handle.remove()
+        if classifier is not None and not inputs:
+            raise ModelError(f"the last nn.Linear of {type(self.model).__name__} did not run in its forward; "
+                             "the penultimate embedding is read from its input")
+        return ModelOutput(logits, taken, inputs[-1].flatten(1) if inputs else None)
+
+    def _hooked(self, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, wanted: list[int]):
+        """``run(x)`` with forward hooks taking the outputs of the modules at positions ``wanted``."""
+        entries = feature_entries(self.model, self.modules) if wanted else []
         modules = dict(self.model.named_modules())
         taken: dict[int, torch.Tensor] = {}
         handles = [
@@ -202,11 +243,24 @@ class ModelTap:
             for p in wanted
         ]
         try:
-            final = self.model.forward_features(x)
+            out = run(x)
         finally:
             for handle in handles:
                 handle.remove()
-        return final, [(p, self._as_nchw(f) if f.dim() == 4 else f) for p, f in sorted(taken.items())]
+        for p in wanted:
+            self._check_taken(entries[p]["module"], taken.get(p))
+        return out, taken
+
+    def _check_taken(self, name: str, feature) -> None:
+        """A hooked stage module's output must be one map (B, C, H, W) or tokens (B, N, D)."""
+        model = type(self.model).__name__
+        if feature is None:
+            raise ModelError(f"module {name!r} of {model} did not run in its forward; {STAGE_NAMES_HINT} "
+                             "naming modules its forward calls")
+        if not isinstance(feature, torch.Tensor) or feature.dim() not in (3, 4):
+            shape = tuple(feature.shape) if isinstance(feature, torch.Tensor) else type(feature).__name__
+            raise ModelError(f"module {name!r} of {model} gives {shape}, not a map (B, C, H, W) or tokens (B, N, D); "
+                             f"{STAGE_NAMES_HINT} naming modules that return one tensor")
 
     def _as_nchw(self, feature: torch.Tensor) -> torch.Tensor:
         """Head input maps may be channels-last (Swin): detect by the model's feature width."""

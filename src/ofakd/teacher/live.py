@@ -9,7 +9,8 @@ for the teacher-output cache (``ofakd cache record``) compute exactly the same l
   (:class:`~ofakd.teacher.input_view.TeacherInput`), in channels-last memory format;
 * its precision: an autocast mode of its own (``none``, ``bf16``, ``fp16``; None keeps the caller's)
   and optionally bfloat16 weights;
-* its feature tap: the stage features and embedding the methods asked for (:meth:`require`).
+* its feature tap: the stage features and embedding the methods asked for (:meth:`require`), by timm's
+  ``feature_info`` or, for any nn.Module, by named stage modules (``stage_modules``).
 
 The outputs are plain float32 copies (inference tensors cannot be saved for backward).
 """
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..autocast import autocast
 from ..models.fold_batchnorm import fold_batchnorm
+from ..models.info import num_classes, num_features
 from ..models.tap import ModelOutput, ModelTap
 
 
@@ -42,7 +44,9 @@ class LiveTeacher(nn.Module):
 
     ``input_view`` maps the student's batch to the teacher's input (None: as it is); ``amp`` is the
     forward's autocast mode (None: the caller's); ``dtype`` the weights' (bfloat16 halves memory and
-    needs a bf16 forward). The model is frozen in place (see :func:`freeze_teacher`).
+    needs a bf16 forward); ``stage_modules`` the names of its four stage modules when it has no timm
+    ``feature_info`` (see :class:`~ofakd.models.tap.ModelTap`). The model is frozen in place (see
+    :func:`freeze_teacher`).
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class LiveTeacher(nn.Module):
         amp: str | None = None,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = True,
+        stage_modules: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.model = freeze_teacher(model, channels_last)
@@ -61,15 +66,15 @@ class LiveTeacher(nn.Module):
         self.input_view = input_view  # a submodule when it is one: its buffers follow .to()
         self.amp = amp
         self.channels_last = channels_last
-        self.tap = ModelTap(self.model)
+        self.tap = ModelTap(self.model, modules=stage_modules)
 
     @property
     def num_classes(self) -> int:
-        return int(self.model.num_classes)
+        return num_classes(self.model)
 
     @property
     def num_features(self) -> int:
-        return int(self.model.num_features)
+        return num_features(self.model)
 
     def require(self, positions: Sequence[int] = (), *, embedding: bool = False) -> None:
         self.tap.widen(positions, embedding=embedding)

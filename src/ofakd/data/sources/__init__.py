@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import DataConfig
-from . import cifar, digits, fashion_mnist, imagefolder
+from . import cifar, digits, fashion_mnist, imagefolder, in_python
 from .source import Source
 
 
@@ -24,4 +24,5 @@ def _module(name: str):
         "cifar10": cifar,
         "cifar100": cifar,
         "imagefolder": imagefolder,
+        "python": in_python,
     }[name]

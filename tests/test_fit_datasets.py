@@ -1,0 +1,115 @@
+"""``ofakd.fit``: a distiller built in Python trained on torch Datasets by the engine (run folder, resume, EMA)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch.utils.data import Dataset
+
+import ofakd
+from ofakd.engine.evaluate import evaluate
+from ofakd.errors import ConfigError, DataError, OfakdError
+
+from .test_any_module import SmallCNN
+from .tiny_models import tiny
+
+
+class Killed(Exception):
+    """The process died (a crash, the OOM killer)."""
+
+
+class Blobs(Dataset):
+    """Three classes of 16-px noise around different means, flipped at random (a transform drawing from torch's
+    global generator, as torchvision's do); loading fails after ``crash_after`` items when given."""
+
+    classes = ["low", "mid", "high"]
+
+    def __init__(self, n: int, seed: int, crash_after: int | None = None) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.targets = torch.randint(0, 3, (n,), generator=g)
+        self.images = torch.randn(n, 3, 16, 16, generator=g) * 0.5 + self.targets.view(-1, 1, 1, 1).float()
+        self.crash_after, self.calls = crash_after, 0
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        self.calls += 1
+        if self.crash_after is not None and self.calls > self.crash_after:
+            raise Killed
+        image = self.images[index]
+        return (image.flip(-1) if torch.rand(()) < 0.5 else image), int(self.targets[index])
+
+
+def distiller(method: str = "ofa", **kwargs):
+    torch.manual_seed(0)
+    return ofakd.create_distiller(method, teacher=SmallCNN(classes=3), student=tiny("deit", num_classes=3, size=16),
+                                  input_size=(3, 16, 16), **kwargs)
+
+
+SETTINGS = dict(epochs=2, batch_size=16, lr=1e-3, progress=False, tensorboard=False, log=lambda _m: None)
+
+
+def test_fit_trains_given_datasets_into_a_run_folder(tmp_path):
+    made = distiller()
+    val = Blobs(24, 1)
+    run = ofakd.fit(made, Blobs(64, 0), val, out_dir=tmp_path, name="blobs", ema_decay=0.5, **SETTINGS)
+    assert run == tmp_path / "blobs"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["name"] == "python" and config["method"]["name"] == "ofa"
+    assert config["student"]["name"] == "deit_tiny_patch16_224" and config["student"]["kwargs"]["img_size"] == 16
+    assert config["teacher"]["name"] == "SmallCNN" and config["train"]["ema_decay"] == 0.5
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["complete"] and summary["steps"] == 8 and summary["train_images"] == 64
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"ofa_s1", "kd", "gt"} <= set(next(r for r in records if r["kind"] == "train")["losses"])
+    # best.safetensors holds the weights that scored best_top1 on the given validation set
+    best = tiny("deit", num_classes=3, size=16)
+    best.load_state_dict(load_file(str(run / "best.safetensors")))
+    loader = torch.utils.data.DataLoader(val, batch_size=8)
+    assert evaluate(best, loader, device=torch.device("cpu")).scores()["top1"] == pytest.approx(summary["best_top1"])
+
+
+def test_a_crashed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
+    whole = distiller()
+    ofakd.fit(whole, Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="whole", **SETTINGS)
+    with pytest.raises(Killed):  # dies in epoch 2, after epoch 1's last.pt (1 check + 64 items + 8)
+        ofakd.fit(distiller(), Blobs(64, 0, crash_after=73), Blobs(16, 1), out_dir=tmp_path, name="crash", **SETTINGS)
+    resumed = distiller()
+    run = ofakd.fit(resumed, Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="crash", resume=True, **SETTINGS)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 8
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (dict(lrr=0.1), ConfigError, r"unknown key 'train.lrr' — did you mean 'train.lr'"),
+        (dict(train_set=Blobs(64, 0), input_size=(3, 32, 32)), DataError,
+         r"train_set gives images of shape \(3, 16, 16\) but the distiller was built for input_size \(3, 32, 32\)"),
+        (dict(method="crd", num_samples=10), ConfigError, r"create_distiller\(..., num_samples=len\(train_set\)\) \(64\)"),
+        (dict(class_names=["a", "b"]), DataError, "2 class names for a student with 3 outputs"),
+        (dict(exists=True), ConfigError, "already exists; pass resume=True to continue it, overwrite=True"),
+    ],
+    ids=["unknown-setting", "image-size", "memory-bank-size", "class-names", "run-exists"],
+)
+def test_bad_input_names_the_problem_and_the_fix(tmp_path, change, error, message):
+    change = dict(change)
+    built_with = {k: change.pop(k) for k in ("method", "num_samples", "input_size") if k in change}
+    method = built_with.pop("method", "kd")
+    if "input_size" in built_with:
+        torch.manual_seed(0)
+        made = ofakd.create_distiller(method, teacher=SmallCNN(classes=3), student=SmallCNN(classes=3), **built_with)
+    else:
+        made = distiller(method, **built_with)
+    if change.pop("exists", False):
+        (tmp_path / "taken").mkdir()
+    train = change.pop("train_set", Blobs(64, 0))
+    with pytest.raises(error, match=message):
+        ofakd.fit(made, train, Blobs(8, 1), out_dir=tmp_path, name="taken", **{**SETTINGS, **change})
+    assert issubclass(error, OfakdError)
