@@ -9,7 +9,9 @@ from __future__ import annotations
 import builtins
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -66,8 +68,17 @@ def write(path: Path, data: str | bytes) -> Path:
     return path
 
 
-# Each case: (id, build(tmp, finished) -> argv, words the one line must hold). ``tmp`` is the test's folder.
-CASES = [
+class Case(NamedTuple):
+    id: str
+    build: Callable[[Path, Path], list]
+    """``build(tmp, finished) -> argv``; ``tmp`` is the test's folder, ``finished`` a finished run."""
+    words: list[str]
+    """Words the one line must hold."""
+    code: int = 2
+    """The exit status (docs/errors.md)."""
+
+
+CASES = [Case(*case) for case in [
     # ---- configs and overrides
     ("unknown-key", lambda t, f: [*tiny(t), "--set", "train.lrr=0.1"], ["unknown key 'train.lrr'", "did you mean 'train.lr'"]),
     ("wrong-type", lambda t, f: [*tiny(t), "--train.epochs", "ten"], ["train.epochs", "expected an integer", "'ten'"]),
@@ -169,7 +180,20 @@ CASES = [
      ["unknown key 'method.temprature'", "did you mean 'method.temperature'"]),
     ("method-option-wrong-type", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "hot"],
      ["method.temperature", "expected a number", "'hot'"]),
-]
+    ("zero-temperature", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "0"],
+     ["method.temperature", "temperature must be > 0", "got 0"]),
+    ("negative-loss-weight", lambda t, f: [*tiny(t, "distill"), "--method", "ofa", "--method.ofa_weight", "-1"],
+     ["method.ofa_weight", "loss weight must be >= 0", "got -1"]),
+    # ---- values the engine cannot compute with
+    ("min-lr-above-lr", lambda t, f: [*tiny(t), "--train.lr", "0.01", "--train.min_lr", "0.1"],
+     ["train.min_lr", "must not exceed train.lr (0.01)", "got 0.1"]),
+    ("seed-too-large", lambda t, f: [*tiny(t), "--seed", str(2**70)], ["train.seed", "less than or equal to 4294967295"]),
+    ("lr-beyond-float32", lambda t, f: [*tiny(t), "--train.lr", "1e300"], ["train.lr", "beyond float32's range"]),
+    ("model-kwargs-num-classes", lambda t, f: [*tiny(t), "--set", "student.kwargs.num_classes=5"],
+     ["student.kwargs", "num_classes comes from the data set", "remove it"]),
+    ("duplicate-yaml-key", lambda t, f: ["train", "--config", str(write(t / "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n"))],
+     ["dup.yaml line 3", "key 'lr' appears twice", "keep one"]),
+]]
 
 
 def mkdir(path: Path) -> Path:
@@ -244,26 +268,26 @@ def run_cli(capsys, argv) -> tuple[int, str]:
 
 
 def test_the_catalogue_is_large_and_distinct():
-    ids = [case[0] for case in CASES]
+    ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids)) >= 30
 
 
-@pytest.mark.parametrize(("build", "words"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_bad_input_is_one_clear_line(build, words, tmp_path, finished, capsys, monkeypatch):
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_one_clear_line(case, tmp_path, finished, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # (anything written to the working folder stays in the test's folder)
-    argv = build(tmp_path, finished)
+    argv = case.build(tmp_path, finished)
     code, err = run_cli(capsys, argv)
     lines = err.strip().splitlines()
-    assert code == 2, err
+    assert code == case.code, err
     assert len(lines) == 1, err
     assert "Traceback" not in err
     assert lines[0].startswith(f"ofakd {argv[0]}: error: "), lines[0]
-    for word in words:
+    for word in case.words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("build", [CASES[1][1], next(c[1] for c in CASES if c[0] == "unknown-model")])
+@pytest.mark.parametrize("build", [CASES[1].build, next(c.build for c in CASES if c.id == "unknown-model")])
 def test_debug_shows_the_traceback(build, tmp_path, finished):
     with pytest.raises(OfakdError):
         main(["--debug", *[str(a) for a in build(tmp_path, finished)]])
