@@ -115,6 +115,8 @@ CASES = [Case(*case) for case in [
     ("resume-not-a-run", lambda t, f: ["train", "--resume", str(t)], ["no config.yaml there", "runs/NAME"]),
     ("resume-changes-recipe", lambda t, f: ["train", "--resume", str(f), "--set", "train.lr=1"],
      ["'train.lr' cannot change", "Start a new run"]),
+    ("resume-with-overwrite", lambda t, f: ["train", "--resume", str(f), "--overwrite"],
+     ["--resume", "--overwrite would delete it", "pass one of them"]),
     ("resume-damaged-checkpoint", lambda t, f: ["train", "--resume", str(damaged_copy(f, t))],
      ["last.pt is not a readable checkpoint", "nothing to resume", "--overwrite"]),
     # ---- model names and checkpoints
@@ -142,6 +144,9 @@ CASES = [Case(*case) for case in [
         t / "evil.pth", {"w": torch.ones(1), "x": Payload()}))], ["evil.pth", "refused for safety", "safetensors"]),
     ("corrupt-safetensors", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(write(t / "w.safetensors", b"xx"))],
      ["w.safetensors", "not a readable safetensors file"]),
+    ("teacher-run-with-checkpoint", lambda t, f: [*tiny(t, "distill"), "--teacher-run", str(f), "--teacher-checkpoint",
+                                                  str(f / "best.safetensors")],
+     ["--teacher-run", "gives the teacher's name and weights", "drop --teacher-checkpoint"]),
     ("teacher-run-not-a-run", lambda t, f: [*tiny(t, "distill"), "--teacher-run", str(t)],
      ["--teacher-run", "expected config.yaml and best.safetensors"]),
     ("eval-missing-target", lambda t, f: ["eval", str(t / "nothing")], ["nothing", "does not exist", "run folder"]),
@@ -300,3 +305,15 @@ def test_skip_corrupt_trains_past_a_broken_image(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "runs" / "skip" / "summary.json").read_text())
     assert summary["train_images"] == 8 and summary["complete"]
+
+
+def test_resume_with_the_runs_own_flags_changes_nothing(finished, tmp_path, capsys):
+    """The command line that started a run, with --resume added, is accepted: the flags change no value."""
+    out = tmp_path / "out"
+    args = [*tiny(out, "distill"), "--teacher-run", str(finished), "--name", "student"]
+    assert main(args) == 0
+    capsys.readouterr()
+    code, err = run_cli(capsys, [*args, "--resume", out / "runs" / "student"])
+    assert code == 0 and "cannot change" not in err, err
+    code, err = run_cli(capsys, [*args, "--resume", out / "runs" / "student", "--train.lr", "0.5"])
+    assert code == 2 and "'train.lr' cannot change" in err

@@ -220,6 +220,22 @@ RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_ever
                     "train.dist_timeout")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 
+
+def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts, other than :data:`RESUME_SAFE_KEYS`."""
+    return [key for key in _changed_keys(old, new) if key not in RESUME_SAFE_KEYS]
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "augment": AugmentConfig,

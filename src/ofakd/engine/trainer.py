@@ -19,7 +19,7 @@ from ofakd.device import pick_device
 
 from .. import __version__
 from ..config.load import dump_config
-from ..config.schema import RESUME_SAFE_KEYS, RunConfig
+from ..config.schema import RESUME_SAFE_KEYS, RunConfig, resume_changes
 from ..data import seed_everything
 from ..distill import get_method
 from ..errors import ConfigError
@@ -87,23 +87,13 @@ def fit(
                    progress=progress, tensorboard=tensorboard, log=log).fit()
 
 
-def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume=None, overwrite=False, stop_after_epochs=None,
                  dist: DistContext = SINGLE_PROCESS, progress=True, tensorboard=True, log=print) -> None:
         if stop_after_epochs is not None and stop_after_epochs < 0:
             raise ConfigError(f"--stop-after-epochs must be >= 0, got {stop_after_epochs}")
+        if resume is not None and overwrite:
+            raise ConfigError(f"--resume continues {resume} and --overwrite would delete it: pass one of them")
         self.cfg = cfg
         self.resume = resume
         self.overwrite = overwrite
@@ -195,7 +185,7 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         ckpt, used = load_resume_state(self.folder.last, log=self.log)
-        changed = [k for k in _changed_keys(ckpt.get("config") or {}, self.cfg.to_dict()) if k not in RESUME_SAFE_KEYS]
+        changed = resume_changes(ckpt.get("config") or {}, self.cfg.to_dict())
         if changed:
             raise ConfigError(
                 f"--resume {self.folder.path}: the config differs from the run's at {changed[0]!r}; a resumed run "
