@@ -570,3 +570,22 @@ def test_run_names_never_leave_the_out_dir(tmp_path, capsys):
     code, _, err = cli(*run_args(out, "link", "--epochs", "1"), capsys=capsys)
     assert code == 2 and "is a symbolic link" in err
     assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_eval_json_of_a_nan_head_is_valid_json(runs, tmp_path, capsys):
+    """A head that outputs NaN gives a NaN loss: `eval --json` writes null, not the bare NaN json.dumps writes."""
+    from ofakd.evaluation import load_student
+    from ofakd.run_folder import read_student_metadata, save_weights
+
+    run = copy_run(runs, "run", tmp_path)
+    model, _ = load_student(run)
+    with torch.no_grad():
+        model.get_classifier().bias.fill_(float("nan"))
+    save_weights(run / "best.safetensors", model, read_student_metadata(run / "best.safetensors"))
+    code, out, err = cli("eval", run, "--json", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert result["mean_loss"] is None and result["loss"] is None and result["count"] == 16

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .. import finite_json
 from ..errors import EXIT_WRITE_FAILED, OfakdError
 
 
@@ -128,4 +128,5 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as JSON (NaN/inf as null), atomically."""
+    write_text(path, finite_json.dumps(obj, indent=2, sort_keys=False) + "\n")
