@@ -249,6 +249,32 @@ def test_damaged_last_pt_is_reported_and_the_previous_one_used(runs, tmp_path, c
     assert_same_run(runs / "ref", run)  # resumed inside epoch 1 from the periodic checkpoint
 
 
+def test_rotation_never_replaces_the_good_backup_with_a_damaged_checkpoint(runs, tmp_path, monkeypatch, capsys):
+    """last.pt truncated: the run resumes from last.prev.pt and saves four times (steps 12, 15, 20, 24). After
+    every rename or link a checkpoint that passes its CRC check exists: the damaged last.pt is replaced, never
+    kept as last.prev.pt."""
+    run = copy_run(runs, "run", tmp_path)
+    truncate(run / "last.pt")
+    verified_after = []
+
+    def checked(operation):
+        def call(*args, **kwargs):
+            result = operation(*args, **kwargs)
+            good = [name for name in ("last.pt", "last.prev.pt") if file_problem(run / name) is None]
+            assert good, f"no verified checkpoint after {operation.__name__}{args}"
+            verified_after.append(good)
+            return result
+        return call
+
+    monkeypatch.setattr(os, "replace", checked(os.replace))
+    monkeypatch.setattr(os, "link", checked(os.link))
+    code, out, err = cli("train", "--resume", run, "--checkpoint-every", "5", capsys=capsys)
+    assert code == 0, err
+    assert "resuming from the previous checkpoint" in out
+    assert verified_after[0] == ["last.prev.pt"]  # the first save: last.pt is still the damaged file
+    assert load_state(run / "last.pt")["step"] == 24 and load_state(run / "last.prev.pt")["step"] == 20
+
+
 def test_both_checkpoints_damaged_is_a_clear_error(runs, tmp_path, capsys):
     run = copy_run(runs, "run", tmp_path)
     truncate(run / "last.pt")

@@ -61,7 +61,8 @@ def atomic_write(
 
     ``verify(tmp)`` (optional) re-reads the written file and returns a problem or None; the file
     replaces ``path`` only when it is whole. ``keep_previous``: keep the replaced file under this
-    name (a hard link, so ``path`` exists at every moment). An ``OSError`` becomes a one-line
+    name (a hard link, so ``path`` exists at every moment), but only when it passes ``verify`` too:
+    a damaged file never replaces the good one kept there. An ``OSError`` becomes a one-line
     :class:`CheckpointWriteError` and the old file stays as it was.
     """
     path = Path(path)
@@ -79,7 +80,7 @@ def atomic_write(
                     f"{path} was written but does not read back whole ({problem}); the disk or file system is "
                     f"failing: {'the previous ' + path.name + ' is intact' if existed else 'nothing was replaced'}"
                 )
-        if keep_previous is not None and existed:
+        if keep_previous is not None and existed and (verify is None or verify(path) is None):
             _keep_previous(path, Path(keep_previous))
         os.replace(tmp, path)
     except OSError as err:
