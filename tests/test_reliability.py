@@ -18,6 +18,7 @@ import pickle
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,21 +120,27 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def slow_run_in_child(args, *, sleep: float, log: Path) -> int:
+def slow_run_in_child(args, *, sleep: float, log: Path, gate: Path | None = None, env: dict | None = None) -> int:
     """Fork a training process (the test process's modules, no import cost) running ``ofakd ARGS``
-    with a slowed step; its output goes to ``log``. Returns its pid."""
+    with a slowed step; its output goes to ``log``. Returns its pid. With ``gate``, every step after the
+    second waits while that file exists; ``env`` is added to the child's environment."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 70
         try:
             stream = open(log, "w", buffering=1)  # noqa: SIM115
             sys.stdout = sys.stderr = stream
+            os.environ.update(env or {})
             from ofakd.engine import amp as precision
 
             step = precision.Precision.step
+            calls = []
 
             def slow_step(self, *a, **k):
                 time.sleep(sleep)
+                calls.append(1)
+                while gate is not None and len(calls) > 2 and gate.exists():
+                    time.sleep(0.02)
                 return step(self, *a, **k)
 
             precision.Precision.step = slow_step
@@ -222,6 +229,63 @@ def test_sigint_then_sigkill_lose_nothing(runs, tmp_path, capsys):
     code, out, err = cli("train", "--resume", run, capsys=capsys)
     assert code == 0, err
     assert_same_run(runs / "ref", run)
+
+
+# ----------------------------------------------------------------------------- one writer per run folder
+
+
+@pytest.mark.parametrize("kind", ["flock", "lease"])
+def test_one_writer_per_run_folder(runs, tmp_path, capsys, monkeypatch, kind):
+    """A run trains in another process and holds its folder's lock. A second run of the same name, --overwrite
+    and --resume of the folder are refused, naming that process, and change nothing there. After a SIGKILL the
+    lock is free at once (flock: the kernel let go; a lease: its process is gone) and --resume ends exactly as
+    the uninterrupted run: every step logged once."""
+    monkeypatch.setenv("OFAKD_LOCK", kind)
+    run, gate = tmp_path / "run", tmp_path / "gate"
+    gate.touch()
+    pid = slow_run_in_child(run_args(tmp_path, "run", "--checkpoint-every", "1"), sleep=0.0, log=tmp_path / "1.log",
+                            gate=gate, env={"OFAKD_LOCK": kind})
+    try:
+        wait_for_step(run, 2, lambda: child_alive(pid))
+        while file_problem(run / "last.pt") is not None or load_state(run / "last.pt")["step"] < 2:
+            assert child_alive(pid)
+            time.sleep(0.05)  # step 2 was logged; its checkpoint follows (then step 3 waits at the gate)
+        before = {name: sha(run / name) for name in ("config.yaml", "last.pt")}
+        holder = f"is being written by pid {pid} on host {socket.gethostname()}"
+        for command in (run_args(tmp_path, "run"), run_args(tmp_path, "run", "--overwrite"), ["train", "--resume", run]):
+            code, _, err = cli(*command, capsys=capsys)
+            assert code == 2 and len(err.strip().splitlines()) == 1 and holder in err, err
+        assert "--overwrite does not delete a folder another process writes" not in err
+        assert {name: sha(run / name) for name in before} == before
+        assert json.loads((run / "run.lock").read_text())["mode"] == kind
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    code, _, err = cli("train", "--resume", run, capsys=capsys)
+    assert code == 0, err
+    assert_same_run(runs / "ref", run)
+    assert not (run / "run.lock").exists()  # released at the end of the run
+
+
+def test_overwrite_refuses_a_folder_being_written(tmp_path, capsys):
+    from ofakd.run_folder import FolderLock
+
+    out = tmp_path / "out"
+    assert cli(*run_args(out, "run", "--epochs", "1"), capsys=capsys)[0] == 0
+    before = sha(out / "run" / "last.pt")
+    with FolderLock(out / "run" / "run.lock", "run folder"):  # as a run writing there holds it
+        code, _, err = cli(*run_args(out, "run", "--overwrite"), capsys=capsys)
+    assert code == 2 and f"pid {os.getpid()}" in err and "--overwrite does not delete a folder another" in err
+    assert sha(out / "run" / "last.pt") == before
+
+
+def test_last_pt_that_is_a_folder_is_found_before_training(runs, tmp_path, capsys):
+    run = copy_run(runs, "run", tmp_path)
+    (run / "last.pt").unlink()
+    (run / "last.pt").mkdir()
+    code, out, err = cli("train", "--resume", run, capsys=capsys)
+    assert code == 2 and f"{run / 'last.pt'} is not a file" in err and "move it away" in err
+    assert "epoch" not in out and not (run / "run.lock").exists()
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints

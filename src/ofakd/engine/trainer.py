@@ -27,7 +27,6 @@ from ..models import count_parameters
 from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
-    RunFolder,
     StudentMetadata,
     default_name,
     describe_checkpoint,
@@ -43,6 +42,7 @@ from ..teacher.live import LiveTeacher
 from .amp import Precision
 from .ddp import prepare_modules, training_module, world_size_change
 from .evaluate import evaluate
+from .folder_claim import claim_run_folder
 from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
@@ -102,20 +102,19 @@ class Trainer:
         self.progress = progress
         self.tensorboard = tensorboard
         self.log = log if dist.is_main else (lambda _msg: None)
+        self.lock = None
 
     # ---- setup -----------------------------------------------------------------
     def _prepare(self) -> None:
         cfg = self.cfg
         started = time.time()
-        if self.resume is not None:
-            self.folder = RunFolder.existing(self.resume)
-        else:
+        if self.resume is None:
             name = run_name(cfg)
             cfg = self.cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"name": name})})
-            self.folder = RunFolder.plan(cfg.run.out_dir, name, overwrite=self.overwrite)
-            self.dist.barrier()  # every process checked the folder before the main one (re)makes it
         self.device = rank_device(cfg.train.device, self.dist.local_rank) if self.dist.distributed else (
             pick_device(cfg.train.device))
+        self.folder, self.lock = claim_run_folder(cfg.run.out_dir, cfg.run.name, resume=self.resume,  # one writer
+                                                  overwrite=self.overwrite, dist=self.dist, device=self.device)
         self.precision = Precision(cfg.train.amp, self.device)
         seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = build_setup(cfg, self.device, self.dist)
@@ -232,6 +231,13 @@ class Trainer:
 
     # ---- training --------------------------------------------------------------
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            if self.lock is not None:  # the run folder's lock, held from _prepare to here
+                self.lock.release()
+
+    def _fit(self) -> dict:
         self._prepare()
         cfg, setup, state = self.cfg, self.setup, self.state
         main = self.dist.is_main
@@ -367,6 +373,7 @@ class Trainer:
                 f"{self.numerics.last_good}. Fix: {FIX}"
             )
         ckpt = self._checkpoint(partial)
+        self.lock.ensure_held()
         save_state(self.folder.last, ckpt, keep_previous=True)
         self.numerics.last_good = describe_checkpoint(self.folder.last, ckpt)
 

@@ -7,7 +7,7 @@
 
 Files: ``layout`` (file names, :class:`RunFolder`, safe run names), ``atomic`` (atomic, verified
 writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resume),
-``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`).
+``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`), ``lock`` (one writer per folder).
 
 Below the engine, the cache, export and analysis: it imports none of them.
 """
@@ -32,6 +32,7 @@ from .layout import (
     EXPORT_CONFIG,
     EXPORT_WEIGHTS,
     LAST,
+    LOCK,
     METRICS,
     PREVIOUS,
     SUMMARY,
@@ -40,6 +41,7 @@ from .layout import (
     previous_path,
     sanitize_name,
 )
+from .lock import FolderLock, FolderLocked
 
 __all__ = [
     "BEST",
@@ -48,6 +50,7 @@ __all__ = [
     "EXPORT_CONFIG",
     "EXPORT_WEIGHTS",
     "LAST",
+    "LOCK",
     "METRICS",
     "PREVIOUS",
     "STUDENT_PREFIX",
@@ -56,6 +59,8 @@ __all__ = [
     "CheckpointDamaged",
     "CheckpointRefused",
     "CheckpointWriteError",
+    "FolderLock",
+    "FolderLocked",
     "RunFolder",
     "StudentMetadata",
     "atomic_write",
