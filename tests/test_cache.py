@@ -466,6 +466,22 @@ def test_resumed_and_split_recording_equals_an_uninterrupted_one(teacher_file, t
         )
 
 
+def test_a_rank_being_recorded_is_not_recorded_twice(teacher_file, tmp_path):
+    """Each recorded rank is locked (one recorder per rank): a second recorder of a rank at work stops naming
+    it, before writing anything; the other rank can be recorded beside it (as torchrun's processes do)."""
+    from ofakd.run_folder import FolderLock, FolderLocked
+
+    out = tmp_path / "cache"
+    (out / "locks").mkdir(parents=True)
+    with FolderLock(out / "locks" / "rank_0001.lock", "rank 1 at work"):
+        with pytest.raises(FolderLocked, match=rf"teacher cache {out} \(rank 1\) is being written by pid"):
+            record_cache(make_cfg(teacher_file), out, world_size=2, overwrite=True, **QUIET)
+        assert sorted(p.name for p in out.iterdir()) == ["locks"]
+        record_cache(make_cfg(teacher_file), out, world_size=2, ranks=[0], **QUIET)
+    assert not list(out.glob("locks/*"))  # released: no lock file is left
+    assert TeacherCache(out).is_done(1, 0) and not TeacherCache(out).is_done(1, 1)
+
+
 # ----------------------------------------------------------------------------- distillation from a cache
 
 

@@ -8,6 +8,7 @@
     DIR/epoch_0000.index.i32              dataset index of each view (V,)
     DIR/epoch_0000.check.f32              mean pixel of each view as the student sees it (V,)
     DIR/done/epoch_0000.rank_0000         marker: that rank's rows of that epoch are written
+    DIR/locks/rank_0000.lock              while a recorder writes that rank: its lock (``ofakd.run_folder.lock``)
 
 Raw little-endian arrays without headers, read and written through ``numpy.memmap``. An epoch's
 V = world_size x steps_per_epoch x batch_size rows are in (rank, step, position in batch) order,
@@ -29,6 +30,7 @@ from ..run_folder.atomic import write_text
 
 MANIFEST = "manifest.json"
 DONE = "done"
+LOCKS = "locks"
 
 
 @dataclass(frozen=True)
