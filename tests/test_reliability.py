@@ -679,3 +679,59 @@ def test_eval_json_of_a_nan_head_is_valid_json(runs, tmp_path, capsys):
     assert code == 0, err
     result = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
     assert result["mean_loss"] is None and result["loss"] is None and result["count"] == 16
+
+
+# ----------------------------------------------------------------------------- integrity of what is read back
+
+
+def flip_bytes(path: Path, offset: int, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(offset, offset + count):
+        data[i] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def tensor_data_offset(path: Path) -> int:
+    """Where a safetensors file's tensor bytes start (after its 8-byte length and JSON header)."""
+    return 8 + int.from_bytes(path.read_bytes()[:8], "little")
+
+
+def test_damaged_best_weights_are_refused_by_eval_export_and_teacher_run(runs, tmp_path, capsys):
+    run = copy_run(runs, "run", tmp_path)
+    best = run / "best.safetensors"
+    flip_bytes(best, tensor_data_offset(best) + 1000)  # 64 bytes of weights: the file still parses
+    for argv in (["eval", run], ["eval", best], ["export", run, "--out", tmp_path / "export"],
+                 run_args(tmp_path, "student", "--teacher-run", run, command="distill")):
+        code, _, err = cli(*argv, capsys=capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{best} is damaged: its tensors or metadata differ from the sha256" in err
+    assert not (tmp_path / "export").exists() and not (tmp_path / "student").exists()
+
+
+def test_best_weights_of_an_older_ofakd_are_used_with_a_warning(runs, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = copy_run(runs, "run", tmp_path)
+    best = run / "best.safetensors"
+    with safe_open(str(best), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(tensors, str(best), metadata={k: v for k, v in meta.items() if k != "ofakd_sha256"})
+    with pytest.warns(UserWarning, match="carries no content hash .written by an older ofakd.: it is used unchecked"):
+        code, _, err = cli("eval", run, capsys=capsys)
+    assert code == 0, err
+
+
+def test_a_damaged_timm_export_is_refused(runs, tmp_path, capsys):
+    export = tmp_path / "export"
+    code, _, err = cli("export", runs / "half", "--out", export, capsys=capsys)
+    assert code == 0, err
+    recorded = json.loads((export / "config.json").read_text())["ofakd"]["exports"]["timm"]["sha256"]
+    assert recorded == {"model.safetensors": sha(export / "model.safetensors")}
+    code, out, err = cli("eval", export, "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["count"] == 16, err
+    weights = export / "model.safetensors"
+    flip_bytes(weights, tensor_data_offset(weights) + 1000)
+    code, _, err = cli("eval", export, capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{weights} is damaged: its sha256 differs from the one config.json records" in err

@@ -29,13 +29,13 @@ from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
 from ..run_folder.atomic import write_error, write_json
+from ..run_folder.digest import file_sha256
 from ..run_folder.lock import FolderLock
 from ..teacher.live import LiveTeacher
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .manifest import (
     FORMAT,
     VERSION,
-    file_sha256,
     plain,
     resume_differences,
     spec_dict,

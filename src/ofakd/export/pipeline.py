@@ -3,7 +3,8 @@
 Nothing lands in the output folder unless the check passed: files are written to a hidden
 temporary folder inside it, loaded back the way a user would (plain timm, onnxruntime,
 torch.jit.load), compared with the PyTorch student on random inputs, then moved in.
-Several formats of the same weights can share one folder; ``config.json`` lists them all.
+Several formats of the same weights can share one folder; ``config.json`` lists them all, with the
+sha256 of each file (checked when ofakd loads a timm export back).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
 from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS
+from ..run_folder.digest import file_sha256
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
 from .onnx_export import WEIGHTS_FILE as ONNX_FILE
@@ -122,7 +124,7 @@ def export_student(
                 + _mismatch_hint(fmt)
             )
         entry: dict[str, Any] = {"files": files, "exporter": exporter, "max_abs_diff": check.max_abs_diff,
-                                 "atol": atol}
+                                 "atol": atol, "sha256": {name: file_sha256(tmp / name) for name in files}}
         if fmt == "onnx":
             entry.update(opset=opset, input="input", output="logits", dynamic_axes={"input": [0], "logits": [0]})
         merged["ofakd"]["exports"][fmt] = entry

@@ -13,7 +13,14 @@ Below the engine, the cache, export and analysis: it imports none of them.
 """
 
 from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
-from .best_weights import StudentMetadata, read_student_metadata, read_weights_metadata, save_weights
+from .best_weights import (
+    StudentMetadata,
+    WeightsDamaged,
+    read_student_metadata,
+    read_weights,
+    read_weights_metadata,
+    save_weights,
+)
 from .checkpoint import (
     EMA_PREFIX,
     STUDENT_PREFIX,
@@ -63,6 +70,7 @@ __all__ = [
     "FolderLocked",
     "RunFolder",
     "StudentMetadata",
+    "WeightsDamaged",
     "atomic_write",
     "default_name",
     "describe_checkpoint",
@@ -71,6 +79,7 @@ __all__ = [
     "load_state",
     "previous_path",
     "read_student_metadata",
+    "read_weights",
     "read_weights_metadata",
     "sanitize_name",
     "save_state",
