@@ -20,10 +20,13 @@ def tensors_sha256(tensors: Mapping[str, torch.Tensor], header: str = "") -> str
     return digest.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
+def file_sha256(path: str | Path, start: int = 0, length: int | None = None) -> str:
+    """sha256 of a file's bytes (``length`` bytes from ``start``; default: all), read in 4 MiB chunks."""
     digest = hashlib.sha256()
+    left = float("inf") if length is None else length
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        f.seek(start)
+        while left > 0 and (chunk := f.read(int(min(left, 1 << 22)))):
             digest.update(chunk)
+            left -= len(chunk)
     return digest.hexdigest()
