@@ -7,8 +7,14 @@ Each case runs ``ofakd.cli.main([...])`` in-process on tiny models and data (a 1
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -76,6 +82,81 @@ class Case(NamedTuple):
     """Words the one line must hold."""
     code: int = 2
     """The exit status (docs/errors.md)."""
+    setup: Callable[[pytest.MonkeyPatch], None] | None = None
+    """What happens around the command (a signal, a torchrun environment), set up before it runs."""
+
+
+# ---- what some cases need: folders that cannot be written, signals, a torchrun peer that never comes
+_MOUNTS: list[Path] = []
+
+
+def tmpfs(folder: Path, options: str) -> Path:
+    """Mount a tmpfs with ``options`` at ``folder`` (root only), unmounted after the test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True,
+                       capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as err:
+        pytest.skip(f"cannot mount a tmpfs here ({err})")
+    _MOUNTS.append(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _unmount_tmpfs():
+    yield
+    while _MOUNTS:
+        subprocess.run(["umount", "-l", str(_MOUNTS.pop())], check=False, capture_output=True, timeout=20)
+
+
+def read_only(tmp: Path) -> Path:
+    """A folder nothing can be written into: a read-only tmpfs (as root), else one without write permission."""
+    if os.geteuid() == 0:
+        return tmpfs(tmp / "ro", "ro,size=1m")
+    folder = mkdir(tmp / "ro")
+    folder.chmod(0o555)
+    return folder
+
+
+def cka_args(out: Path) -> list[str]:
+    return ["cka", "--model-a", "test_byobnet", "--model-b", "test_byobnet", "--data", "digits", "--val-subset", "16",
+            "--batch-size", "8", "--batches", "1", "--no-progress", "--out", str(out)]
+
+
+def peer_never_joins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment torchrun gives rank 0 of 2; rank 1 never starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in dict(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2",
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+
+
+def sigterm_while_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGTERM (a cluster preempting the job) as the first epoch starts."""
+    import ofakd.engine.trainer as trainer
+
+    original = trainer.train_one_epoch
+
+    def epoch_after_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", epoch_after_a_signal)
+
+
+def sigint_while_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT (Ctrl-C) while the command line imports its commands."""
+    import ofakd.cli
+
+    original = importlib.import_module
+
+    def import_after_a_signal(name, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(ofakd.cli.importlib, "import_module", import_after_a_signal)
 
 
 CASES = [Case(*case) for case in [
@@ -198,7 +279,31 @@ CASES = [Case(*case) for case in [
      ["student.kwargs", "num_classes comes from the data set", "remove it"]),
     ("duplicate-yaml-key", lambda t, f: ["train", "--config", str(write(t / "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n"))],
      ["dup.yaml line 3", "key 'lr' appears twice", "keep one"]),
+    ("out-dir-is-a-file", lambda t, f: [*tiny(t), "--out-dir", str(write(t / "afile", "x"))],
+     ["--out-dir", "afile is a file", "pass a folder"]),
+    # ---- disks that cannot take a file (74): nothing written, nothing lost
+    ("read-only-out-dir", lambda t, f: [*tiny(t), "--out-dir", str(read_only(t) / "runs")],
+     ["cannot write", "/ro/runs", "nothing was replaced"], 74),
+    ("read-only-cka-out", lambda t, f: cka_args(read_only(t) / "cka"), ["cannot write", "/ro/cka", "nothing was replaced"], 74),
+    ("read-only-export-out", lambda t, f: ["export", str(f), "--out", str(read_only(t) / "export")],
+     ["cannot write", "/ro/export/model.safetensors", "nothing was replaced"], 74),
+    ("full-disk-cka", lambda t, f: cka_args(tmpfs(t / "disk", "size=12k") / "cka"),
+     ["cannot write", "cka.png (No space left on device)", "free disk space"], 74),
+    ("full-disk-export", lambda t, f: ["export", str(f), "--out", str(tmpfs(t / "disk", "size=12k") / "export")],
+     ["cannot write", "export/model.safetensors (No space left on device)", "free disk space"], 74),
+    # ---- runs that stop: a diverged loss (3), a torchrun peer that never comes (69), signals (75, 130)
+    ("loss-diverges", lambda t, f: [*tiny(t), "--train.optimizer", "sgd", "--train.lr", "1e30"],
+     ["non-finite loss at epoch 1", "lower train.lr"], 3),
+    ("peer-never-joins", lambda t, f: [*tiny(t), "--train.dist_timeout", "1"],
+     ["rank 0 of 2: could not join the process group", "MASTER_ADDR:MASTER_PORT"], 69, peer_never_joins),
+    ("sigterm-while-training", lambda t, f: tiny(t), ["SIGTERM received: saved", "last.pt (step 1", "--resume"], 75,
+     sigterm_while_training),
+    ("ctrl-c-while-starting", lambda t, f: tiny(t), ["interrupted (Ctrl-C) while starting", "nothing was done"], 130,
+     sigint_while_starting),
 ]]
+
+PREFIX = {3: "ofakd {}: error: ", 69: "ofakd {}: stopped: ", 75: "ofakd {}: interrupted: ", 130: "ofakd: interrupted "}
+"""How the one line starts, by exit status (``ofakd COMMAND: error: `` unless named here)."""
 
 
 def mkdir(path: Path) -> Path:
@@ -281,12 +386,14 @@ def test_the_catalogue_is_large_and_distinct():
 def test_bad_input_is_one_clear_line(case, tmp_path, finished, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # (anything written to the working folder stays in the test's folder)
     argv = case.build(tmp_path, finished)
+    if case.setup is not None:
+        case.setup(monkeypatch)
     code, err = run_cli(capsys, argv)
     lines = err.strip().splitlines()
     assert code == case.code, err
     assert len(lines) == 1, err
     assert "Traceback" not in err
-    assert lines[0].startswith(f"ofakd {argv[0]}: error: "), lines[0]
+    assert lines[0].startswith(PREFIX.get(case.code, "ofakd {}: error: ").format(argv[0])), lines[0]
     for word in case.words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     assert not (tmp_path / "PWNED").exists()
@@ -317,3 +424,15 @@ def test_resume_with_the_runs_own_flags_changes_nothing(finished, tmp_path, caps
     assert code == 0 and "cannot change" not in err, err
     code, err = run_cli(capsys, [*args, "--resume", out / "runs" / "student", "--train.lr", "0.5"])
     assert code == 2 and "'train.lr' cannot change" in err
+
+
+def test_every_documented_exit_status_has_a_case():
+    """docs/errors.md's table of exit statuses: each status is produced by a case of the catalogue (0 by the
+    ``finished`` run every case uses), and each row shows an example."""
+    doc = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    table = doc.split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
+    documented = {int(row.split("|")[1]) for row in rows}
+    assert documented == {0, 2, 3, 69, 74, 75, 130}
+    assert documented == {0} | {case.code for case in CASES}
+    assert all(row.split("|")[3].strip().startswith("`") for row in rows)  # the example column

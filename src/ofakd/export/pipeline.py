@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
-from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS
+from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, write_error
 from ..run_folder.digest import file_sha256
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
@@ -106,6 +106,16 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
+    try:
+        return _export_into(model, info, fmt, Path(out_dir), overwrite=overwrite, atol=atol, opset=opset,
+                            onnx_exporter=onnx_exporter, torchscript_method=torchscript_method)
+    except OSError as err:  # a full, read-only or size-limited disk, a folder we may not write
+        raise write_error(err, Path(out_dir) / _MAIN_FILE[fmt]) from err
+
+
+def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *, overwrite: bool, atol: float,
+                 opset: int, onnx_exporter: str, torchscript_method: str) -> ExportResult:
+    """Write, check and move into ``out_dir`` one format's export (see :func:`export_student`)."""
     out = _output_folder(out_dir, _MAIN_FILE[fmt], overwrite)
     merged, stale = _export_config(model, info, out, overwrite)
     merged["ofakd"]["exports"].pop(fmt, None)

@@ -30,9 +30,9 @@ _FIXES = {
     errno.ENOSPC: "free disk space",
     errno.EDQUOT: "free space within your disk quota",
     errno.EFBIG: "raise the file-size limit (ulimit -f) or write to another disk",
-    errno.EROFS: "the disk is read-only: write to another folder (--out-dir)",
-    errno.EACCES: "make the folder writable or write to another one (--out-dir)",
-    errno.EPERM: "make the folder writable or write to another one (--out-dir)",
+    errno.EROFS: "the disk is read-only: write to another folder",
+    errno.EACCES: "make the folder writable or write to another one",
+    errno.EPERM: "make the folder writable or write to another one",
 }
 
 
