@@ -291,6 +291,13 @@ CASES = [Case(*case) for case in [
      ["cannot write", "cka.png (No space left on device)", "free disk space"], 74),
     ("full-disk-export", lambda t, f: ["export", str(f), "--out", str(tmpfs(t / "disk", "size=12k") / "export")],
      ["cannot write", "export/model.safetensors (No space left on device)", "free disk space"], 74),
+    ("full-disk-cache-record", lambda t, f: ["cache", "record", "--config", "demo", "--teacher-run", str(f), "--student",
+                                             "vit_tiny_patch16_224", "--student.kwargs", json.dumps(TINY),
+                                             "--student.input_size", "[3, 16, 16]", "--data.train_subset", "1024",
+                                             "--epochs", "1", "--out", str(tmpfs(t / "disk", "size=16k") / "cache")],
+     ["cannot write", "cache/epoch_0000.logits.f16 (No space left on device)", "free disk space"], 74),
+    ("read-only-report-out", lambda t, f: ["report", str(f), "--out", str(read_only(t) / "report")],
+     ["cannot write", "/ro/report", "nothing was replaced"], 74),
     # ---- runs that stop: a diverged loss (3), a torchrun peer that never comes (69), signals (75, 130)
     ("loss-diverges", lambda t, f: [*tiny(t), "--train.optimizer", "sgd", "--train.lr", "1e30"],
      ["non-finite loss at epoch 1", "lower train.lr"], 3),

@@ -28,7 +28,7 @@ from ..device import pick_device
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
-from ..run_folder.atomic import write_error, write_json
+from ..run_folder.atomic import write_json, writing
 from ..run_folder.digest import file_sha256
 from ..run_folder.lock import FolderLock
 from ..teacher.live import LiveTeacher
@@ -221,6 +221,7 @@ def _record_block(
     """Record ``rank``'s views of ``epoch``: the live teacher per batch, rows written in step order."""
     steps, batch = len(bundle.train_loader), bundle.train_loader.batch_size
     bundle.train_sampler.set_epoch(epoch)
+    layout.reserve(epoch, rank)
     arrays = layout.open(epoch, "r+")
     base = layout.rank_rows(rank).start
     done = 0
@@ -263,10 +264,8 @@ def _writer_locks(out: Path, ranks: Sequence[int]) -> Iterator[None]:
     recording: a second recorder of the same rank (or an --overwrite) stops naming the one at work."""
     if out.exists() and not out.is_dir():
         raise CacheError(f"--out {out} is a file; give a folder for the cache")
-    try:
+    with writing(out):
         (out / LOCKS).mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(err, err.filename or out) from None
     with contextlib.ExitStack() as held:
         for rank in ranks:
             lock = FolderLock(out / LOCKS / f"rank_{rank:04d}.lock", f"teacher cache {out} (rank {rank})",

@@ -21,6 +21,7 @@ marker's hashes find flipped bytes: a run checks a block when it first reads it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError
-from ..run_folder.atomic import write_json
+from ..run_folder.atomic import write_error, write_json
 from ..run_folder.digest import file_sha256
 
 MANIFEST = "manifest.json"
@@ -181,6 +182,23 @@ class Layout:
             for marker in (self.directory / DONE).glob(f"epoch_{epoch:04d}.rank_*"):
                 marker.unlink()
         return reset
+
+    def reserve(self, epoch: int, rank: int) -> None:
+        """Give ``rank``'s rows of ``epoch`` their disk blocks before they are written through a memory map (the
+        files are sparse): a disk too small is then a write error naming the file (exit 74), not a SIGBUS."""
+        if not hasattr(os, "posix_fallocate"):
+            return
+        start = self.rank_rows(rank).start
+        for spec in self.arrays:
+            path = self.path(epoch, spec)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, start * spec.row_bytes(), self.rows_per_rank * spec.row_bytes())
+            except OSError as err:
+                if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # (a file system without it: as before)
+                    raise write_error(err, path, existed=False) from err
+            finally:
+                os.close(fd)
 
     def open(self, epoch: int, mode: str = "r") -> dict[str, np.memmap]:
         """Memory maps of ``epoch``'s arrays (``mode`` "r" or "r+")."""

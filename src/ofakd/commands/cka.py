@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from ..errors import ConfigError, ModelError
-from ..run_folder import write_error
+from ..run_folder import writing
 
 NAME = "cka"
 HELP = "linear CKA between every pair of stage/block features of two models (heatmap, CSV, JSON)"
@@ -175,10 +175,8 @@ def _output_folder(out: str) -> Path:
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file; pass a folder for cka.png, cka.csv and cka.json")
-    try:
+    with writing(path):
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise write_error(err, err.filename or path) from None
     return path
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
-from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, write_error
+from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, writing
 from ..run_folder.digest import file_sha256
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
@@ -106,11 +106,9 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
-    try:
+    with writing(Path(out_dir) / _MAIN_FILE[fmt]):  # a full, read-only or size-limited disk: 74 naming the export
         return _export_into(model, info, fmt, Path(out_dir), overwrite=overwrite, atol=atol, opset=opset,
                             onnx_exporter=onnx_exporter, torchscript_method=torchscript_method)
-    except OSError as err:  # a full, read-only or size-limited disk, a folder we may not write
-        raise write_error(err, Path(out_dir) / _MAIN_FILE[fmt]) from err
 
 
 def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *, overwrite: bool, atol: float,

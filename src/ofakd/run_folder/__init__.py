@@ -12,7 +12,15 @@ writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resu
 Below the engine, the cache, export and analysis: it imports none of them.
 """
 
-from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
+from .atomic import (
+    WRITE_ERRNOS,
+    CheckpointWriteError,
+    atomic_write,
+    write_error,
+    write_json,
+    write_text,
+    writing,
+)
 from .best_weights import (
     StudentMetadata,
     WeightsDamaged,
@@ -88,4 +96,5 @@ __all__ = [
     "write_error",
     "write_json",
     "write_text",
+    "writing",
 ]

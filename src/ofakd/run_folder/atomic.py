@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +38,16 @@ _FIXES = {
 
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 """Errors that mean "this disk cannot take the file" (full, quota, file-size limit, read-only)."""
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """An ``OSError`` in the block (a folder that cannot be made, a file that cannot be written) becomes a
+    one-line :class:`CheckpointWriteError` (exit status 74) naming the file, else ``path``."""
+    try:
+        yield
+    except OSError as err:
+        raise write_error(err, err.filename or path) from err
 
 
 def write_error(err: OSError, path: str | Path, *, existed: bool | None = None) -> CheckpointWriteError:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .atomic import write_error
+from .atomic import write_error, writing
 from .lock import FolderLock, FolderLocked
 
 CONFIG = "config.yaml"
@@ -155,10 +155,8 @@ class RunFolder:
         as :meth:`plan` checks it: a folder another run writes is refused, ``overwrite`` included."""
         folder = cls._place(out_dir, name)
         created = not folder.path.exists()
-        try:
+        with writing(folder.path):
             folder.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise write_error(err, err.filename or folder.path) from None
         lock = folder._lock(remove_empty_folder=created, overwrite=overwrite)  # a run writing there: say so first
         try:
             folder._check_new(overwrite)  # under the lock: no run can start or end here meanwhile
