@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,22 +40,35 @@ def test_a_second_lock_is_refused_naming_the_holder(tmp_path, mode):
         pass
 
 
-def test_flock_is_released_by_the_kernel_when_its_process_dies(tmp_path):
-    """A SIGKILLed holder leaves its lock file behind, naming it; the lock itself is free."""
+HOLDER = """
+import os, sys, time
+from ofakd.run_folder.lock import FolderLock
+lock = FolderLock(sys.argv[1], "x", mode="flock").acquire()
+if os.fork() == 0:  # a child forked while the lock is held, as a DataLoader worker is: it outlives its parent
+    time.sleep(600)
+    os._exit(0)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_flock_ends_with_its_process(tmp_path):
+    """A SIGKILLed holder leaves its lock file behind, naming it; the lock itself is free at once, although a
+    child the holder forked while holding it still runs."""
     path = tmp_path / "run.lock"
-    child = subprocess.Popen([sys.executable, "-c", "import sys, time; from ofakd.run_folder.lock import FolderLock; "
-                              f"FolderLock({str(path)!r}, 'x', mode='flock').acquire(); print('held', flush=True); "
-                              "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
     try:
-        assert child.stdout.readline().strip() == "held"
-        with pytest.raises(FolderLocked, match=f"pid {child.pid}"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FolderLocked, match=f"pid {holder.pid}"):
             FolderLock(path, "x", mode="flock").acquire()
+        holder.kill()
+        holder.wait()
+        assert json.loads(path.read_text())["pid"] == holder.pid
+        with FolderLock(path, "x", mode="flock") as lock:
+            assert lock.held_as == "flock"
     finally:
-        child.kill()
-        child.wait()
-    assert json.loads(path.read_text())["pid"] == child.pid
-    with FolderLock(path, "x", mode="flock") as lock:
-        assert lock.held_as == "flock"
+        os.killpg(holder.pid, signal.SIGKILL)  # the forked child too
 
 
 def test_a_file_system_without_flock_gets_a_lease(tmp_path, monkeypatch):

@@ -6,8 +6,9 @@
 
 The lock is ``fcntl.flock`` on the lock file. The kernel releases it when the process ends, however it
 ends (SIGKILL, the OOM killer), so a crashed run never leaves a folder locked; a lock file left behind
-then names a process that holds nothing, and the next writer takes it. The file names its holder (PID,
-host, start time) for the error a second writer gets.
+then names a process that holds nothing, and the next writer takes it. Processes forked while a lock
+is held (DataLoader workers) close their copy of it at once, so the lock ends with the process that
+took it. The file names its holder (PID, host, start time) for the error a second writer gets.
 
 Where ``flock`` is unsupported (some network and parallel file systems answer ENOLCK or EOPNOTSUPP), or
 where ``OFAKD_LOCK=lease`` asks for it (a shared file system whose flock only works within one machine),
@@ -29,6 +30,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 from ..errors import OfakdError
@@ -43,6 +45,19 @@ LEASE_SECONDS = 60.0
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
 """What ``flock`` answers on a file system that does not support it."""
 _BUSY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES}
+
+
+_HELD: weakref.WeakSet[FolderLock] = weakref.WeakSet()
+"""The locks this process holds (a forked child lets go of its copies)."""
+
+
+def _let_go_in_child() -> None:
+    for lock in list(_HELD):
+        lock._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 class FolderLocked(OfakdError):
@@ -84,12 +99,14 @@ class FolderLock:
         else:
             self._acquire_lease()
             self.held_as = "lease"
+        _HELD.add(self)
         return self
 
     def release(self) -> None:
         """Give the lock back and remove the lock file (and the folder, see ``remove_empty_folder``)."""
         if self.held_as is None:
             return
+        _HELD.discard(self)
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
@@ -103,6 +120,13 @@ class FolderLock:
         if self.remove_empty_folder:
             with contextlib.suppress(OSError):
                 self.path.parent.rmdir()  # only when empty
+
+    def _forget(self) -> None:
+        """In a forked child: close the inherited descriptor and hold nothing (the parent keeps the lock)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self.held_as, self._heartbeat = None, None, None
 
     def ensure_held(self) -> None:
         """Raise :class:`FolderLocked` when another process took this process's lease over."""
