@@ -286,7 +286,7 @@ CASES = [Case(*case) for case in [
      ["cannot write", "/ro/runs", "nothing was replaced"], 74),
     ("read-only-cka-out", lambda t, f: cka_args(read_only(t) / "cka"), ["cannot write", "/ro/cka", "nothing was replaced"], 74),
     ("read-only-export-out", lambda t, f: ["export", str(f), "--out", str(read_only(t) / "export")],
-     ["cannot write", "/ro/export/model.safetensors", "nothing was replaced"], 74),
+     ["cannot write", "/ro/export (Read-only file system)", "nothing was replaced"], 74),
     ("full-disk-cka", lambda t, f: cka_args(tmpfs(t / "disk", "size=12k") / "cka"),
      ["cannot write", "cka.png (No space left on device)", "free disk space"], 74),
     ("full-disk-export", lambda t, f: ["export", str(f), "--out", str(tmpfs(t / "disk", "size=12k") / "export")],
