@@ -404,6 +404,8 @@ def test_bad_input_is_one_clear_line(case, tmp_path, finished, capsys, monkeypat
     for word in case.words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     assert not (tmp_path / "PWNED").exists()
+    if case.code == 2 and case.id != "run-exists":  # bad input leaves no run folder behind (a lock taken and let go)
+        assert not (tmp_path / "runs").exists() or any((tmp_path / "runs").iterdir()), "an empty runs/ was left"
 
 
 @pytest.mark.parametrize("build", [CASES[1].build, next(c.build for c in CASES if c.id == "unknown-model")])

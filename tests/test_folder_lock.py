@@ -127,12 +127,16 @@ def test_the_heartbeat_keeps_a_lease_and_a_stalled_holder_loses_it(tmp_path, mon
     other.release()
 
 
-def test_release_removes_an_empty_folder_it_was_asked_to(tmp_path):
-    folder = tmp_path / "run"
-    folder.mkdir()
-    FolderLock(folder / "run.lock", "x", remove_empty_folder=True).acquire().release()
-    assert not folder.exists()
-    folder.mkdir()
+def test_release_removes_the_folders_made_for_the_lock_while_empty(tmp_path):
+    from ofakd.run_folder.lock import missing_folders
+
+    folder = tmp_path / "runs" / "run"
+    made = missing_folders(folder)
+    assert made == [folder, tmp_path / "runs"]
+    folder.mkdir(parents=True)
+    FolderLock(folder / "run.lock", "x", remove_folders=made).acquire().release()
+    assert sorted(os.listdir(tmp_path)) == []  # a run that wrote nothing leaves nothing
+    folder.mkdir(parents=True)
     (folder / "config.yaml").write_text("kept")
-    FolderLock(folder / "run.lock", "x", remove_empty_folder=True).acquire().release()
+    FolderLock(folder / "run.lock", "x", remove_folders=made).acquire().release()
     assert sorted(os.listdir(folder)) == ["config.yaml"]

@@ -30,7 +30,7 @@ from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
 from ..run_folder.atomic import write_json, writing
 from ..run_folder.digest import file_sha256
-from ..run_folder.lock import FolderLock
+from ..run_folder.lock import FolderLock, missing_folders
 from ..teacher.live import LiveTeacher
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .manifest import (
@@ -264,12 +264,13 @@ def _writer_locks(out: Path, ranks: Sequence[int]) -> Iterator[None]:
     recording: a second recorder of the same rank (or an --overwrite) stops naming the one at work."""
     if out.exists() and not out.is_dir():
         raise CacheError(f"--out {out} is a file; give a folder for the cache")
+    made = missing_folders(out)  # removed again, when empty, after the last lock is released
     with writing(out):
         (out / LOCKS).mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as held:
         for rank in ranks:
             lock = FolderLock(out / LOCKS / f"rank_{rank:04d}.lock", f"teacher cache {out} (rank {rank})",
-                              remove_empty_folder=True)
+                              remove_folders=[out / LOCKS, *(made if rank == ranks[0] else [])])  # (released last)
             held.enter_context(lock)
         yield
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .atomic import write_error, writing
-from .lock import FolderLock, FolderLocked
+from .lock import FolderLock, FolderLocked, missing_folders
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -154,10 +154,10 @@ class RunFolder:
         """A new run's folder, created and locked (see :mod:`~ofakd.run_folder.lock`), checked under the lock
         as :meth:`plan` checks it: a folder another run writes is refused, ``overwrite`` included."""
         folder = cls._place(out_dir, name)
-        created = not folder.path.exists()
+        made = missing_folders(folder.path)
         with writing(folder.path):
             folder.path.mkdir(parents=True, exist_ok=True)
-        lock = folder._lock(remove_empty_folder=created, overwrite=overwrite)  # a run writing there: say so first
+        lock = folder._lock(remove_folders=made, overwrite=overwrite)  # a run writing there: say so first
         try:
             folder._check_new(overwrite)  # under the lock: no run can start or end here meanwhile
         except BaseException:
@@ -185,8 +185,8 @@ class RunFolder:
             raise
         return folder, lock
 
-    def _lock(self, *, remove_empty_folder: bool = False, overwrite: bool = False) -> FolderLock:
-        lock = FolderLock(self.lock_file, f"run folder {self.path}", remove_empty_folder=remove_empty_folder)
+    def _lock(self, *, remove_folders: list[Path] | None = None, overwrite: bool = False) -> FolderLock:
+        lock = FolderLock(self.lock_file, f"run folder {self.path}", remove_folders=remove_folders or ())
         try:
             return lock.acquire()
         except FolderLocked as err:

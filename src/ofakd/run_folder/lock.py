@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OfakdError
@@ -68,18 +69,19 @@ class FolderLock:
     """An exclusive lock on ``path`` (a file in the folder it guards); ``what`` names the folder in messages.
 
     ``mode``: "flock", "lease", or None for ``OFAKD_LOCK`` (default: flock, falling back to a lease where the
-    file system does not support flock). ``remove_empty_folder``: on release, remove the lock file's folder
-    when nothing else is in it (a run that stopped before writing anything leaves no trace).
+    file system does not support flock). ``remove_folders``: on release, remove these folders (deepest first)
+    while they are empty: the ones made to hold the lock (:func:`missing_folders`), so a run that stopped
+    before writing anything leaves no trace.
     """
 
-    def __init__(self, path: str | Path, what: str, *, mode: str | None = None, remove_empty_folder: bool = False):
+    def __init__(self, path: str | Path, what: str, *, mode: str | None = None, remove_folders: Sequence[Path] = ()):
         self.path = Path(path)
         self.what = what
         self.mode = mode or os.environ.get("OFAKD_LOCK") or "auto"
         if self.mode not in ("auto", "flock", "lease"):
             raise OfakdError(f"OFAKD_LOCK={self.mode!r}: use flock or lease (or leave it unset)")
         self.lease_seconds = float(os.environ.get("OFAKD_LEASE_SECONDS") or LEASE_SECONDS)
-        self.remove_empty_folder = remove_empty_folder
+        self.remove_folders = list(remove_folders)
         self.token = uuid.uuid4().hex
         self.held_as: str | None = None
         """"flock" or "lease" while held, else None."""
@@ -103,7 +105,7 @@ class FolderLock:
         return self
 
     def release(self) -> None:
-        """Give the lock back and remove the lock file (and the folder, see ``remove_empty_folder``)."""
+        """Give the lock back and remove the lock file (and the empty ``remove_folders``)."""
         if self.held_as is None:
             return
         _HELD.discard(self)
@@ -117,9 +119,11 @@ class FolderLock:
             os.close(self._fd)
             self._fd = None
         self.held_as = None
-        if self.remove_empty_folder:
-            with contextlib.suppress(OSError):
-                self.path.parent.rmdir()  # only when empty
+        for folder in self.remove_folders:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
 
     def _forget(self) -> None:
         """In a forked child: close the inherited descriptor and hold nothing (the parent keeps the lock)."""
@@ -227,6 +231,15 @@ class FolderLock:
             text += (f" (a lease, last heartbeat {age:.0f}s ago; if that process is gone it expires "
                      f"{max(0.0, self.lease_seconds - age):.0f}s from now)")
         return text
+
+
+def missing_folders(folder: str | Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing, folder = [], Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _describe(holder: dict | None) -> str:
