@@ -7,9 +7,17 @@ Each case runs ``ofakd.cli.main([...])`` in-process on tiny models and data (a 1
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -66,8 +74,92 @@ def write(path: Path, data: str | bytes) -> Path:
     return path
 
 
-# Each case: (id, build(tmp, finished) -> argv, words the one line must hold). ``tmp`` is the test's folder.
-CASES = [
+class Case(NamedTuple):
+    id: str
+    build: Callable[[Path, Path], list]
+    """``build(tmp, finished) -> argv``; ``tmp`` is the test's folder, ``finished`` a finished run."""
+    words: list[str]
+    """Words the one line must hold."""
+    code: int = 2
+    """The exit status (docs/errors.md)."""
+    setup: Callable[[pytest.MonkeyPatch], None] | None = None
+    """What happens around the command (a signal, a torchrun environment), set up before it runs."""
+
+
+# ---- what some cases need: folders that cannot be written, signals, a torchrun peer that never comes
+_MOUNTS: list[Path] = []
+
+
+def tmpfs(folder: Path, options: str) -> Path:
+    """Mount a tmpfs with ``options`` at ``folder`` (root only), unmounted after the test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True,
+                       capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as err:
+        pytest.skip(f"cannot mount a tmpfs here ({err})")
+    _MOUNTS.append(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _unmount_tmpfs():
+    yield
+    while _MOUNTS:
+        subprocess.run(["umount", "-l", str(_MOUNTS.pop())], check=False, capture_output=True, timeout=20)
+
+
+def read_only(tmp: Path) -> Path:
+    """A folder nothing can be written into: a read-only tmpfs (as root), else one without write permission."""
+    if os.geteuid() == 0:
+        return tmpfs(tmp / "ro", "ro,size=1m")
+    folder = mkdir(tmp / "ro")
+    folder.chmod(0o555)
+    return folder
+
+
+def cka_args(out: Path) -> list[str]:
+    return ["cka", "--model-a", "test_byobnet", "--model-b", "test_byobnet", "--data", "digits", "--val-subset", "16",
+            "--batch-size", "8", "--batches", "1", "--no-progress", "--out", str(out)]
+
+
+def peer_never_joins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment torchrun gives rank 0 of 2; rank 1 never starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in dict(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2",
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+
+
+def sigterm_while_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGTERM (a cluster preempting the job) as the first epoch starts."""
+    import ofakd.engine.trainer as trainer
+
+    original = trainer.train_one_epoch
+
+    def epoch_after_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", epoch_after_a_signal)
+
+
+def sigint_while_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT (Ctrl-C) while the command line imports its commands."""
+    import ofakd.cli
+
+    original = importlib.import_module
+
+    def import_after_a_signal(name, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(ofakd.cli.importlib, "import_module", import_after_a_signal)
+
+
+CASES = [Case(*case) for case in [
     # ---- configs and overrides
     ("unknown-key", lambda t, f: [*tiny(t), "--set", "train.lrr=0.1"], ["unknown key 'train.lrr'", "did you mean 'train.lr'"]),
     ("wrong-type", lambda t, f: [*tiny(t), "--train.epochs", "ten"], ["train.epochs", "expected an integer", "'ten'"]),
@@ -104,6 +196,8 @@ CASES = [
     ("resume-not-a-run", lambda t, f: ["train", "--resume", str(t)], ["no config.yaml there", "runs/NAME"]),
     ("resume-changes-recipe", lambda t, f: ["train", "--resume", str(f), "--set", "train.lr=1"],
      ["'train.lr' cannot change", "Start a new run"]),
+    ("resume-with-overwrite", lambda t, f: ["train", "--resume", str(f), "--overwrite"],
+     ["--resume", "--overwrite would delete it", "pass one of them"]),
     ("resume-damaged-checkpoint", lambda t, f: ["train", "--resume", str(damaged_copy(f, t))],
      ["last.pt is not a readable checkpoint", "nothing to resume", "--overwrite"]),
     # ---- model names and checkpoints
@@ -137,6 +231,9 @@ CASES = [
         t / "evil.pth", {"w": torch.ones(1), "x": Payload()}))], ["evil.pth", "refused for safety", "safetensors"]),
     ("corrupt-safetensors", lambda t, f: [*tiny(t, "distill"), "--teacher-checkpoint", str(write(t / "w.safetensors", b"xx"))],
      ["w.safetensors", "not a readable safetensors file"]),
+    ("teacher-run-with-checkpoint", lambda t, f: [*tiny(t, "distill"), "--teacher-run", str(f), "--teacher-checkpoint",
+                                                  str(f / "best.safetensors")],
+     ["--teacher-run", "gives the teacher's name and weights", "drop --teacher-checkpoint"]),
     ("teacher-run-not-a-run", lambda t, f: [*tiny(t, "distill"), "--teacher-run", str(t)],
      ["--teacher-run", "expected config.yaml and best.safetensors"]),
     ("eval-missing-target", lambda t, f: ["eval", str(t / "nothing")], ["nothing", "does not exist", "run folder"]),
@@ -175,7 +272,51 @@ CASES = [
      ["unknown key 'method.temprature'", "did you mean 'method.temperature'"]),
     ("method-option-wrong-type", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "hot"],
      ["method.temperature", "expected a number", "'hot'"]),
-]
+    ("zero-temperature", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "0"],
+     ["method.temperature", "temperature must be > 0", "got 0"]),
+    ("negative-loss-weight", lambda t, f: [*tiny(t, "distill"), "--method", "ofa", "--method.ofa_weight", "-1"],
+     ["method.ofa_weight", "loss weight must be >= 0", "got -1"]),
+    # ---- values the engine cannot compute with
+    ("min-lr-above-lr", lambda t, f: [*tiny(t), "--train.lr", "0.01", "--train.min_lr", "0.1"],
+     ["train.min_lr", "must not exceed train.lr (0.01)", "got 0.1"]),
+    ("seed-too-large", lambda t, f: [*tiny(t), "--seed", str(2**70)], ["train.seed", "less than or equal to 4294967295"]),
+    ("lr-beyond-float32", lambda t, f: [*tiny(t), "--train.lr", "1e300"], ["train.lr", "beyond float32's range"]),
+    ("model-kwargs-num-classes", lambda t, f: [*tiny(t), "--set", "student.kwargs.num_classes=5"],
+     ["student.kwargs", "num_classes comes from the data set", "remove it"]),
+    ("duplicate-yaml-key", lambda t, f: ["train", "--config", str(write(t / "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n"))],
+     ["dup.yaml line 3", "key 'lr' appears twice", "keep one"]),
+    ("out-dir-is-a-file", lambda t, f: [*tiny(t), "--out-dir", str(write(t / "afile", "x"))],
+     ["--out-dir", "afile is a file", "pass a folder"]),
+    # ---- disks that cannot take a file (74): nothing written, nothing lost
+    ("read-only-out-dir", lambda t, f: [*tiny(t), "--out-dir", str(read_only(t) / "runs")],
+     ["cannot write", "/ro/runs", "nothing was replaced"], 74),
+    ("read-only-cka-out", lambda t, f: cka_args(read_only(t) / "cka"), ["cannot write", "/ro/cka", "nothing was replaced"], 74),
+    ("read-only-export-out", lambda t, f: ["export", str(f), "--out", str(read_only(t) / "export")],
+     ["cannot write", "/ro/export (Read-only file system)", "nothing was replaced"], 74),
+    ("full-disk-cka", lambda t, f: cka_args(tmpfs(t / "disk", "size=12k") / "cka"),
+     ["cannot write", "cka.png (No space left on device)", "free disk space"], 74),
+    ("full-disk-export", lambda t, f: ["export", str(f), "--out", str(tmpfs(t / "disk", "size=12k") / "export")],
+     ["cannot write", "export/model.safetensors (No space left on device)", "free disk space"], 74),
+    ("full-disk-cache-record", lambda t, f: ["cache", "record", "--config", "demo", "--teacher-run", str(f), "--student",
+                                             "vit_tiny_patch16_224", "--student.kwargs", json.dumps(TINY),
+                                             "--student.input_size", "[3, 16, 16]", "--data.train_subset", "1024",
+                                             "--epochs", "1", "--out", str(tmpfs(t / "disk", "size=16k") / "cache")],
+     ["cannot write", "cache/epoch_0000.logits.f16 (No space left on device)", "free disk space"], 74),
+    ("read-only-report-out", lambda t, f: ["report", str(f), "--out", str(read_only(t) / "report")],
+     ["cannot write", "/ro/report", "nothing was replaced"], 74),
+    # ---- runs that stop: a diverged loss (3), a torchrun peer that never comes (69), signals (75, 130)
+    ("loss-diverges", lambda t, f: [*tiny(t), "--train.optimizer", "sgd", "--train.lr", "1e30"],
+     ["non-finite loss at epoch 1", "lower train.lr"], 3),
+    ("peer-never-joins", lambda t, f: [*tiny(t), "--train.dist_timeout", "1"],
+     ["rank 0 of 2: could not join the process group", "MASTER_ADDR:MASTER_PORT"], 69, peer_never_joins),
+    ("sigterm-while-training", lambda t, f: tiny(t), ["SIGTERM received: saved", "last.pt (step 1", "--resume"], 75,
+     sigterm_while_training),
+    ("ctrl-c-while-starting", lambda t, f: tiny(t), ["interrupted (Ctrl-C) while starting", "nothing was done"], 130,
+     sigint_while_starting),
+]]
+
+PREFIX = {3: "ofakd {}: error: ", 69: "ofakd {}: stopped: ", 75: "ofakd {}: interrupted: ", 130: "ofakd: interrupted "}
+"""How the one line starts, by exit status (``ofakd COMMAND: error: `` unless named here)."""
 
 
 def mkdir(path: Path) -> Path:
@@ -250,26 +391,30 @@ def run_cli(capsys, argv) -> tuple[int, str]:
 
 
 def test_the_catalogue_is_large_and_distinct():
-    ids = [case[0] for case in CASES]
+    ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids)) >= 30
 
 
-@pytest.mark.parametrize(("build", "words"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_bad_input_is_one_clear_line(build, words, tmp_path, finished, capsys, monkeypatch):
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_is_one_clear_line(case, tmp_path, finished, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # (anything written to the working folder stays in the test's folder)
-    argv = build(tmp_path, finished)
+    argv = case.build(tmp_path, finished)
+    if case.setup is not None:
+        case.setup(monkeypatch)
     code, err = run_cli(capsys, argv)
     lines = err.strip().splitlines()
-    assert code == 2, err
+    assert code == case.code, err
     assert len(lines) == 1, err
     assert "Traceback" not in err
-    assert lines[0].startswith(f"ofakd {argv[0]}: error: "), lines[0]
-    for word in words:
+    assert lines[0].startswith(PREFIX.get(case.code, "ofakd {}: error: ").format(argv[0])), lines[0]
+    for word in case.words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     assert not (tmp_path / "PWNED").exists()
+    if case.code == 2 and case.id != "run-exists":  # bad input leaves no run folder behind (a lock taken and let go)
+        assert not (tmp_path / "runs").exists() or any((tmp_path / "runs").iterdir()), "an empty runs/ was left"
 
 
-@pytest.mark.parametrize("build", [CASES[1][1], next(c[1] for c in CASES if c[0] == "unknown-model")])
+@pytest.mark.parametrize("build", [CASES[1].build, next(c.build for c in CASES if c.id == "unknown-model")])
 def test_debug_shows_the_traceback(build, tmp_path, finished):
     with pytest.raises(OfakdError):
         main(["--debug", *[str(a) for a in build(tmp_path, finished)]])
@@ -282,3 +427,27 @@ def test_skip_corrupt_trains_past_a_broken_image(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "runs" / "skip" / "summary.json").read_text())
     assert summary["train_images"] == 8 and summary["complete"]
+
+
+def test_resume_with_the_runs_own_flags_changes_nothing(finished, tmp_path, capsys):
+    """The command line that started a run, with --resume added, is accepted: the flags change no value."""
+    out = tmp_path / "out"
+    args = [*tiny(out, "distill"), "--teacher-run", str(finished), "--name", "student"]
+    assert main(args) == 0
+    capsys.readouterr()
+    code, err = run_cli(capsys, [*args, "--resume", out / "runs" / "student"])
+    assert code == 0 and "cannot change" not in err, err
+    code, err = run_cli(capsys, [*args, "--resume", out / "runs" / "student", "--train.lr", "0.5"])
+    assert code == 2 and "'train.lr' cannot change" in err
+
+
+def test_every_documented_exit_status_has_a_case():
+    """docs/errors.md's table of exit statuses: each status is produced by a case of the catalogue (0 by the
+    ``finished`` run every case uses), and each row shows an example."""
+    doc = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    table = doc.split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
+    documented = {int(row.split("|")[1]) for row in rows}
+    assert documented == {0, 2, 3, 69, 74, 75, 130}
+    assert documented == {0} | {case.code for case in CASES}
+    assert all(row.split("|")[3].strip().startswith("`") for row in rows)  # the example column

@@ -419,6 +419,60 @@ def test_truncated_or_missing_cache_files_are_detected(full_cache, teacher_file,
         TeacherCache(tmp_path)
 
 
+def test_flipped_bytes_are_found_when_a_block_is_first_read(full_cache, teacher_file, tmp_path, ofakd_cli):
+    """64 flipped bytes of logits (or of view indices) in a whole-sized file: the block's sha256 finds them when
+    a run first reads that block (epoch 1 here: epoch 0 trains), and `cache info --verify` finds them up front."""
+    from ofakd.engine import fit
+
+    copy = tmp_path / "copy"
+    shutil.copytree(full_cache.directory, copy)
+    victim = copy / "epoch_0001.logits.f16"
+    data = bytearray(victim.read_bytes())
+    data[100:164] = bytes(b ^ 0x55 for b in data[100:164])
+    victim.write_bytes(bytes(data))
+    damaged = f"{victim}: the rows of rank 0 differ from the sha256 recorded with them"
+    code, _, err = ofakd_cli("cache", "info", copy, "--verify")
+    assert code == 2 and damaged in err and len(err.strip().splitlines()) == 1
+    assert ofakd_cli("cache", "info", copy)[0] == 0  # sizes alone look whole
+    cfg = make_cfg(teacher_file, tmp_path, ("method", {"name": "kd"}), ("run.name", "r"), ("teacher.cache", str(copy)))
+    with pytest.raises(CacheError, match=f"{damaged}.*delete {copy / 'done' / 'epoch_0001.rank_0000'}"):
+        fit(cfg, progress=False, tensorboard=False, log=lambda _msg: None)
+    assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["epoch"] == 1  # epoch 0 trained and saved
+    (copy / "done" / "epoch_0001.rank_0000").unlink()  # as the message says: that block is recorded again
+    record_cache(make_cfg(teacher_file), copy, **QUIET)
+    assert files_of(copy) == files_of(full_cache.directory)
+    indices = copy / "epoch_0000.index.i32"
+    data = bytearray(indices.read_bytes())
+    data[0] ^= 0x01
+    indices.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=f"{indices}: the rows of rank 0 differ"):
+        TeacherCache(copy).read_numpy(0, 0)
+
+
+def test_impossible_values_in_an_unhashed_cache_are_errors(teacher_file, tmp_path):
+    """A cache of an older ofakd (markers without sha256) is read with a warning; an out-of-range top-k class
+    index or a NaN logit in it is a clear error, not an IndexError or a NaN loss."""
+    cache = record_cache(make_cfg(teacher_file), tmp_path / "topk", topk=3, **QUIET)
+    for marker in (tmp_path / "topk" / "done").iterdir():
+        marker.write_text("32\n")  # the format before hashes
+    indices = np.memmap(tmp_path / "topk" / "epoch_0000.topk_indices.i32", dtype=np.int32, mode="r+", shape=(32, 3))
+    indices[5, 1] = 70000
+    indices.flush()
+    values = np.memmap(tmp_path / "topk" / "epoch_0001.topk_values.f16", dtype=np.float16, mode="r+", shape=(32, 3))
+    values[20, 0] = np.nan
+    values.flush()
+    del indices, values
+    cache = TeacherCache(tmp_path / "topk")
+    older = pytest.warns(UserWarning, match="recorded by an older ofakd: its blocks carry no sha256")
+    outside = pytest.raises(CacheError, match=r"epoch_0000.topk_indices.i32 holds class index 70000 at epoch 0, "
+                                              r"step 0, rank 0, outside 0..9; the cache is damaged")
+    with older, outside:
+        cache.read(0, 0)
+    assert cache.read(0, 1).shape == (16, 10)
+    with pytest.raises(CacheError, match=r"epoch_0001.topk_values.f16 holds NaN/inf at epoch 1, step 1, rank 0"):
+        cache.read(1, 1)
+
+
 def test_resumed_and_split_recording_equals_an_uninterrupted_one(teacher_file, tmp_path):
     """World size 2: one process records everything; another is killed mid-block, then rank 1
     is recorded alone (as a second torchrun process would), then the rest resumes."""
@@ -464,6 +518,22 @@ def test_resumed_and_split_recording_equals_an_uninterrupted_one(teacher_file, t
         record_cache(
             make_cfg(teacher_file, None, ("train.batch_size", 8)), tmp_path / "split", world_size=2, **QUIET
         )
+
+
+def test_a_rank_being_recorded_is_not_recorded_twice(teacher_file, tmp_path):
+    """Each recorded rank is locked (one recorder per rank): a second recorder of a rank at work stops naming
+    it, before writing anything; the other rank can be recorded beside it (as torchrun's processes do)."""
+    from ofakd.run_folder import FolderLock, FolderLocked
+
+    out = tmp_path / "cache"
+    (out / "locks").mkdir(parents=True)
+    with FolderLock(out / "locks" / "rank_0001.lock", "rank 1 at work"):
+        with pytest.raises(FolderLocked, match=rf"teacher cache {out} \(rank 1\) is being written by pid"):
+            record_cache(make_cfg(teacher_file), out, world_size=2, overwrite=True, **QUIET)
+        assert sorted(p.name for p in out.iterdir()) == ["locks"]
+        record_cache(make_cfg(teacher_file), out, world_size=2, ranks=[0], **QUIET)
+    assert not list(out.glob("locks/*"))  # released: no lock file is left
+    assert TeacherCache(out).is_done(1, 0) and not TeacherCache(out).is_done(1, 1)
 
 
 # ----------------------------------------------------------------------------- distillation from a cache

@@ -234,6 +234,29 @@ def test_a_lost_rank_stops_the_other_and_the_run_resumes(tmp_path, fault, capsys
     assert len(set(expected)) == 4  # a cosine, not a constant
 
 
+# ----------------------------------------------------------------------------- one writer
+
+
+@pytest.mark.slow
+def test_a_locked_run_folder_stops_every_rank(one_process, tmp_path):
+    """Under torchrun rank 0 takes the run folder's lock; when another process holds it, rank 0 names that
+    process and every rank stops with status 2 at once (none waits for rank 0 until dist_timeout)."""
+    from ofakd.run_folder import FolderLock
+
+    port = free_port()
+    with FolderLock(one_process / "run.lock", "run folder"):  # as if a run were writing there
+        ranks = [subprocess.Popen([sys.executable, "-m", "ofakd", "distill", "--resume", str(one_process)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env=child_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), LOCAL_WORLD_SIZE="2",
+                                                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)))
+                 for r in (0, 1)]
+        results = [finish(rank) for rank in ranks]
+    assert [code for code, _ in results] == [2, 2], results
+    assert f"is being written by pid {os.getpid()}" in results[0][1]
+    assert "the main process (rank 0) could not claim the run folder" in results[1][1]
+    assert "Traceback" not in results[0][1] + results[1][1]
+
+
 # ----------------------------------------------------------------------------- distributed evaluation
 
 

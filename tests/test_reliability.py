@@ -18,6 +18,7 @@ import pickle
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,21 +120,27 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def slow_run_in_child(args, *, sleep: float, log: Path) -> int:
+def slow_run_in_child(args, *, sleep: float, log: Path, gate: Path | None = None, env: dict | None = None) -> int:
     """Fork a training process (the test process's modules, no import cost) running ``ofakd ARGS``
-    with a slowed step; its output goes to ``log``. Returns its pid."""
+    with a slowed step; its output goes to ``log``. Returns its pid. With ``gate``, every step after the
+    second waits while that file exists; ``env`` is added to the child's environment."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 70
         try:
             stream = open(log, "w", buffering=1)  # noqa: SIM115
             sys.stdout = sys.stderr = stream
+            os.environ.update(env or {})
             from ofakd.engine import amp as precision
 
             step = precision.Precision.step
+            calls = []
 
             def slow_step(self, *a, **k):
                 time.sleep(sleep)
+                calls.append(1)
+                while gate is not None and len(calls) > 2 and gate.exists():
+                    time.sleep(0.02)
                 return step(self, *a, **k)
 
             precision.Precision.step = slow_step
@@ -224,6 +231,63 @@ def test_sigint_then_sigkill_lose_nothing(runs, tmp_path, capsys):
     assert_same_run(runs / "ref", run)
 
 
+# ----------------------------------------------------------------------------- one writer per run folder
+
+
+@pytest.mark.parametrize("kind", ["flock", "lease"])
+def test_one_writer_per_run_folder(runs, tmp_path, capsys, monkeypatch, kind):
+    """A run trains in another process and holds its folder's lock. A second run of the same name, --overwrite
+    and --resume of the folder are refused, naming that process, and change nothing there. After a SIGKILL the
+    lock is free at once (flock: the kernel let go; a lease: its process is gone) and --resume ends exactly as
+    the uninterrupted run: every step logged once."""
+    monkeypatch.setenv("OFAKD_LOCK", kind)
+    run, gate = tmp_path / "run", tmp_path / "gate"
+    gate.touch()
+    pid = slow_run_in_child(run_args(tmp_path, "run", "--checkpoint-every", "1"), sleep=0.0, log=tmp_path / "1.log",
+                            gate=gate, env={"OFAKD_LOCK": kind})
+    try:
+        wait_for_step(run, 2, lambda: child_alive(pid))
+        while file_problem(run / "last.pt") is not None or load_state(run / "last.pt")["step"] < 2:
+            assert child_alive(pid)
+            time.sleep(0.05)  # step 2 was logged; its checkpoint follows (then step 3 waits at the gate)
+        before = {name: sha(run / name) for name in ("config.yaml", "last.pt")}
+        holder = f"is being written by pid {pid} on host {socket.gethostname()}"
+        for command in (run_args(tmp_path, "run"), run_args(tmp_path, "run", "--overwrite"), ["train", "--resume", run]):
+            code, _, err = cli(*command, capsys=capsys)
+            assert code == 2 and len(err.strip().splitlines()) == 1 and holder in err, err
+        assert "--overwrite does not delete a folder another process writes" not in err
+        assert {name: sha(run / name) for name in before} == before
+        assert json.loads((run / "run.lock").read_text())["mode"] == kind
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    code, _, err = cli("train", "--resume", run, capsys=capsys)
+    assert code == 0, err
+    assert_same_run(runs / "ref", run)
+    assert not (run / "run.lock").exists()  # released at the end of the run
+
+
+def test_overwrite_refuses_a_folder_being_written(tmp_path, capsys):
+    from ofakd.run_folder import FolderLock
+
+    out = tmp_path / "out"
+    assert cli(*run_args(out, "run", "--epochs", "1"), capsys=capsys)[0] == 0
+    before = sha(out / "run" / "last.pt")
+    with FolderLock(out / "run" / "run.lock", "run folder"):  # as a run writing there holds it
+        code, _, err = cli(*run_args(out, "run", "--overwrite"), capsys=capsys)
+    assert code == 2 and f"pid {os.getpid()}" in err and "--overwrite does not delete a folder another" in err
+    assert sha(out / "run" / "last.pt") == before
+
+
+def test_last_pt_that_is_a_folder_is_found_before_training(runs, tmp_path, capsys):
+    run = copy_run(runs, "run", tmp_path)
+    (run / "last.pt").unlink()
+    (run / "last.pt").mkdir()
+    code, out, err = cli("train", "--resume", run, capsys=capsys)
+    assert code == 2 and f"{run / 'last.pt'} is not a file" in err and "move it away" in err
+    assert "epoch" not in out and not (run / "run.lock").exists()
+
+
 # ----------------------------------------------------------------------------- damaged checkpoints
 
 
@@ -247,6 +311,32 @@ def test_damaged_last_pt_is_reported_and_the_previous_one_used(runs, tmp_path, c
     assert f"warning: {run / 'last.pt'} is not a readable checkpoint" in out
     assert f"resuming from the previous checkpoint {run / 'last.prev.pt'} (step 10, 10 steps into epoch 1)" in out
     assert_same_run(runs / "ref", run)  # resumed inside epoch 1 from the periodic checkpoint
+
+
+def test_rotation_never_replaces_the_good_backup_with_a_damaged_checkpoint(runs, tmp_path, monkeypatch, capsys):
+    """last.pt truncated: the run resumes from last.prev.pt and saves four times (steps 12, 15, 20, 24). After
+    every rename or link a checkpoint that passes its CRC check exists: the damaged last.pt is replaced, never
+    kept as last.prev.pt."""
+    run = copy_run(runs, "run", tmp_path)
+    truncate(run / "last.pt")
+    verified_after = []
+
+    def checked(operation):
+        def call(*args, **kwargs):
+            result = operation(*args, **kwargs)
+            good = [name for name in ("last.pt", "last.prev.pt") if file_problem(run / name) is None]
+            assert good, f"no verified checkpoint after {operation.__name__}{args}"
+            verified_after.append(good)
+            return result
+        return call
+
+    monkeypatch.setattr(os, "replace", checked(os.replace))
+    monkeypatch.setattr(os, "link", checked(os.link))
+    code, out, err = cli("train", "--resume", run, "--checkpoint-every", "5", capsys=capsys)
+    assert code == 0, err
+    assert "resuming from the previous checkpoint" in out
+    assert verified_after[0] == ["last.prev.pt"]  # the first save: last.pt is still the damaged file
+    assert load_state(run / "last.pt")["step"] == 24 and load_state(run / "last.prev.pt")["step"] == 20
 
 
 def test_both_checkpoints_damaged_is_a_clear_error(runs, tmp_path, capsys):
@@ -570,3 +660,78 @@ def test_run_names_never_leave_the_out_dir(tmp_path, capsys):
     code, _, err = cli(*run_args(out, "link", "--epochs", "1"), capsys=capsys)
     assert code == 2 and "is a symbolic link" in err
     assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_eval_json_of_a_nan_head_is_valid_json(runs, tmp_path, capsys):
+    """A head that outputs NaN gives a NaN loss: `eval --json` writes null, not the bare NaN json.dumps writes."""
+    from ofakd.evaluation import load_student
+    from ofakd.run_folder import read_student_metadata, save_weights
+
+    run = copy_run(runs, "run", tmp_path)
+    model, _ = load_student(run)
+    with torch.no_grad():
+        model.get_classifier().bias.fill_(float("nan"))
+    save_weights(run / "best.safetensors", model, read_student_metadata(run / "best.safetensors"))
+    code, out, err = cli("eval", run, "--json", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert result["mean_loss"] is None and result["loss"] is None and result["count"] == 16
+
+
+# ----------------------------------------------------------------------------- integrity of what is read back
+
+
+def flip_bytes(path: Path, offset: int, count: int = 64) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(offset, offset + count):
+        data[i] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def tensor_data_offset(path: Path) -> int:
+    """Where a safetensors file's tensor bytes start (after its 8-byte length and JSON header)."""
+    return 8 + int.from_bytes(path.read_bytes()[:8], "little")
+
+
+def test_damaged_best_weights_are_refused_by_eval_export_and_teacher_run(runs, tmp_path, capsys):
+    run = copy_run(runs, "run", tmp_path)
+    best = run / "best.safetensors"
+    flip_bytes(best, tensor_data_offset(best) + 1000)  # 64 bytes of weights: the file still parses
+    for argv in (["eval", run], ["eval", best], ["export", run, "--out", tmp_path / "export"],
+                 run_args(tmp_path, "student", "--teacher-run", run, command="distill")):
+        code, _, err = cli(*argv, capsys=capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"{best} is damaged: its tensors or metadata differ from the sha256" in err
+    assert not (tmp_path / "export").exists() and not (tmp_path / "student").exists()
+
+
+def test_best_weights_of_an_older_ofakd_are_used_with_a_warning(runs, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    run = copy_run(runs, "run", tmp_path)
+    best = run / "best.safetensors"
+    with safe_open(str(best), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(tensors, str(best), metadata={k: v for k, v in meta.items() if k != "ofakd_sha256"})
+    with pytest.warns(UserWarning, match="carries no content hash .written by an older ofakd.: it is used unchecked"):
+        code, _, err = cli("eval", run, capsys=capsys)
+    assert code == 0, err
+
+
+def test_a_damaged_timm_export_is_refused(runs, tmp_path, capsys):
+    export = tmp_path / "export"
+    code, _, err = cli("export", runs / "half", "--out", export, capsys=capsys)
+    assert code == 0, err
+    recorded = json.loads((export / "config.json").read_text())["ofakd"]["exports"]["timm"]["sha256"]
+    assert recorded == {"model.safetensors": sha(export / "model.safetensors")}
+    code, out, err = cli("eval", export, "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["count"] == 16, err
+    weights = export / "model.safetensors"
+    flip_bytes(weights, tensor_data_offset(weights) + 1000)
+    code, _, err = cli("eval", export, capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{weights} is damaged: its sha256 differs from the one config.json records" in err

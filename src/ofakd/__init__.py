@@ -11,19 +11,24 @@ Public API::
 
 __version__ = "0.1.0"
 
-from .analysis.stage_cka import cka  # noqa: E402 - after __version__, which modules below read
-from .distill import create_distiller, list_methods  # noqa: E402
-from .errors import OfakdError  # noqa: E402
-from .models import create_model  # noqa: E402
+_PUBLIC = {"cka": "analysis.stage_cka", "create_distiller": "distill", "list_methods": "distill",
+           "OfakdError": "errors", "create_model": "models", "fit": "engine.given_datasets"}
+"""Public name -> its module, imported on first use: ``import ofakd.cli`` stays light, so the
+command line imports torch inside ``main``, where a Ctrl-C is one line, not a traceback."""
 
 __all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods"]
 
 
 def __getattr__(name: str):
-    """``ofakd.fit`` (the training engine) is imported on first use: the command line starts without it."""
-    if name == "fit":
-        from .engine.given_datasets import fit
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'ofakd' has no attribute {name!r}")
+    import importlib
 
-        return fit
-    raise AttributeError(f"module 'ofakd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
 

@@ -53,13 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``ofakd ARGV``; returns the exit status (see :mod:`ofakd.errors`): bad input is one line on
     stderr and 2, a run stopped by a signal 75, a failed write 74, a non-finite loss 3."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        parser = build_parser()  # imports the commands (torch, timm): most of the start-up time
         args, extra = parser.parse_known_args(argv)
         if extra:
             raise UsageError(_unknown_options(parser, args, extra))
     except OfakdError as err:  # a usage error, or bad input found while parsing (e.g. --teacher-run)
-        argv = sys.argv[1:] if argv is None else argv
         if "--debug" in argv:
             raise
         if isinstance(err, UsageError):
@@ -68,21 +68,42 @@ def main(argv: list[str] | None = None) -> int:
             command = next((a for a in argv if not str(a).startswith("-")), "")
             print(f"ofakd {command}: {err.label}: {one_line(err)}", file=sys.stderr)
         return err.exit_code
+    except KeyboardInterrupt:  # Ctrl-C while starting: nothing was done yet
+        if "--debug" in argv:
+            raise
+        print("ofakd: interrupted (Ctrl-C) while starting; nothing was done", file=sys.stderr)
+        return EXIT_KILLED_BY_CTRL_C
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit status; its errors as one line (``--debug``: the traceback)."""
     try:
         return int(args.run(args) or 0)
-    except OfakdError as err:
+    except (OfakdError, OSError, KeyboardInterrupt) as err:
         if getattr(args, "debug", False):
             raise
-        print(f"ofakd {args.command}: {err.label}: {one_line(err)}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        if getattr(args, "debug", False):
-            raise
-        print(f"ofakd {args.command}: interrupted at once (a second Ctrl-C); nothing more was saved", file=sys.stderr)
-        return EXIT_KILLED_BY_CTRL_C
+        if isinstance(err, KeyboardInterrupt):
+            line, code = "interrupted at once (a second Ctrl-C); nothing more was saved", EXIT_KILLED_BY_CTRL_C
+        elif isinstance(err, OSError):  # a file error no command turned into a message of its own
+            err = _file_error(err)
+            line, code = f"{err.label}: {one_line(err)}", err.exit_code
+        else:
+            line, code = f"{err.label}: {one_line(err)}", err.exit_code
+        print(f"ofakd {args.command}: {line}", file=sys.stderr)
+        return code
+
+
+def _file_error(err: OSError) -> OfakdError:
+    """A disk that cannot take a file: the write error (74); any other file error: bad input (2)."""
+    from .run_folder import WRITE_ERRNOS, write_error
+
+    if err.errno in WRITE_ERRNOS:
+        return write_error(err, err.filename or "a file")
+    return OfakdError(f"{err.filename or 'a file'}: {err.strerror or err}")
 
 
 def one_line(err: BaseException) -> str:

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from ..run_folder.atomic import atomic_write  # noqa: E402
 from .result import CKAResult  # noqa: E402
 
 
@@ -61,5 +62,5 @@ def plot_cka_heatmap(
                 colour = "black" if value > 0.6 else "white"
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=size)
     path = Path(path)
-    fig.savefig(path, dpi=dpi, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))  # a failed write: 74, old file kept
     return path

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..run_folder.atomic import atomic_write  # noqa: E402
 from .runs import Run  # noqa: E402
 
 PANELS = (
@@ -68,5 +69,5 @@ def plot_curves(
             fontsize="small",
         )
     path = Path(path)
-    fig.savefig(path, dpi=dpi, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
     return path

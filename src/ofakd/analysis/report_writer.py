@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..run_folder.atomic import write_text, writing
 from .report_plots import plot_curves
 from .report_table import runs_table, summary_table
 from .runs import GROUP_KEYS, Run, find_runs, group_runs
@@ -51,9 +52,10 @@ def write_report(
     """Read finished runs (or folders of runs) and write ``out/report.md`` and ``out/curves.png``."""
     runs = find_runs(run_dirs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     curves = plot_curves(runs, out / curves_name)
     text = render_markdown(runs, curves_name)
     markdown = out / markdown_name
-    markdown.write_text(text)
+    write_text(markdown, text)
     return Report(markdown=markdown, curves=curves, runs=runs, text=text)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..run_folder.atomic import write_json, write_text
 
 ESTIMATOR = "linear CKA, unbiased HSIC summed over minibatches (Nguyen, Raghu & Kornblith 2021)"
 
@@ -80,7 +83,7 @@ class CKAResult:
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
         return path
 
     @classmethod
@@ -90,11 +93,12 @@ class CKAResult:
     def save_csv(self, path: str | Path) -> Path:
         """Rows are model A's layers, columns model B's; the corner cell names both models."""
         path = Path(path)
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([f"{self.model_a} \\ {self.model_b}", *self.names_b])
-            for name, row in zip(self.names_a, self.matrix):
-                writer.writerow([name, *("" if math.isnan(v) else repr(float(v)) for v in row)])
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow([f"{self.model_a} \\ {self.model_b}", *self.names_b])
+        for name, row in zip(self.names_a, self.matrix):
+            writer.writerow([name, *("" if math.isnan(v) else repr(float(v)) for v in row)])
+        write_text(path, text.getvalue())
         return path
 
     @staticmethod

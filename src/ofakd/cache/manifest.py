@@ -31,6 +31,7 @@ from torch import nn
 
 from ..data.config import AugmentConfig
 from ..errors import CacheMismatchError
+from ..run_folder.digest import file_sha256
 
 FORMAT = "ofakd-teacher-cache"
 VERSION = 1
@@ -46,14 +47,6 @@ LEAF_DICTS = ("teacher.kwargs", "recorded_with")
 def plain(value: Any) -> Any:
     """``value`` as JSON gives it back (tuples become lists)."""
     return json.loads(json.dumps(value))
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_dict_sha256(model: nn.Module) -> str:

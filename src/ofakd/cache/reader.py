@@ -78,6 +78,8 @@ class TeacherCache:
             rows_per_rank=m["steps_per_epoch"] * m["batch_size"],
         )
         self._maps: dict[int, dict[str, np.memmap]] = {}
+        self._checked: set[tuple[int, int]] = set()
+        """(epoch, rank) blocks whose hashes were checked (each is checked when first read)."""
 
     # ---- facts --------------------------------------------------------------------
     storage = property(lambda self: self.manifest["storage"])  # "full" (fp16 logits) or "topk"
@@ -103,9 +105,10 @@ class TeacherCache:
         """Epochs whose every rank is recorded."""
         return [e for e in range(self.epochs) if all(self.is_done(e, r) for r in range(self.world_size))]
 
-    def verify(self, epochs=None) -> None:
+    def verify(self, epochs=None, *, hashes: bool = False) -> None:
         """Raise :class:`CacheError` unless every rank of ``epochs`` (default: all) is recorded and
-        every file of those epochs has its full size."""
+        every file of those epochs has its full size; with ``hashes`` also unless every block's rows match
+        the sha256 recorded with them (a read of the whole cache: ``ofakd cache info --verify``)."""
         for epoch in range(self.epochs) if epochs is None else epochs:
             for rank in range(self.world_size):
                 if not self.is_done(epoch, rank):
@@ -119,6 +122,26 @@ class TeacherCache:
                     f"teacher cache {self.directory}: {problem}; the cache is damaged: run `ofakd cache record` "
                     f"again with the same arguments to record epoch {epoch} again"
                 )
+            for rank in range(self.world_size) if hashes else ():
+                self.check_block(epoch, rank)
+
+    def check_block(self, epoch: int, rank: int) -> None:
+        """Raise :class:`CacheError` naming the file when ``rank``'s rows of ``epoch`` differ from their
+        recorded sha256 (a cache of an older ofakd has none: a warning, once)."""
+        if (epoch, rank) in self._checked:
+            return
+        if self.layout.recorded_hashes(epoch, rank) is None and not self._checked:
+            warnings.warn(f"teacher cache {self.directory} was recorded by an older ofakd: its blocks carry no "
+                          "sha256, so damaged bytes cannot be found; record it again to have them checked",
+                          stacklevel=2)
+        problem = self.layout.block_problem(epoch, rank)
+        if problem is not None:
+            marker = self.layout.marker(epoch, rank)
+            raise CacheError(
+                f"teacher cache {self.directory}: {problem}; the cache is damaged: delete {marker} and run "
+                "`ofakd cache record` again with the same arguments to record that block again"
+            )
+        self._checked.add((epoch, rank))
 
     # ---- reading ------------------------------------------------------------------
     def rows(self, epoch: int, step: int, rank: int = 0) -> slice:
@@ -138,30 +161,44 @@ class TeacherCache:
         start = (rank * self.steps_per_epoch + step) * self.batch_size
         return slice(start, start + self.batch_size)
 
-    def _arrays(self, epoch: int) -> dict[str, np.memmap]:
+    def _arrays(self, epoch: int, rank: int) -> dict[str, np.memmap]:
+        """Memory maps of ``epoch``'s files, once their sizes and ``rank``'s block hashes are checked."""
         maps = self._maps.get(epoch)
         if maps is None:
             problem = self.layout.size_problem(epoch)
             if problem is not None:
                 raise CacheError(f"teacher cache {self.directory}: {problem}; record the cache again")
             maps = self._maps[epoch] = self.layout.open(epoch, "r")
+        self.check_block(epoch, rank)
         return maps
 
     def read_numpy(self, epoch: int, step: int, rank: int = 0) -> dict[str, np.ndarray]:
         """The stored arrays of one batch: ``logits`` (full) or ``values``/``indices``/``lse`` (top-k),
         plus ``index`` (dataset indices) and ``check`` (view means). Copies, not views of the files."""
         rows = self.rows(epoch, step, rank)
-        return {name: np.array(array[rows]) for name, array in self._arrays(epoch).items()}
+        return {name: np.array(array[rows]) for name, array in self._arrays(epoch, rank).items()}
 
     def read(self, epoch: int, step: int, rank: int = 0) -> torch.Tensor:
-        """Teacher logits (batch_size, K) float32 of one batch; top-k rows are reconstructed (see ``topk``)."""
+        """Teacher logits (batch_size, K) float32 of one batch; top-k rows are reconstructed (see ``topk``).
+        Values a recording cannot hold (NaN/inf, a class index outside 0..K-1) are a :class:`CacheError`."""
         rows = self.rows(epoch, step, rank)
-        arrays = self._arrays(epoch)
+        arrays = {name: np.asarray(array[rows]) for name, array in self._arrays(epoch, rank).items()}
+        where = f"at epoch {epoch}, step {step}, rank {rank}"
+        for name in ("logits", "values", "lse"):
+            if name in arrays and not np.isfinite(arrays[name]).all():
+                raise self._damaged(epoch, name, f"holds NaN/inf {where}")
         if self.storage == "full":
-            return torch.from_numpy(np.asarray(arrays["logits"][rows], dtype=np.float32))
-        return reconstruct_topk(
-            arrays["values"][rows], arrays["indices"][rows], arrays["lse"][rows], self.num_classes
-        )
+            return torch.from_numpy(arrays["logits"].astype(np.float32))
+        classes = arrays["indices"]
+        if classes.size and not (classes.min() >= 0 and classes.max() < self.num_classes):
+            bad = int(classes.max() if classes.max() >= self.num_classes else classes.min())
+            raise self._damaged(epoch, "indices", f"holds class index {bad} {where}, outside 0..{self.num_classes - 1}")
+        return reconstruct_topk(arrays["values"], classes, arrays["lse"], self.num_classes)
+
+    def _damaged(self, epoch: int, array: str, problem: str) -> CacheError:
+        spec = next(spec for spec in self.layout.arrays if spec.name == array)
+        return CacheError(f"teacher cache {self.directory}: {self.layout.path(epoch, spec)} {problem}; the cache is "
+                          "damaged: record it again")
 
     def data_epoch(self, epoch: int, cycle: bool = False) -> int:
         """The recorded epoch that training epoch ``epoch`` (0-based) replays: itself, or with

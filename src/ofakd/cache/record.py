@@ -9,9 +9,10 @@ process records them all, or under ``torchrun`` each process records its share.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,14 @@ from ..device import pick_device
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec
-from ..run_folder.atomic import write_json
+from ..run_folder.atomic import write_json, writing
+from ..run_folder.digest import file_sha256
+from ..run_folder.lock import FolderLock, missing_folders
 from ..teacher.live import LiveTeacher
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .manifest import (
     FORMAT,
     VERSION,
-    file_sha256,
     plain,
     resume_differences,
     spec_dict,
@@ -41,7 +43,7 @@ from .manifest import (
     view_transforms,
 )
 from .reader import TeacherCache, read_manifest, view_means
-from .storage import DONE, MANIFEST, Layout
+from .storage import DONE, LOCKS, MANIFEST, Layout
 from .topk import encode_topk
 
 
@@ -83,38 +85,39 @@ def record_cache(
     out = Path(out)
     num_classes = dataset_num_classes(cfg.data)
     ranks, storage, k = _check_request(cfg, world_size, ranks, topk, num_classes)
-    _prepare_folder(out, overwrite)
+    with _writer_locks(out, ranks):  # one recorder per (cache, rank)
+        _prepare_folder(out, overwrite)
 
-    device = pick_device(cfg.train.device) if device is None else torch.device(device)
-    run_amp = resolve_amp(cfg.train.amp, device)
-    seed_everything(cfg.train.seed)  # as a run does before building its models
-    student_spec = student_input_spec(cfg, num_classes)
-    teacher, teacher_spec = build_teacher_model(cfg.teacher, num_classes)
-    bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)
-    manifest = _manifest(cfg, teacher, teacher_spec, student_spec, bundle, world_size=world_size, storage=storage,
-                         k=k, precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
-    layout = _open_layout(out, manifest, num_classes, log)
+        device = pick_device(cfg.train.device) if device is None else torch.device(device)
+        run_amp = resolve_amp(cfg.train.amp, device)
+        seed_everything(cfg.train.seed)  # as a run does before building its models
+        student_spec = student_input_spec(cfg, num_classes)
+        teacher, teacher_spec = build_teacher_model(cfg.teacher, num_classes)
+        bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)
+        manifest = _manifest(cfg, teacher, teacher_spec, student_spec, bundle, world_size=world_size, storage=storage,
+                             k=k, precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
+        layout = _open_layout(out, manifest, num_classes, log)
 
-    live = live_teacher(teacher, teacher_spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype,
-                        run_amp=run_amp).to(device)
-    bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
-    steps, batch = manifest["steps_per_epoch"], manifest["batch_size"]
-    log(
-        f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
-        f"epochs x {world_size} rank(s) x {steps} steps x {batch} views into {out}, device {device}"
-    )
-    for epoch in range(cfg.train.epochs):
-        for rank in ranks:
-            if layout.is_done(epoch, rank):
-                continue
-            started = time.perf_counter()
-            _record_block(live, device, bundles[rank], layout, epoch, rank, on_step)
-            layout.mark_done(epoch, rank)
-            seconds = time.perf_counter() - started
-            log(
-                f"epoch {epoch + 1}/{cfg.train.epochs} rank {rank}: {steps * batch} views, "
-                f"{steps * batch / max(seconds, 1e-9):.0f} views/s"
-            )
+        live = live_teacher(teacher, teacher_spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype,
+                            run_amp=run_amp).to(device)
+        bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
+        steps, batch = manifest["steps_per_epoch"], manifest["batch_size"]
+        log(
+            f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
+            f"epochs x {world_size} rank(s) x {steps} steps x {batch} views into {out}, device {device}"
+        )
+        for epoch in range(cfg.train.epochs):
+            for rank in ranks:
+                if layout.is_done(epoch, rank):
+                    continue
+                started = time.perf_counter()
+                _record_block(live, device, bundles[rank], layout, epoch, rank, on_step)
+                layout.mark_done(epoch, rank)
+                seconds = time.perf_counter() - started
+                log(
+                    f"epoch {epoch + 1}/{cfg.train.epochs} rank {rank}: {steps * batch} views, "
+                    f"{steps * batch / max(seconds, 1e-9):.0f} views/s"
+                )
     return TeacherCache(out)
 
 
@@ -218,6 +221,7 @@ def _record_block(
     """Record ``rank``'s views of ``epoch``: the live teacher per batch, rows written in step order."""
     steps, batch = len(bundle.train_loader), bundle.train_loader.batch_size
     bundle.train_sampler.set_epoch(epoch)
+    layout.reserve(epoch, rank)
     arrays = layout.open(epoch, "r+")
     base = layout.rank_rows(rank).start
     done = 0
@@ -254,12 +258,28 @@ def _check_finite(values: np.ndarray, epoch: int, step: int, rank: int) -> None:
         )
 
 
-def _prepare_folder(out: Path, overwrite: bool) -> None:
+@contextlib.contextmanager
+def _writer_locks(out: Path, ranks: Sequence[int]) -> Iterator[None]:
+    """Hold a lock per recorded rank (``DIR/locks/rank_NNNN.lock``, see :mod:`ofakd.run_folder.lock`) while
+    recording: a second recorder of the same rank (or an --overwrite) stops naming the one at work."""
     if out.exists() and not out.is_dir():
         raise CacheError(f"--out {out} is a file; give a folder for the cache")
+    made = missing_folders(out)  # removed again, when empty, after the last lock is released
+    with writing(out):
+        (out / LOCKS).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        for rank in ranks:
+            lock = FolderLock(out / LOCKS / f"rank_{rank:04d}.lock", f"teacher cache {out} (rank {rank})",
+                              remove_folders=[out / LOCKS, *(made if rank == ranks[0] else [])])  # (released last)
+            held.enter_context(lock)
+        yield
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
     if out.is_dir():
         ours = [
-            p for p in out.iterdir() if p.name == MANIFEST or p.name == DONE or p.name.startswith("epoch_")
+            p for p in out.iterdir()
+            if p.name in (MANIFEST, DONE, LOCKS) or p.name.startswith("epoch_")
         ]
         others = [p for p in out.iterdir() if p not in ours]
         if not (out / MANIFEST).is_file() and others:
@@ -268,6 +288,6 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
                 "or new folder"
             )
         if overwrite:
-            for path in ours:
+            for path in (p for p in ours if p.name != LOCKS):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)

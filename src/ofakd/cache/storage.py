@@ -7,17 +7,22 @@
     DIR/epoch_0000.lse.f32                log-sum-exp of the full logits (V,)    }
     DIR/epoch_0000.index.i32              dataset index of each view (V,)
     DIR/epoch_0000.check.f32              mean pixel of each view as the student sees it (V,)
-    DIR/done/epoch_0000.rank_0000         marker: that rank's rows of that epoch are written
+    DIR/done/epoch_0000.rank_0000         marker: that rank's rows of that epoch are written, with the
+                                          sha256 of those rows in each array ({"rows": N, "sha256": {...}})
+    DIR/locks/rank_0000.lock              while a recorder writes that rank: its lock (``ofakd.run_folder.lock``)
 
 Raw little-endian arrays without headers, read and written through ``numpy.memmap``. An epoch's
 V = world_size x steps_per_epoch x batch_size rows are in (rank, step, position in batch) order,
 so one rank's one step is one contiguous block. Each epoch's files are created at full size
 before recording; a (epoch, rank) block counts only once its marker exists, so an interrupted
-recording resumes block by block and a shortened (truncated) file is found by its size.
+recording resumes block by block and a shortened (truncated) file is found by its size. The
+marker's hashes find flipped bytes: a run checks a block when it first reads it.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError
-from ..run_folder.atomic import write_text
+from ..run_folder.atomic import write_error, write_json
+from ..run_folder.digest import file_sha256
 
 MANIFEST = "manifest.json"
 DONE = "done"
+LOCKS = "locks"
 
 
 @dataclass(frozen=True)
@@ -110,9 +117,34 @@ class Layout:
         return self.marker(epoch, rank).is_file()
 
     def mark_done(self, epoch: int, rank: int) -> None:
+        """Write the block's marker with the sha256 of its rows in each array (read back from the files)."""
         path = self.marker(epoch, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, f"{self.rows_per_rank}\n")
+        hashes = {spec.name: self.block_sha256(epoch, rank, spec) for spec in self.arrays}
+        write_json(path, {"rows": self.rows_per_rank, "sha256": hashes})
+
+    def block_sha256(self, epoch: int, rank: int, spec: ArraySpec) -> str:
+        """sha256 of ``rank``'s rows of ``epoch``'s array ``spec``, as they are on disk."""
+        start = self.rank_rows(rank).start * spec.row_bytes()
+        return file_sha256(self.path(epoch, spec), start, self.rows_per_rank * spec.row_bytes())
+
+    def recorded_hashes(self, epoch: int, rank: int) -> dict[str, str] | None:
+        """The sha256 per array that the block's marker records; None for a marker of an older ofakd."""
+        try:
+            marker = json.loads(self.marker(epoch, rank).read_text())
+        except (OSError, ValueError):
+            return None
+        hashes = marker.get("sha256") if isinstance(marker, dict) else None
+        return hashes if isinstance(hashes, dict) else None
+
+    def block_problem(self, epoch: int, rank: int) -> str | None:
+        """None when ``rank``'s rows of ``epoch`` match their recorded hashes (or none are recorded)."""
+        recorded = self.recorded_hashes(epoch, rank) or {}
+        for spec in self.arrays:
+            if spec.name in recorded and self.block_sha256(epoch, rank, spec) != recorded[spec.name]:
+                return (f"{self.path(epoch, spec)}: the rows of rank {rank} differ from the sha256 recorded with "
+                        "them (flipped or overwritten bytes)")
+        return None
 
     def rank_rows(self, rank: int) -> slice:
         return slice(rank * self.rows_per_rank, (rank + 1) * self.rows_per_rank)
@@ -150,6 +182,23 @@ class Layout:
             for marker in (self.directory / DONE).glob(f"epoch_{epoch:04d}.rank_*"):
                 marker.unlink()
         return reset
+
+    def reserve(self, epoch: int, rank: int) -> None:
+        """Give ``rank``'s rows of ``epoch`` their disk blocks before they are written through a memory map (the
+        files are sparse): a disk too small is then a write error naming the file (exit 74), not a SIGBUS."""
+        if not hasattr(os, "posix_fallocate"):
+            return
+        start = self.rank_rows(rank).start
+        for spec in self.arrays:
+            path = self.path(epoch, spec)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, start * spec.row_bytes(), self.rows_per_rank * spec.row_bytes())
+            except OSError as err:
+                if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # (a file system without it: as before)
+                    raise write_error(err, path, existed=False) from err
+            finally:
+                os.close(fd)
 
     def open(self, epoch: int, mode: str = "r") -> dict[str, np.memmap]:
         """Memory maps of ``epoch``'s arrays (``mode`` "r" or "r+")."""

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     info.add_argument("directory", metavar="DIR", help="the cache folder (--out of `ofakd cache record`)")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    info.add_argument("--verify", action="store_true",
+                      help="read every recorded block and check it against its sha256 (a run checks each block "
+                      "when it first reads it); a damaged file is an error (status 2) naming it")
     for sub in (record, info):
         sub.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
@@ -190,6 +193,8 @@ def _info(args: argparse.Namespace) -> int:
     cache = TeacherCache(args.directory)
     sizes = cache.sizes()
     done = cache.completed_epochs()
+    if args.verify:
+        cache.verify(done, hashes=True)
     partial = sorted(
         {
             (e, r)
@@ -235,6 +240,8 @@ def _info(args: argparse.Namespace) -> int:
     if partial:
         status += f"; partly recorded: epoch(s) {', '.join(str(e) for e in sorted({e for e, _ in partial}))}"
     print(status)
+    if args.verify:
+        print(f"verified: the {len(done)} complete epoch(s) match the sha256 recorded with them")
     for epoch in damaged:
         print(f"damaged: {cache.layout.size_problem(epoch)}")
     return 0 if not damaged else 1

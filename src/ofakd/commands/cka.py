@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from ..errors import ConfigError, ModelError
+from ..run_folder import writing
 
 NAME = "cka"
 HELP = "linear CKA between every pair of stage/block features of two models (heatmap, CSV, JSON)"
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 4 for the unbiased HSIC estimator, got {args.batch_size}")
     if args.batches is not None and args.batches < 1:
         raise ConfigError(f"--batches must be >= 1, got {args.batches}")
+    out = _output_folder(args.out)  # before the work: a folder we cannot write is found now
     device = pick_device(args.device or "auto")
     data_config = DataConfig(
         name=args.data, root=args.data_root, val_subset=args.val_subset, workers=args.workers
@@ -160,14 +162,22 @@ def run(args: argparse.Namespace) -> int:
     result.extra.update(
         {"data": args.data, "checkpoint_a": args.checkpoint_a, "checkpoint_b": args.checkpoint_b}
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     png = plot_cka_heatmap(result, out / "cka.png")
     csv_path = result.save_csv(out / "cka.csv")
     json_path = result.save_json(out / "cka.json")
     _print_matrix(result, args)
     print(f"wrote {png}, {csv_path}, {json_path}")
     return 0
+
+
+def _output_folder(out: str) -> Path:
+    """``--out``, created; an error (74) when it cannot be."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; pass a folder for cka.png, cka.csv and cka.json")
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _load_pair(args: argparse.Namespace, data_classes: int, device: torch.device) -> tuple[list, list]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..config.cli_args import HelpFormatter
+from ..run_folder import atomic_write, write_json
 
 NAME = "demo"
 HELP = "train a CNN teacher on digits, then a ViT student from scratch, with KD and with OFA-KD"
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     for method, options in METHOD_OPTIONS.items():
         print(f"{method} options: {', '.join(f'{k} {v}' for k, v in options.items())} (the rest: defaults)")
     plot = _plot(out, [r["run"] for r in rows])
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(out / "results.json", rows)
     print(f"\nruns, curves and results in {out}/ (accuracy plot: {plot})")
     return 0
 
@@ -125,6 +125,6 @@ def _plot(out: Path, runs: list[str]) -> Path:
     ax.legend()
     path = out / "accuracy.png"
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
     return path

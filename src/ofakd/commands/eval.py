@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import finite_json
 from ..config.cli_args import HelpFormatter, add_field_flags, add_override
 from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
@@ -95,8 +95,8 @@ def _run_export(target: Path, args) -> int:
 def _print(result: EvalResult, class_names: list[str], args, *, model: str, dataset: str, title: str) -> None:
     """The result as one JSON object (``--json``; ``loss`` repeats ``mean_loss``) or as text under ``title``."""
     if args.json:
-        print(json.dumps({**result.to_dict(class_names), "loss": result.mean_loss, "model": model,
-                          "dataset": dataset, "split": args.split}))
+        print(finite_json.dumps({**result.to_dict(class_names), "loss": result.mean_loss, "model": model,
+                                 "dataset": dataset, "split": args.split}))  # a NaN loss: null
         return
     print(title)
     print(result.format(class_names, max_classes=args.max_classes))

@@ -9,6 +9,7 @@ order, after the recipe.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from .load import (
     split_override,
     validate,
 )
-from .schema import RESUME_SAFE_KEYS, SECTIONS, RunConfig
+from .schema import RESUME_SAFE_KEYS, SECTIONS, RunConfig, resume_changes
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -227,26 +228,52 @@ def resolve_config(
     apply last (``train`` forces ``method.name=vanilla``).
     """
     overrides = list(getattr(args, "overrides", None) or [])
+    _check_teacher_run(args, overrides)
     resume = getattr(args, "resume", None)
     if resume:
-        bad = [key for key, _ in overrides if key not in RESUME_SAFE_KEYS]
-        if bad:
-            raise ConfigError(
-                f"--resume continues the run as it was configured; {bad[0]!r} cannot change "
-                f"(only {', '.join(RESUME_SAFE_KEYS)} can). Start a new run to change it."
-            )
-        path = RunFolder(Path(resume)).config
-        if not path.is_file():
-            raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of a run (runs/NAME)")
-        raw = read_recipe(str(path))
-        forced, reset_sections = [], ()
-    else:
-        raw = read_recipe(args.config) if getattr(args, "config", None) else {}
+        return _resumed_config(resume, overrides)
+    raw = read_recipe(args.config) if getattr(args, "config", None) else {}
     for section in reset_sections:
         raw.pop(section, None)
     for key, value in [*overrides, *(forced or [])]:
         apply_override(raw, key, value)
     return validate(raw)
+
+
+def _resumed_config(resume: str | Path, overrides: list[tuple[str, Any]]) -> RunConfig:
+    """The resumed run's config.yaml with ``overrides`` applied; an override that changes a value outside
+    RESUME_SAFE_KEYS is an error (the run's own original flags change nothing and pass)."""
+    path = RunFolder(Path(resume)).config
+    if not path.is_file():
+        raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of a run (runs/NAME)")
+    recorded = read_recipe(str(path))
+    raw = copy.deepcopy(recorded)
+    for key, value in overrides:
+        apply_override(raw, key, value)
+    cfg = validate(raw)
+    changed = resume_changes(validate(recorded).to_dict(), cfg.to_dict())
+    if changed:
+        raise ConfigError(
+            f"--resume continues the run as it was configured; {changed[0]!r} cannot change "
+            f"(only {', '.join(RESUME_SAFE_KEYS)} can). Start a new run to change it."
+        )
+    return cfg
+
+
+_TEACHER_RUN_CLASHES = {"teacher.checkpoint": "--teacher-checkpoint", "teacher.name": "--teacher",
+                        "teacher.pretrained": "teacher.pretrained"}
+"""Overrides that name the teacher's model or weights, which --teacher-run takes from its run."""
+
+
+def _check_teacher_run(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    teacher_run = getattr(args, "teacher_run", None)
+    clash = next((key for key, _ in overrides if key in _TEACHER_RUN_CLASHES), None)
+    if teacher_run is not None and clash is not None:
+        flag = _TEACHER_RUN_CLASHES[clash]
+        raise ConfigError(
+            f"--teacher-run {teacher_run} gives the teacher's name and weights; drop {flag} (or drop --teacher-run "
+            "and pass --teacher NAME --teacher-checkpoint PATH)"
+        )
 
 
 def print_config(cfg: RunConfig) -> None:
@@ -260,6 +287,7 @@ class TeacherRunAction(argparse.Action):
         pending = list(getattr(namespace, "overrides", None) or [])
         pending.append(("teacher", teacher_from_run(values)))
         namespace.overrides = pending
+        namespace.teacher_run = values
 
 
 def teacher_from_run(run_dir: str | Path) -> dict[str, Any]:

@@ -22,8 +22,27 @@ from .messages import config_error, nearest
 from .schema import RunConfig
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice (PyYAML would silently keep the last)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does."""
+    """SafeLoader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does, and refuses a
+    mapping that names a key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges are meant to override
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise DuplicateKeyError(None, None, f"key {key!r} appears twice in one mapping; keep one",
+                                                key_node.start_mark)
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 FLOAT_PATTERN = re.compile(
@@ -46,6 +65,8 @@ def parse_yaml(text: str, where: str = "YAML") -> Any:
         raise ConfigError(f"config: {where} is nested too deeply to read") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        if isinstance(err, DuplicateKeyError):
+            raise ConfigError(f"config: {where} line {mark.line + 1}: {err.problem}") from None
         at = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"config: {where}{at} is not valid YAML ({problem})") from None
@@ -55,6 +76,8 @@ def parse_value(text: str) -> Any:
     """A command-line value read as YAML: ``0.1`` -> float, ``[1.5]`` -> list, ``null`` -> None."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506
+    except DuplicateKeyError as err:
+        raise ConfigError(f"config: the value {text!r}: {err.problem}") from None
     except (yaml.YAMLError, RecursionError):
         return text
 
@@ -156,20 +179,28 @@ def validate(raw: dict[str, Any]) -> RunConfig:
     except RecursionError:
         raise ConfigError("config: a value is nested too deeply") from None
     check_method_options(cfg)
-    bad = _nonfinite(cfg.model_dump())
+    bad = _unusable_number(cfg.model_dump())
     if bad is not None:
-        raise ConfigError(f"config: {bad[0]}: must be a finite number, got {bad[1]}")
+        key, value = bad
+        if not math.isfinite(value):
+            raise ConfigError(f"config: {key}: must be a finite number, got {value}")
+        raise ConfigError(f"config: {key}: {value:g} is beyond float32's range (|x| <= {FLOAT32_MAX:.4g}), which "
+                          "training computes in; give a realistic value")
     return cfg
 
 
-def _nonfinite(tree: Any, prefix: str = "") -> tuple[str, float] | None:
-    """The first (dotted key, value) holding a NaN or an infinity, or None."""
-    if isinstance(tree, float) and not math.isfinite(tree):
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a config number beyond it overflows when it reaches a tensor (lr 1e300)."""
+
+
+def _unusable_number(tree: Any, prefix: str = "") -> tuple[str, float] | None:
+    """The first (dotted key, value) holding a NaN, an infinity or a float beyond float32's range, or None."""
+    if isinstance(tree, float) and not abs(tree) <= FLOAT32_MAX:
         return prefix or "config", tree
     items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
     for key, value in items:
         name = f"{prefix}.{key}" if prefix and isinstance(key, str) else f"{prefix}[{key}]" if prefix else str(key)
-        found = _nonfinite(value, name)
+        found = _unusable_number(value, name)
         if found is not None:
             return found
     return None

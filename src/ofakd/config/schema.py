@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..data.config import AugmentConfig, DataConfig
 
@@ -51,6 +51,15 @@ class ModelConfig(BaseModel):
             raise ValueError("every std value must be > 0")
         return v
 
+    @field_validator("kwargs")
+    @classmethod
+    def _kwargs(cls, v):
+        if "num_classes" in v:
+            raise ValueError("num_classes comes from the data set (data.name / data.root): remove it from the kwargs")
+        if "checkpoint" in v:
+            raise ValueError("a checkpoint is not a timm kwarg: set it as checkpoint (--checkpoint / --teacher-checkpoint)")
+        return v
+
 
 class TeacherConfig(ModelConfig):
     """The teacher: a model as above, or (``cache``) its logits recorded by ``ofakd cache record``."""
@@ -78,6 +87,10 @@ class MethodConfig(BaseModel):
     def options(self) -> dict[str, Any]:
         """The method options (every key but ``name``)."""
         return dict(self.model_extra or {})
+
+
+SEED_MAX = 2**32 - 1
+"""Largest seed: numpy's generators take 32-bit seeds (and the data seed is used modulo 2**32)."""
 
 
 class TrainConfig(BaseModel):
@@ -111,9 +124,9 @@ class TrainConfig(BaseModel):
     """Keep an EMA of the student (timm ModelEmaV3) with this decay, evaluated each epoch; null is off."""
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     """Mixed precision: auto = bf16 on a GPU that supports it, none on CPU; fp16 needs a GPU."""
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=SEED_MAX)
     """Seed of the model initialisation."""
-    data_seed: int | None = None
+    data_seed: int | None = Field(None, ge=0, le=SEED_MAX)
     """Seed of the data order and augmentation; null = the same as seed."""
     log_every: int = Field(50, ge=1)
     """Log a train record every N steps (and the last step of each epoch)."""
@@ -136,6 +149,14 @@ class TrainConfig(BaseModel):
     """Channels-last memory format for the images and the 4-d weights (faster convolutions on GPUs)."""
     dist_timeout: float = Field(1800.0, gt=0)
     """Seconds a process waits for the others (joining, any collective) before it stops with an error."""
+
+    @field_validator("min_lr")
+    @classmethod
+    def _min_lr(cls, v: float, info: ValidationInfo) -> float:
+        lr = info.data.get("lr")
+        if lr is not None and v > lr:
+            raise ValueError(f"must not exceed train.lr ({lr:g}): the schedule decays from lr down to min_lr; lower it")
+        return v
 
     @field_validator("optimizer")
     @classmethod
@@ -201,6 +222,22 @@ RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_ever
                     "train.nonfinite", "train.max_skipped_steps", "train.compile", "train.channels_last",
                     "train.dist_timeout")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
+
+
+def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts, other than :data:`RESUME_SAFE_KEYS`."""
+    return [key for key in _changed_keys(old, new) if key not in RESUME_SAFE_KEYS]
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "data": DataConfig,

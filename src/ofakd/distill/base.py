@@ -38,12 +38,30 @@ Stages = Annotated[list[int], AfterValidator(_check_stages)]
 """Option type for a method's stages: distinct values among 1-4, sorted."""
 
 
+def _check_loss_weight(value: float) -> float:
+    if value < 0:
+        raise ValueError("a loss weight must be >= 0 (0 turns the term off)")
+    return value
+
+
+def _check_temperature(value: float) -> float:
+    if value <= 0:
+        raise ValueError("a softmax temperature must be > 0 (1 is the plain softmax; larger softens it)")
+    return value
+
+
+LossWeight = Annotated[float, AfterValidator(_check_loss_weight)]
+"""Option type for the weight of a loss term: >= 0."""
+Temperature = Annotated[float, AfterValidator(_check_temperature)]
+"""Option type for a softmax temperature T: > 0 (the logits are divided by it)."""
+
+
 class MethodOptions(BaseModel):
     """Options every method has. Subclass per method; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    gt_weight: float = 1.0
+    gt_weight: LossWeight = 1.0
     """Weight of the cross-entropy to the ground-truth (or mixed / smoothed) targets."""
     gt_loss: Literal["ce", "bce"] = "ce"
     """Supervised loss: ce (cross-entropy) or bce (binary cross-entropy, the 'stronger' ImageNet recipe)."""

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from ..models.tap import ModelOutput
-from .base import MethodOptions
+from .base import LossWeight, MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
@@ -30,7 +30,7 @@ def cc_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 class CCOptions(MethodOptions):
-    cc_weight: float = 0.02
+    cc_weight: LossWeight = 0.02
     """Weight (the official 'correlation scale') of the correlation-congruence loss."""
     embed_dim: int = Field(128, ge=1)
     """Width of the linear embeddings of the student and teacher penultimate embeddings."""

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.tap import ModelOutput
-from .base import MethodOptions
+from .base import LossWeight, MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
@@ -124,7 +124,7 @@ class ContrastMemory(nn.Module):
 
 
 class CRDOptions(MethodOptions):
-    crd_weight: float = 1.0
+    crd_weight: LossWeight = 1.0
     """Weight of the contrastive loss (student-anchored + teacher-anchored NCE terms)."""
     embed_dim: int = Field(128, ge=1)
     """Width of the contrastive embedding (and of each memory-bank row)."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.tap import ModelOutput
-from .base import Distiller
+from .base import Distiller, LossWeight
 from .float32 import float32_loss
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
@@ -50,9 +50,9 @@ def dist_loss(
 
 
 class DISTOptions(LogitOptions):
-    beta: float = 1.0
+    beta: LossWeight = 1.0
     """β: weight of the inter-class relation term (per sample, across classes)."""
-    gamma: float = 1.0
+    gamma: LossWeight = 1.0
     """γ: weight of the intra-class relation term (per class, across the batch)."""
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ..models.tap import ModelOutput
-from .base import Distiller
+from .base import Distiller, LossWeight
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .registry import register_method
@@ -65,9 +65,9 @@ def dkd_loss(
 
 
 class DKDOptions(LogitOptions):
-    alpha: float = 1.0
+    alpha: LossWeight = 1.0
     """α: weight of the target-class term TCKD."""
-    beta: float = 2.0
+    beta: LossWeight = 2.0
     """β: weight of the non-target-class term NCKD."""
     warmup_epochs: int = Field(0, ge=0)
     """Ramp the DKD terms by min((epoch + 1) / warmup_epochs, 1) (the official DKD code used 20); 0 = off.

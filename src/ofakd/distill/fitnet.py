@@ -9,7 +9,7 @@ from torch import nn
 
 from ..models.stages import stage_positions
 from ..models.tap import ModelOutput
-from .base import MethodOptions, Stages
+from .base import LossWeight, MethodOptions, Stages
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .projectors import FeatureProjector
@@ -25,7 +25,7 @@ def fitnet_loss(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class FitNetOptions(MethodOptions):
     stages: Stages = [1, 2, 3, 4]
     """Stages (1-4) whose student feature regresses the teacher's feature at the same stage."""
-    fitnet_weight: float = 1.0
+    fitnet_weight: LossWeight = 1.0
     """Weight of each stage's MSE (the loss is their weighted sum)."""
     feature_indices: list[int] | None = None
     """Explicit feature_info positions of the student's four stages (default: the documented stage map)."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.tap import ModelOutput
-from .base import Distiller, MethodOptions
+from .base import Distiller, LossWeight, MethodOptions, Temperature
 from .logit_standardization import maybe_standardize
 from .registry import register_method
 
@@ -22,9 +22,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 class LogitOptions(MethodOptions):
     """Options shared by logit-based methods."""
 
-    kd_weight: float = 1.0
+    kd_weight: LossWeight = 1.0
     """Weight of the distillation term(s) on the final logits."""
-    temperature: float = 1.0
+    temperature: Temperature = 1.0
     """Softmax temperature T for teacher and student logits."""
     logit_standardization: bool = False
     """z-score teacher and student logits per sample before the softmax (CVPR 2024)."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..errors import ConfigError, ModelError
 from ..models.info import num_classes, num_features
 from ..models.stages import stage_positions
 from ..models.tap import ModelOutput
-from .base import Distiller, Stages
+from .base import Distiller, LossWeight, Stages
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .ofa_branches import build_branch
@@ -45,11 +45,11 @@ class OFAOptions(LogitOptions):
     """OFA stages (1-4) that get a branch."""
     eps: list[float] = [1.0]
     """ε: one value for every term, or one per stage followed by one for the final logits."""
-    ofa_weight: float = 1.0
+    ofa_weight: LossWeight = 1.0
     """Weight of the summed branch losses (the authors' CIFAR runs used 0.1)."""
     feature_indices: list[int] | None = None
     """Explicit feature_info positions of the four stages (default: the documented stage map)."""
-    teacher_dim: int | None = None
+    teacher_dim: int | None = Field(None, ge=1)
     """Teacher feature width D_t; read from the teacher, needed only when logits come from a cache."""
 
     @field_validator("eps")

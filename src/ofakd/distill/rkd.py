@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ..models.tap import ModelOutput
-from .base import MethodOptions
+from .base import LossWeight, MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
@@ -57,13 +58,13 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 
 
 class RKDOptions(MethodOptions):
-    distance_weight: float = 25.0
+    distance_weight: LossWeight = 25.0
     """Weight of the distance-wise relation loss."""
-    angle_weight: float = 50.0
+    angle_weight: LossWeight = 50.0
     """Weight of the angle-wise relation loss."""
     squared: bool = False
     """Use squared Euclidean distances."""
-    eps: float = 1e-12
+    eps: float = Field(1e-12, gt=0)
     """Lower clamp of the squared distances before the square root."""
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from ..models.tap import ModelOutput
+from .base import LossWeight
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
@@ -57,9 +58,9 @@ class RSDProjector(nn.Sequential):
 
 
 class RSDOptions(LogitOptions):
-    rsd_weight: float = 0.1
+    rsd_weight: LossWeight = 0.1
     """Weight of the RSD (cross-correlation) loss."""
-    offdiag_weight: float = 0.01
+    offdiag_weight: LossWeight = 0.01
     """λ: weight of the squared off-diagonal cross-correlations."""
     expansion: int = Field(2, ge=1)
     """Hidden width of the projector MLP as a multiple of the student embedding width."""

@@ -12,9 +12,9 @@ Epochs count from 1; ``step`` is the number of optimizer steps so far.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from .. import finite_json
 from ..run_folder import write_text
 
 
@@ -52,22 +52,13 @@ class MetricsLog:
             self._writer.flush()
 
     def _append(self, record: dict) -> None:
-        self._file.write(json.dumps(_finite(record)) + "\n")
+        self._file.write(finite_json.dumps(record) + "\n")
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
         if self._writer is not None:
             self._writer.close()
-
-
-def _finite(obj):
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    return obj
 
 
 def read_records(path: str | Path) -> list[dict]:

@@ -19,7 +19,7 @@ from ofakd.device import pick_device
 
 from .. import __version__
 from ..config.load import dump_config
-from ..config.schema import RESUME_SAFE_KEYS, RunConfig
+from ..config.schema import RESUME_SAFE_KEYS, RunConfig, resume_changes
 from ..data import seed_everything
 from ..distill import get_method
 from ..errors import ConfigError
@@ -27,7 +27,6 @@ from ..models import count_parameters
 from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
-    RunFolder,
     StudentMetadata,
     default_name,
     describe_checkpoint,
@@ -43,6 +42,7 @@ from ..teacher.live import LiveTeacher
 from .amp import Precision
 from .ddp import prepare_modules, training_module, world_size_change
 from .evaluate import evaluate
+from .folder_claim import claim_run_folder
 from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
@@ -90,24 +90,14 @@ def fit(
                    progress=progress, tensorboard=tensorboard, log=log, setup=setup).fit()
 
 
-def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume=None, overwrite=False, stop_after_epochs=None,
                  dist: DistContext = SINGLE_PROCESS, progress=True, tensorboard=True, log=print,
                  setup: SetupBuilder | None = None) -> None:
         if stop_after_epochs is not None and stop_after_epochs < 0:
             raise ConfigError(f"--stop-after-epochs must be >= 0, got {stop_after_epochs}")
+        if resume is not None and overwrite:
+            raise ConfigError(f"--resume continues {resume} and --overwrite would delete it: pass one of them")
         self.cfg = cfg
         self.resume = resume
         self.overwrite = overwrite
@@ -117,20 +107,19 @@ class Trainer:
         self.tensorboard = tensorboard
         self.log = log if dist.is_main else (lambda _msg: None)
         self.build_setup = setup
+        self.lock = None
 
     # ---- setup -----------------------------------------------------------------
     def _prepare(self) -> None:
         cfg = self.cfg
         started = time.time()
-        if self.resume is not None:
-            self.folder = RunFolder.existing(self.resume)
-        else:
+        if self.resume is None:
             name = run_name(cfg)
             cfg = self.cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"name": name})})
-            self.folder = RunFolder.plan(cfg.run.out_dir, name, overwrite=self.overwrite)
-            self.dist.barrier()  # every process checked the folder before the main one (re)makes it
         self.device = rank_device(cfg.train.device, self.dist.local_rank) if self.dist.distributed else (
             pick_device(cfg.train.device))
+        self.folder, self.lock = claim_run_folder(cfg.run.out_dir, cfg.run.name, resume=self.resume,  # one writer
+                                                  overwrite=self.overwrite, dist=self.dist, device=self.device)
         self.precision = Precision(cfg.train.amp, self.device)
         seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = (self.build_setup or build_setup)(cfg, self.device, self.dist)
@@ -201,7 +190,7 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         ckpt, used = load_resume_state(self.folder.last, log=self.log)
-        changed = [k for k in _changed_keys(ckpt.get("config") or {}, self.cfg.to_dict()) if k not in RESUME_SAFE_KEYS]
+        changed = resume_changes(ckpt.get("config") or {}, self.cfg.to_dict())
         if changed:
             raise ConfigError(
                 f"--resume {self.folder.path}: the config differs from the run's at {changed[0]!r}; a resumed run "
@@ -248,6 +237,13 @@ class Trainer:
 
     # ---- training --------------------------------------------------------------
     def fit(self) -> dict:
+        try:
+            return self._fit()
+        finally:
+            if self.lock is not None:  # the run folder's lock, held from _prepare to here
+                self.lock.release()
+
+    def _fit(self) -> dict:
         self._prepare()
         cfg, setup, state = self.cfg, self.setup, self.state
         main = self.dist.is_main
@@ -383,6 +379,7 @@ class Trainer:
                 f"{self.numerics.last_good}. Fix: {FIX}"
             )
         ckpt = self._checkpoint(partial)
+        self.lock.ensure_held()
         save_state(self.folder.last, ckpt, keep_previous=True)
         self.numerics.last_good = describe_checkpoint(self.folder.last, ckpt)
 

@@ -15,16 +15,15 @@ name, the data set without its root): an export is made to be shared.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .. import __version__
+from ..run_folder.digest import tensors_sha256
 from .student import StudentInfo
 
 # Facts about the source checkpoint timm's default config carries that do not describe our weights.
@@ -33,12 +32,7 @@ _SOURCE_ONLY_KEYS = ("tag", "license", "origin_url", "paper_ids", "paper_name", 
 
 def weights_digest(model: nn.Module) -> str:
     """sha256 of the state_dict's names, shapes, dtypes and bytes (identifies the exported weights)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    return tensors_sha256(model.state_dict())
 
 
 def build_config(model: nn.Module, info: StudentInfo, digest: str) -> dict[str, Any]:

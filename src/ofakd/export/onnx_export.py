@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedExportError, summarize_exception
+from ..run_folder import WRITE_ERRNOS
 
 WEIGHTS_FILE = "model.onnx"
 EXPORTERS = ("auto", "dynamo", "legacy")
@@ -41,6 +42,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, folder: Path, *, export
         try:
             _export(model, example, path, attempt, opset, big)
         except Exception as err:  # the exporters raise many types
+            disk = disk_error(err)
+            if disk is not None:  # the disk cannot take the file: no exporter can help
+                raise disk from err
             failures.append(f"{attempt} exporter: {summarize_exception(err)}")
             continue
         return sorted(p.name for p in folder.glob(f"{WEIGHTS_FILE}*")), attempt
@@ -49,6 +53,16 @@ def export_onnx(model: nn.Module, example: torch.Tensor, folder: Path, *, export
         "Export --format torchscript or --format timm instead"
         + (", or try --onnx-exporter auto" if exporter != "auto" else ", or try another --opset")
     )
+
+
+def disk_error(err: BaseException) -> OSError | None:
+    """The OSError of a full, read-only or size-limited disk in ``err`` or its causes, if that is what it is."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def _require_onnx_packages() -> None:

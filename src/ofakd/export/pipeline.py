@@ -3,7 +3,8 @@
 Nothing lands in the output folder unless the check passed: files are written to a hidden
 temporary folder inside it, loaded back the way a user would (plain timm, onnxruntime,
 torch.jit.load), compared with the PyTorch student on random inputs, then moved in.
-Several formats of the same weights can share one folder; ``config.json`` lists them all.
+Several formats of the same weights can share one folder; ``config.json`` lists them all, with the
+sha256 of each file (checked when ofakd loads a timm export back).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
 from ..models.info import count_parameters
-from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS
+from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, writing
+from ..run_folder.digest import file_sha256
 from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
 from .model_card import CARD_FILE, model_card
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
@@ -108,6 +110,14 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
+    with writing(Path(out_dir) / _MAIN_FILE[fmt]):  # a full, read-only or size-limited disk: 74 naming the export
+        return _export_into(model, info, fmt, Path(out_dir), overwrite=overwrite, atol=atol, opset=opset,
+                            onnx_exporter=onnx_exporter, torchscript_method=torchscript_method)
+
+
+def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *, overwrite: bool, atol: float,
+                 opset: int, onnx_exporter: str, torchscript_method: str) -> ExportResult:
+    """Write, check and move into ``out_dir`` one format's export (see :func:`export_student`)."""
     out = _output_folder(out_dir, _MAIN_FILE[fmt], overwrite)
     merged, stale = _export_config(model, info, out, overwrite)
     merged["ofakd"]["exports"].pop(fmt, None)
@@ -127,7 +137,7 @@ def export_student(
                 + _mismatch_hint(fmt)
             )
         entry: dict[str, Any] = {"files": files, "exporter": exporter, "max_abs_diff": check.max_abs_diff,
-                                 "atol": atol}
+                                 "atol": atol, "sha256": {name: file_sha256(tmp / name) for name in files}}
         if fmt == "onnx":
             entry.update(opset=opset, input="input", output="logits", dynamic_axes={"input": [0], "logits": [0]})
         merged["ofakd"]["exports"][fmt] = entry

@@ -15,6 +15,7 @@ model under ``module.``). Which weights are taken:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,13 @@ from ..run_folder import (
     STUDENT_PREFIX,
     SUMMARY,
     StudentMetadata,
+    WeightsDamaged,
     load_state,
     read_student_metadata,
+    read_weights,
     strip_prefix,
 )
+from ..run_folder.digest import file_sha256
 from .student import Preprocess, StudentInfo
 
 WEIGHT_CHOICES = ("best", "last")
@@ -119,10 +123,10 @@ def _weights_metadata(path: Path) -> StudentMetadata:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     try:
-        return load_file(str(path))
+        return read_weights(path)  # its content hash checked
+    except WeightsDamaged:
+        raise
     except Exception as err:  # safetensors raises several types for a bad file
         raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
 
@@ -327,6 +331,7 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
             f"{path} holds no {EXPORT_WEIGHTS}; only `--format timm` exports load as PyTorch models "
             "(load model.onnx with onnxruntime, model.torchscript.pt with torch.jit.load)"
         )
+    _check_export_hash(path / EXPORT_WEIGHTS, config)
     try:
         model = timm.create_model(f"local-dir:{path.resolve()}", pretrained=True)
     except Exception as err:  # timm raises several types for a bad folder
@@ -349,6 +354,22 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
         run_dir=Path(ofakd["run"]) if ofakd.get("run") else None,
         data=_data_or_none(ofakd.get("data")),
     )
+
+
+def _check_export_hash(weights: Path, config: dict[str, Any]) -> None:
+    """The weights' sha256 against the one config.json records (written by ``ofakd export``)."""
+    ofakd = config.get("ofakd")
+    if not isinstance(ofakd, dict):
+        return  # not exported by ofakd: nothing recorded
+    recorded = ((ofakd.get("exports") or {}).get("timm") or {}).get("sha256", {}).get(weights.name)
+    if recorded is None:
+        warnings.warn(f"{weights} has no sha256 in {EXPORT_CONFIG} (exported by an older ofakd): it is used "
+                      "unchecked", stacklevel=3)
+    elif file_sha256(weights) != recorded:
+        raise WeightsDamaged(
+            f"{weights} is damaged: its sha256 differs from the one {EXPORT_CONFIG} records for it; export it again "
+            "(ofakd export RUN_DIR --format timm --overwrite)"
+        )
 
 
 def _data_or_none(raw: Any) -> DataConfig | None:

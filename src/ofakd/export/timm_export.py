@@ -18,10 +18,10 @@ from ..run_folder import EXPORT_WEIGHTS
 
 def write_timm_weights(model: nn.Module, folder: Path) -> list[str]:
     """The bare model's state_dict as ``folder/model.safetensors`` (timm's preferred file name)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(folder / EXPORT_WEIGHTS), metadata={"format": "pt"})
+    (folder / EXPORT_WEIGHTS).write_bytes(save(tensors, metadata={"format": "pt"}))  # an OSError when it fails
     return [EXPORT_WEIGHTS]
 
 

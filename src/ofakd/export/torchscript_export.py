@@ -7,6 +7,7 @@ a batch of 2 when scripting fails. The preprocessing ``config.json`` is embedded
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -31,9 +32,11 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, folder: Path, *,
         except Exception as err:  # scripting/tracing raise many types
             failures.append(f"torch.jit.{attempt}: {summarize_exception(err)}")
             continue
+        buffer = io.BytesIO()  # in memory first: torch.jit.save to a file aborts the process when the disk fills
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.save's deprecation notice
-            torch.jit.save(module, str(folder / WEIGHTS_FILE), _extra_files={"config.json": config_json})
+            torch.jit.save(module, buffer, _extra_files={"config.json": config_json})
+        (folder / WEIGHTS_FILE).write_bytes(buffer.getvalue())
         return [WEIGHTS_FILE], attempt
     raise UnsupportedExportError(
         f"{name} cannot be exported to TorchScript: {'; '.join(failures)}. "

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..run_folder import WeightsDamaged, read_weights
 from ..torch_load import pickle_error_line, refused_object
 
 _NESTED_KEYS = ("model", "state_dict", "model_state_dict", "student")
@@ -22,10 +23,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError(f"checkpoint {str(path)!r} does not exist; pass the path of a .pth/.pt/.safetensors file")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
-            return load_file(str(path))
+            return read_weights(path)  # its content hash checked when ofakd wrote it
+        except WeightsDamaged:
+            raise
         except Exception as err:  # safetensors raises several types for bad files
             raise ModelError(f"checkpoint {str(path)!r} is not a readable safetensors file ({err})") from None
     try:

@@ -7,13 +7,28 @@
 
 Files: ``layout`` (file names, :class:`RunFolder`, safe run names), ``atomic`` (atomic, verified
 writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resume),
-``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`).
+``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`), ``lock`` (one writer per folder).
 
 Below the engine, the cache, export and analysis: it imports none of them.
 """
 
-from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
-from .best_weights import StudentMetadata, read_student_metadata, read_weights_metadata, save_weights
+from .atomic import (
+    WRITE_ERRNOS,
+    CheckpointWriteError,
+    atomic_write,
+    write_error,
+    write_json,
+    write_text,
+    writing,
+)
+from .best_weights import (
+    StudentMetadata,
+    WeightsDamaged,
+    read_student_metadata,
+    read_weights,
+    read_weights_metadata,
+    save_weights,
+)
 from .checkpoint import (
     EMA_PREFIX,
     STUDENT_PREFIX,
@@ -32,6 +47,7 @@ from .layout import (
     EXPORT_CONFIG,
     EXPORT_WEIGHTS,
     LAST,
+    LOCK,
     METRICS,
     PREVIOUS,
     SUMMARY,
@@ -40,6 +56,7 @@ from .layout import (
     previous_path,
     sanitize_name,
 )
+from .lock import FolderLock, FolderLocked
 
 __all__ = [
     "BEST",
@@ -48,6 +65,7 @@ __all__ = [
     "EXPORT_CONFIG",
     "EXPORT_WEIGHTS",
     "LAST",
+    "LOCK",
     "METRICS",
     "PREVIOUS",
     "STUDENT_PREFIX",
@@ -56,8 +74,11 @@ __all__ = [
     "CheckpointDamaged",
     "CheckpointRefused",
     "CheckpointWriteError",
+    "FolderLock",
+    "FolderLocked",
     "RunFolder",
     "StudentMetadata",
+    "WeightsDamaged",
     "atomic_write",
     "default_name",
     "describe_checkpoint",
@@ -66,6 +87,7 @@ __all__ = [
     "load_state",
     "previous_path",
     "read_student_metadata",
+    "read_weights",
     "read_weights_metadata",
     "sanitize_name",
     "save_state",
@@ -74,4 +96,5 @@ __all__ = [
     "write_error",
     "write_json",
     "write_text",
+    "writing",
 ]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .. import finite_json
 from ..errors import EXIT_WRITE_FAILED, OfakdError
 
 
@@ -30,14 +30,24 @@ _FIXES = {
     errno.ENOSPC: "free disk space",
     errno.EDQUOT: "free space within your disk quota",
     errno.EFBIG: "raise the file-size limit (ulimit -f) or write to another disk",
-    errno.EROFS: "the disk is read-only: write to another folder (--out-dir)",
-    errno.EACCES: "make the folder writable or write to another one (--out-dir)",
-    errno.EPERM: "make the folder writable or write to another one (--out-dir)",
+    errno.EROFS: "the disk is read-only: write to another folder",
+    errno.EACCES: "make the folder writable or write to another one",
+    errno.EPERM: "make the folder writable or write to another one",
 }
 
 
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 """Errors that mean "this disk cannot take the file" (full, quota, file-size limit, read-only)."""
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """An ``OSError`` in the block (a folder that cannot be made, a file that cannot be written) becomes a
+    one-line :class:`CheckpointWriteError` (exit status 74) naming the file, else ``path``."""
+    try:
+        yield
+    except OSError as err:
+        raise write_error(err, err.filename or path) from err
 
 
 def write_error(err: OSError, path: str | Path, *, existed: bool | None = None) -> CheckpointWriteError:
@@ -61,7 +71,8 @@ def atomic_write(
 
     ``verify(tmp)`` (optional) re-reads the written file and returns a problem or None; the file
     replaces ``path`` only when it is whole. ``keep_previous``: keep the replaced file under this
-    name (a hard link, so ``path`` exists at every moment). An ``OSError`` becomes a one-line
+    name (a hard link, so ``path`` exists at every moment), but only when it passes ``verify`` too:
+    a damaged file never replaces the good one kept there. An ``OSError`` becomes a one-line
     :class:`CheckpointWriteError` and the old file stays as it was.
     """
     path = Path(path)
@@ -79,7 +90,7 @@ def atomic_write(
                     f"{path} was written but does not read back whole ({problem}); the disk or file system is "
                     f"failing: {'the previous ' + path.name + ' is intact' if existed else 'nothing was replaced'}"
                 )
-        if keep_previous is not None and existed:
+        if keep_previous is not None and existed and (verify is None or verify(path) is None):
             _keep_previous(path, Path(keep_previous))
         os.replace(tmp, path)
     except OSError as err:
@@ -128,4 +139,5 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as JSON (NaN/inf as null), atomically."""
+    write_text(path, finite_json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -2,20 +2,28 @@
 
 The metadata is a :class:`StudentMetadata`, stored as ``ofakd_<field>`` keys with JSON values:
 enough to rebuild the student without its run folder (``ofakd eval``, ``ofakd export``).
+``ofakd_sha256`` holds the content hash: sha256 of the other ``ofakd_*`` metadata (as JSON, keys
+sorted) and of every tensor (:func:`~ofakd.run_folder.digest.tensors_sha256`). :func:`read_weights`
+checks it; a file that fails is :class:`WeightsDamaged`, never used. A file written by an older
+ofakd (no hash) is read with a warning; a file ofakd did not write (no ``ofakd_*`` keys) as it is.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save
 from torch import nn
 
+from ..errors import OfakdError
 from .atomic import atomic_write
+from .digest import tensors_sha256
 
 KEY_PREFIX = "ofakd_"
 """Each :class:`StudentMetadata` field is stored under this prefix + its name (``ofakd_num_classes``)."""
@@ -58,13 +66,46 @@ class StudentMetadata:
         return cls(**values)
 
 
+class WeightsDamaged(OfakdError):
+    """A weights file's content differs from the hash recorded when it was written."""
+
+
+HASH_KEY = KEY_PREFIX + "sha256"
+
+
 def save_weights(path: str | Path, model: nn.Module, metadata: StudentMetadata | None = None) -> None:
-    """The model's state_dict as safetensors, atomically, with ``metadata`` (its values as JSON strings)."""
+    """The model's state_dict as safetensors, atomically, with ``metadata`` (its values as JSON strings)
+    and the content hash."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     recorded = metadata.to_metadata() if metadata is not None else {}
     meta = {"format": "pt", **{k: json.dumps(v) for k, v in recorded.items()}}
+    meta[HASH_KEY] = _content_sha256(tensors, meta)
     data = save(tensors, metadata=meta)
     atomic_write(path, lambda f: f.write(data))
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, after checking its content hash when it carries one.
+    Raises :class:`WeightsDamaged` when the content differs; a file safetensors cannot read raises
+    safetensors' own error."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    recorded = meta.get(HASH_KEY)
+    if recorded is not None and recorded != _content_sha256(tensors, meta):
+        raise WeightsDamaged(
+            f"{path} is damaged: its tensors or metadata differ from the sha256 recorded when it was written; "
+            "restore it from a copy (for a run's best.safetensors, or use its last.pt: --weights last)"
+        )
+    if recorded is None and any(key.startswith(KEY_PREFIX) for key in meta):
+        warnings.warn(f"{path} carries no content hash (written by an older ofakd): it is used unchecked",
+                      stacklevel=2)
+    return tensors
+
+
+def _content_sha256(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    ours = {key: value for key, value in meta.items() if key.startswith(KEY_PREFIX) and key != HASH_KEY}
+    return tensors_sha256(tensors, header=json.dumps(ours, sort_keys=True))
 
 
 def read_weights_metadata(path: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@
     runs/NAME/last.pt            everything to resume (``checkpoint``); last.prev.pt: the one before
     runs/NAME/best.safetensors   the best epoch's student weights and recipe (``best_weights``)
     runs/NAME/summary.json       the run's results
+    runs/NAME/run.lock           while a run writes the folder: its lock, naming the process (``lock``)
     EXPORT/config.json           timm's model config (``ofakd export --format timm``)
     EXPORT/model.safetensors     the bare student's weights, as timm loads them
 """
@@ -17,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from .atomic import write_error, writing
+from .lock import FolderLock, FolderLocked, missing_folders
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 LAST = "last.pt"
 BEST = "best.safetensors"
 SUMMARY = "summary.json"
+LOCK = "run.lock"
 _RUN_FILES = (CONFIG, METRICS, LAST, BEST, SUMMARY)
 
 EXPORT_CONFIG = "config.json"
@@ -84,33 +88,55 @@ class RunFolder:
     def summary(self) -> Path:
         return self.path / SUMMARY
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
+
     @classmethod
     def plan(cls, out_dir: str | Path, name: str, *, overwrite: bool = False) -> RunFolder:
         """The folder a new run will use, checked but not yet created (see :meth:`make`): an existing
         run there is an error unless ``overwrite``."""
+        folder = cls._place(out_dir, name)
+        folder._check_new(overwrite)
+        return folder
+
+    @classmethod
+    def _place(cls, out_dir: str | Path, name: str) -> RunFolder:
+        """``out_dir/name`` with ``name`` sanitised; an error when it cannot be a folder of ours."""
+        if Path(out_dir).exists() and not Path(out_dir).is_dir():
+            raise ConfigError(f"--out-dir {out_dir} is a file; pass a folder (it is created when missing)")
         folder = cls(Path(out_dir) / sanitize_name(name))
         if folder.path.is_symlink():
             raise ConfigError(
                 f"run folder {folder.path} is a symbolic link; a run writes only inside --out-dir: choose another "
                 "--name or remove the link"
             )
-        if folder.path.is_dir() and any(folder.path.iterdir()):
-            if not overwrite:
-                raise ConfigError(
-                    f"run folder {folder.path} already exists; pass --resume {folder.path} to continue it, "
-                    "--name NAME for a new run, or --overwrite to replace it"
-                )
-            if not any((folder.path / f).exists() for f in _RUN_FILES):
-                raise ConfigError(f"--overwrite: {folder.path} does not look like a run folder; not deleting it")
-        elif folder.path.exists() and not folder.path.is_dir():
+        if folder.path.exists() and not folder.path.is_dir():
             raise ConfigError(f"run folder {folder.path} is a file; choose another --name or --out-dir")
         return folder
 
+    def _check_new(self, overwrite: bool) -> None:
+        """A run already in the folder is an error unless ``overwrite``; a folder of other files always is."""
+        if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+            if not overwrite:
+                raise ConfigError(
+                    f"run folder {self.path} already exists; pass --resume {self.path} to continue it, "
+                    "--name NAME for a new run, or --overwrite to replace it"
+                )
+            if not any((self.path / f).exists() for f in _RUN_FILES):
+                raise ConfigError(f"--overwrite: {self.path} does not look like a run folder; not deleting it")
+
     def make(self) -> None:
-        """Create the folder empty (replacing a previous run's files when planned with ``overwrite``)."""
-        if self.path.is_dir() and any(self.path.iterdir()):
-            shutil.rmtree(self.path)
+        """Create the folder empty but for its lock (replacing a previous run's files when planned with
+        ``overwrite``)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        for entry in self.path.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     @classmethod
     def existing(cls, path: str | Path) -> RunFolder:
@@ -121,3 +147,51 @@ class RunFolder:
         if not folder.last.is_file() and not folder.previous.is_file():
             raise ConfigError(f"--resume {path}: no {LAST} there (the run ended before its first epoch); start it again")
         return folder
+
+    # ---- one writer ------------------------------------------------------------------
+    @classmethod
+    def claim(cls, out_dir: str | Path, name: str, *, overwrite: bool = False) -> tuple[RunFolder, FolderLock]:
+        """A new run's folder, created and locked (see :mod:`~ofakd.run_folder.lock`), checked under the lock
+        as :meth:`plan` checks it: a folder another run writes is refused, ``overwrite`` included."""
+        folder = cls._place(out_dir, name)
+        made = missing_folders(folder.path)
+        with writing(folder.path):
+            folder.path.mkdir(parents=True, exist_ok=True)
+        lock = folder._lock(remove_folders=made, overwrite=overwrite)  # a run writing there: say so first
+        try:
+            folder._check_new(overwrite)  # under the lock: no run can start or end here meanwhile
+        except BaseException:
+            lock.release()
+            raise
+        return folder, lock
+
+    @classmethod
+    def claim_existing(cls, path: str | Path) -> tuple[RunFolder, FolderLock]:
+        """The run folder at ``path`` (for ``--resume``), locked; its files must be files (a ``last.pt`` that
+        is a folder is found now, not at the first save)."""
+        folder = cls(Path(path))
+        if not folder.config.is_file():
+            raise ConfigError(f"--resume {path}: no {CONFIG} there; pass the folder of a run (runs/NAME)")
+        lock = folder._lock()  # before the checks below: a run writing the folder is the first thing to say
+        try:
+            cls.existing(path)
+            for name in (*_RUN_FILES, PREVIOUS):
+                entry = folder.path / name
+                if (entry.exists() or entry.is_symlink()) and not entry.is_file():
+                    raise ConfigError(f"{entry} is not a file (a folder or a broken link); a run writes {name} there: "
+                                      f"move it away, then --resume {path} again")
+        except BaseException:
+            lock.release()
+            raise
+        return folder, lock
+
+    def _lock(self, *, remove_folders: list[Path] | None = None, overwrite: bool = False) -> FolderLock:
+        lock = FolderLock(self.lock_file, f"run folder {self.path}", remove_folders=remove_folders or ())
+        try:
+            return lock.acquire()
+        except FolderLocked as err:
+            if overwrite:
+                raise FolderLocked(f"{err}; --overwrite does not delete a folder another process writes") from None
+            raise
+        except OSError as err:
+            raise write_error(err, err.filename or self.lock_file) from None
