@@ -112,11 +112,11 @@ def export_student(
     model, info = load_student(source, weights=weights, ema=ema)
     with writing(Path(out_dir) / _MAIN_FILE[fmt]):  # a full, read-only or size-limited disk: 74 naming the export
         return _export_into(model, info, fmt, Path(out_dir), overwrite=overwrite, atol=atol, opset=opset,
-                            onnx_exporter=onnx_exporter, torchscript_method=torchscript_method)
+                            onnx_exporter=onnx_exporter, torchscript_method=torchscript_method, repo_id=repo_id)
 
 
 def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *, overwrite: bool, atol: float,
-                 opset: int, onnx_exporter: str, torchscript_method: str) -> ExportResult:
+                 opset: int, onnx_exporter: str, torchscript_method: str, repo_id: str | None) -> ExportResult:
     """Write, check and move into ``out_dir`` one format's export (see :func:`export_student`)."""
     out = _output_folder(out_dir, _MAIN_FILE[fmt], overwrite)
     merged, stale = _export_config(model, info, out, overwrite)
