@@ -10,10 +10,15 @@ Public API::
 
 __version__ = "0.1.0"
 
-from .analysis.stage_cka import cka  # noqa: E402 - after __version__, which modules below read
-from .distill import create_distiller, list_methods  # noqa: E402
-from .errors import OfakdError  # noqa: E402
-from .models import create_model  # noqa: E402
+from .errors import OfakdError  # noqa: E402 - after __version__, which modules below read
+from .lazy import lazy_exports  # noqa: E402
+
+# imported on first use: `ofakd --help` and `ofakd --version` never import torch
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".analysis.stage_cka": ("cka",),
+    ".distill": ("create_distiller", "list_methods"),
+    ".models": ("create_model",),
+})
 
 __all__ = ["OfakdError", "cka", "create_distiller", "create_model", "list_methods"]
 

@@ -12,20 +12,7 @@ writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resu
 Below the engine, the cache, export and analysis: it imports none of them.
 """
 
-from .atomic import WRITE_ERRNOS, CheckpointWriteError, atomic_write, write_error, write_json, write_text
-from .best_weights import StudentMetadata, read_student_metadata, read_weights_metadata, save_weights
-from .checkpoint import (
-    EMA_PREFIX,
-    STUDENT_PREFIX,
-    CheckpointDamaged,
-    CheckpointRefused,
-    describe_checkpoint,
-    file_problem,
-    load_resume_state,
-    load_state,
-    save_state,
-    strip_prefix,
-)
+from ..lazy import lazy_exports
 from .layout import (
     BEST,
     CONFIG,
@@ -40,6 +27,14 @@ from .layout import (
     previous_path,
     sanitize_name,
 )
+
+# the file names and RunFolder are light; checkpoints and weights import torch and safetensors on use
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".atomic": ("WRITE_ERRNOS", "CheckpointWriteError", "atomic_write", "write_error", "write_json", "write_text"),
+    ".best_weights": ("StudentMetadata", "read_student_metadata", "read_weights_metadata", "save_weights"),
+    ".checkpoint": ("EMA_PREFIX", "STUDENT_PREFIX", "CheckpointDamaged", "CheckpointRefused", "describe_checkpoint",
+                    "file_problem", "load_resume_state", "load_state", "save_state", "strip_prefix"),
+})
 
 __all__ = [
     "BEST",
