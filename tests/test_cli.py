@@ -40,7 +40,8 @@ def test_overrides_apply_in_command_line_order(ofakd_cli):
 def test_train_forces_labels_only(ofakd_cli):
     code, out, _ = ofakd_cli("train", "--config", "demo", "--print-config")
     cfg = yaml.safe_load(out)
-    assert code == 0 and cfg["method"] == {"name": "vanilla"} and cfg["teacher"]["name"] is None
+    assert code == 0 and cfg["method"] == {"name": "vanilla", "gt_weight": 1.0, "gt_loss": "ce"}
+    assert cfg["teacher"]["name"] is None
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -89,7 +90,10 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 0, err
     summary = json.loads((tmp_path / "student" / "summary.json").read_text())
     assert (summary["method"], summary["teacher"], summary["student"]) == ("ofa", TINY_CNN, "vit_tiny_patch16_224")
-    assert summary["method_options"] == {"ofa_weight": 0.1} and summary["branch_params"] > 0
+    assert summary["method_options"]["ofa_weight"] == 0.1 and summary["method_options"]["eps"] == [1.0]
+    assert summary["branch_params"] > 0
+    recorded = yaml.safe_load((tmp_path / "student" / "config.yaml").read_text())["method"]
+    assert recorded == {"name": "ofa", **summary["method_options"]}  # every option, defaults included
     # the teacher sees the ViT's batch (mean/std 0.5) re-normalised to its own mean/std: same accuracy as
     # its own run measured on its own input (one image of slack for float ties)
     assert abs(summary["teacher_top1"] - teacher["best_top1"]) <= 100 / 32 + 1e-6

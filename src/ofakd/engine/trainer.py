@@ -18,7 +18,7 @@ import torch
 from ofakd.device import pick_device
 
 from .. import __version__
-from ..config.load import dump_config
+from ..config.load import dump_config, validate
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..data import seed_everything
 from ..distill import get_method
@@ -195,7 +195,9 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         ckpt, used = load_resume_state(self.folder.last, log=self.log)
-        changed = [k for k in _changed_keys(ckpt.get("config") or {}, self.cfg.to_dict()) if k not in RESUME_SAFE_KEYS]
+        saved = ckpt.get("config")
+        saved = validate(saved).to_dict() if saved else {}  # (method options written out, as config.yaml now has)
+        changed = [k for k in _changed_keys(saved, self.cfg.to_dict()) if k not in RESUME_SAFE_KEYS]
         if changed:
             raise ConfigError(
                 f"--resume {self.folder.path}: the config differs from the run's at {changed[0]!r}; a resumed run "
