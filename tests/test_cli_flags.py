@@ -90,3 +90,14 @@ def test_help_answers_without_importing_torch():
     assert done.returncode == 0, done.stderr
     assert "usage: ofakd train" in done.stdout and "--method.OPTION" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "HEAVY:"
+
+
+def test_another_method_on_a_recipe_drops_the_recipe_method_options_with_a_note(ofakd_cli):
+    code, out, err = ofakd_cli("distill", "--config", "paper-cifar100-swin_t-resnet18", "--method", "kd",
+                               "--method.temperature", "4", "--print-config")
+    assert code == 0, err
+    method = yaml.safe_load(out)["method"]
+    assert method["name"] == "kd" and method["temperature"] == 4.0 and "eps" not in method
+    assert "note: method kd replaces the recipe's ofa" in err and "(eps, ofa_weight) are dropped" in err
+    code, out, err = ofakd_cli("distill", "--config", "paper-cifar100-swin_t-resnet18", "--print-config")
+    assert code == 0 and yaml.safe_load(out)["method"]["ofa_weight"] == 0.1 and "note:" not in err

@@ -389,11 +389,34 @@ def resolve_config(
         raw = read_recipe(args.config) if getattr(args, "config", None) else {}
     for section in reset_sections:
         raw.pop(section, None)
-    for key, value in [*overrides, *(forced or [])]:
+    overrides = [*overrides, *(forced or [])]
+    _drop_other_method_options(raw, overrides)
+    for key, value in overrides:
         if isinstance(value, Fallback):
             value = value.default if _lookup(raw, key) is None else _lookup(raw, key)
         apply_override(raw, key, value)
     return validate(raw)
+
+
+def _drop_other_method_options(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:
+    """When the command line names another method than the recipe's (``--config paper-... --method kd``),
+    drop the recipe's method options (they were chosen for its method), with a note on stderr; options
+    given on the command line still apply."""
+    import sys
+
+    recipe = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+    recipe_name = recipe.get("name", SECTIONS["method"].model_fields["name"].default)
+    trial: dict[str, Any] = {"method": {"name": recipe_name}}
+    for key, value in overrides:
+        if key == "method" or key == "method.name":
+            apply_override(trial, key, value)
+    name = trial["method"].get("name") if isinstance(trial["method"], dict) else recipe_name
+    dropped = [key for key in recipe if key != "name"]
+    if name == recipe_name or not dropped:
+        return
+    raw["method"] = {"name": recipe_name}
+    print(f"note: method {name} replaces the recipe's {recipe_name}; the recipe's {recipe_name} options "
+          f"({', '.join(dropped)}) are dropped (set {name}'s with --method.OPTION)", file=sys.stderr)
 
 
 def _lookup(raw: dict[str, Any], key: str) -> Any:
