@@ -79,8 +79,10 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 2 and "cannot change" in err  # resuming keeps the recipe
     code, out, err = ofakd_cli("train", "--resume", tmp_path / "teacher")
     assert code == 0, err
-    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
-    assert len(epoch_lines) == 1 and epoch_lines[0].startswith("epoch 2/2  loss ")  # one plain line per epoch
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ") and "val top1" in line]
+    assert len(epoch_lines) == 1 and epoch_lines[0].startswith("epoch 2/2  loss ")  # one line at the epoch's end
+    step_lines = [line for line in out.splitlines() if line.startswith("epoch 2/2 step ")]
+    assert step_lines and all("(gt " in line and " eta " in line for line in step_lines)  # off a terminal: plain lines
     teacher = json.loads((tmp_path / "teacher" / "summary.json").read_text())
     assert teacher["complete"] and teacher["epochs_done"] == 2 and teacher["method"] == "vanilla"
     assert teacher["teacher"] is None and teacher["student"] == TINY_CNN

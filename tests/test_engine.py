@@ -351,7 +351,9 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
 
 
-def test_progress_bar_only_on_a_terminal():
+def test_progress_bar_on_a_terminal_plain_lines_elsewhere():
+    """On a terminal a bar with the main loss terms; off one (a pipe, a log file) no bar at all, but a line per
+    train record with the step, every loss term, lr, images/s and the ETA."""
     import io
 
     from ofakd.engine.progress import EpochProgress, epoch_line
@@ -360,16 +362,26 @@ def test_progress_bar_only_on_a_terminal():
         def isatty(self):
             return True
 
-    term, pipe = Terminal(), io.StringIO()
+    record = {"step": 12, "loss": 1.75, "lr": 0.01, "images_per_s": 120.0,
+              "losses": {"gt": 1.0, "kd": 0.25, "ofa_s1": 0.2, "ofa_s4": 0.3}}
+    term, pipe, logged = Terminal(), io.StringIO(), {}
     for stream in (term, pipe):
-        bar = EpochProgress(1, 3, steps=2, stream=stream)
-        bar.update(loss=1.25, lr=0.01, images_per_s=100.0)
-        bar.update(loss=1.0, lr=0.01, images_per_s=120.0)
+        lines = logged.setdefault(id(stream), [])
+        bar = EpochProgress(2, 3, steps=20, start_step=10, stream=stream, log=lines.append)
+        bar.step()
+        bar.step()
+        bar.record(record)
         if bar.bar is not None:
             bar.bar.refresh()  # tqdm redraws at most every 0.1 s by itself
         bar.close()
-    assert "epoch 1/3" in term.getvalue() and "loss 1.0000" in term.getvalue() and "img/s" in term.getvalue()
-    assert pipe.getvalue() == ""
-    line = epoch_line(1, 3, loss=1.0, lr=0.01, images_per_s=120.0, seconds=2.0,
+    assert "epoch 2/3" in term.getvalue() and "loss 1.7500" in term.getvalue() and "img/s" in term.getvalue()
+    assert "ofa 0.5" in term.getvalue() and "kd 0.25" in term.getvalue()  # per-stage terms summed on the bar
+    assert logged[id(term)] == []
+    assert pipe.getvalue() == ""  # no bar written to a non-terminal
+    (line,) = logged[id(pipe)]
+    assert line.startswith("epoch 2/3 step 2/20  loss 1.7500 (gt 1 kd 0.25 ofa_s1 0.2 ofa_s4 0.3)  lr 0.01  120 img/s")
+    assert "  eta " in line and "(training " in line and "\n" not in line
+    line = epoch_line(1, 3, loss=1.0, lr=0.01, images_per_s=120.0, seconds=2.0, terms={"gt": 0.75, "kd": 0.25},
                       evals={"top1": 50.0, "top5": 90.0, "ema_top1": 55.0}, best_top1=55.0)
-    assert line.startswith("epoch 1/3  loss 1.0000") and "ema top1 55.00" in line and "\n" not in line
+    assert line.startswith("epoch 1/3  loss 1.0000 (gt 0.75 kd 0.25)") and "ema top1 55.00" in line
+    assert "\n" not in line

@@ -284,12 +284,14 @@ class Trainer:
                 done = self._resume_inside(epoch)
                 if setup.teacher is not None:
                     setup.teacher.start_epoch(data_epoch, done.steps if done is not None else 0)
-                bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), enabled=self.progress and main)
+                bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), start_step=state.step,
+                                    done=done.steps if done is not None else 0, enabled=self.progress and main,
+                                    log=self.log)
                 try:
                     result = train_one_epoch(
                         ctx, setup.bundle.train_loader, epoch=epoch + 1, start_step=state.step,
-                        on_log=lambda r: metrics.train(**{k: v for k, v in r.items() if k != "kind"}) if main else None,
-                        on_step=lambda loss, lr, ips, bar=bar: bar.update(loss=loss, lr=lr, images_per_s=ips),
+                        on_log=lambda r, bar=bar: self._on_record(r, metrics, bar),
+                        on_step=bar.step,
                         done=done,
                     )
                 finally:
@@ -315,9 +317,11 @@ class Trainer:
                     metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
                     self._save_last()
                     write_json(self.folder.summary, self.summary())
+                counted = max(result.steps - result.skipped, 1)
                 self.log(epoch_line(epoch + 1, epochs, loss=result.mean_loss, lr=result.last_lr,
                                     images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
-                                    best_top1=state.best.top1))
+                                    best_top1=state.best.top1,
+                                    terms={k: v / counted for k, v in result.loss_sums.items()}))
                 if epoch + 1 < epochs and self._stop_requested():  # a signal during evaluation: last.pt is saved
                     raise self._interrupted()
         except CheckpointWriteError as err:
@@ -336,6 +340,12 @@ class Trainer:
         if main:
             write_json(self.folder.summary, summary)
         return summary
+
+    def _on_record(self, record: dict, metrics: MetricsLog, bar: EpochProgress) -> None:
+        """A train record (every train.log_every steps): metrics.jsonl and TensorBoard, and the console."""
+        if self.dist.is_main:
+            metrics.train(**{k: v for k, v in record.items() if k != "kind"})
+            bar.record(record)
 
     # ---- recovery ----------------------------------------------------------------
     def _resume_inside(self, epoch: int) -> EpochResult | None:
