@@ -385,3 +385,40 @@ def test_progress_bar_on_a_terminal_plain_lines_elsewhere():
                       evals={"top1": 50.0, "top5": 90.0, "ema_top1": 55.0}, best_top1=55.0)
     assert line.startswith("epoch 1/3  loss 1.0000 (gt 0.75 kd 0.25)") and "ema top1 55.00" in line
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_resume_extends_a_finished_run_with_the_schedule_replanned_over_the_new_total(tmp_path, capsys, per_step):
+    """`--resume RUN --epochs N` trains a finished run on: from the step reached, the lr is what a run planned for
+    N epochs has there (cosine re-planned over the new total); config.yaml records N; fewer epochs than done is
+    an error that changes nothing."""
+    from ofakd.cli import main
+
+    quiet = {"progress": False, "log": lambda _msg: None}
+    said: list[str] = []
+    sched = [("train.sched_on_updates", per_step)]
+    short = fit(load_config("demo", tiny_overrides(tmp_path, "short", epochs=1) + sched), progress=False,
+                log=said.append)
+    assert short["complete"] and short["epochs_done"] == 1
+    assert any(line.startswith("warning: train.warmup_epochs 1 >= train.epochs 1") for line in said)
+    fit(load_config("demo", tiny_overrides(tmp_path, "long", epochs=2) + sched), **quiet)
+
+    assert main(["train", "--resume", str(tmp_path / "short"), "--epochs", "2", "--print-config"]) == 0
+    assert "epochs: 2" in capsys.readouterr().out  # the command line takes --epochs on a resume
+    extended = fit(load_config(str(tmp_path / "short" / "config.yaml"), [("train.epochs", 2)]),
+                   resume=tmp_path / "short", **quiet)
+    assert extended["complete"] and (extended["epochs_done"], extended["epochs"]) == (2, 2)
+
+    def lrs(run: str, epoch: int) -> list[tuple[int, float]]:
+        return [(r["step"], r["lr"]) for r in read_records(tmp_path / run / "metrics.jsonl")
+                if r["kind"] == "train" and r["epoch"] == epoch]
+
+    assert lrs("short", 2) == lrs("long", 2) and lrs("short", 2)  # the 2-epoch schedule from epoch 1 on
+    if per_step:
+        assert lrs("short", 1) != lrs("long", 1)  # (the first epoch ran under the 1-epoch plan)
+    assert "epochs: 2" in (tmp_path / "short" / "config.yaml").read_text()
+    before = (tmp_path / "short" / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="has trained 2 epochs; --epochs must be at least 2"):
+        fit(load_config(str(tmp_path / "short" / "config.yaml"), [("train.epochs", 1)]), resume=tmp_path / "short",
+            **quiet)
+    assert (tmp_path / "short" / "last.pt").read_bytes() == before

@@ -29,7 +29,7 @@ from .load import (
     split_override,
     validate,
 )
-from .schema import RESUME_SAFE_KEYS, SECTIONS, RunConfig
+from .schema import RESUME_EXTENDS, RESUME_SAFE_KEYS, SECTIONS, RunConfig
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -139,7 +139,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, recipe_default: str | 
     add_override(run, "--out-dir", "--output", key="run.out_dir", raw=True, metavar="DIR",
                  help="folder holding run folders (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly from its last.pt "
-                     f"(its config.yaml is used; only {', '.join(RESUME_SAFE_KEYS)} may be overridden)")
+                     f"(its config.yaml is used; only {', '.join(RESUME_SAFE_KEYS)} may be overridden, and "
+                     "--epochs N to train a finished run on: its lr schedule is re-planned over N epochs)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     run.add_argument("--stop-after-epochs", type=int, metavar="N",
                      help="stop after N epochs in total (last.pt stays resumable), e.g. to split a run into jobs")
@@ -374,11 +375,12 @@ def resolve_config(
     overrides = list(getattr(args, "overrides", None) or [])
     resume = getattr(args, "resume", None)
     if resume:
-        bad = [key for key, _ in overrides if key not in RESUME_SAFE_KEYS]
+        bad = [key for key, _ in overrides if key not in (*RESUME_SAFE_KEYS, *RESUME_EXTENDS)]
         if bad:
             raise ConfigError(
                 f"--resume continues the run as it was configured; {bad[0]!r} cannot change "
-                f"(only {', '.join(RESUME_SAFE_KEYS)} can). Start a new run to change it."
+                f"(only {', '.join(RESUME_SAFE_KEYS)} can, and train.epochs to train on). "
+                "Start a new run to change it."
             )
         path = RunFolder(Path(resume)).config
         if not path.is_file():

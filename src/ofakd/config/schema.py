@@ -199,6 +199,9 @@ RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_ever
                     "train.dist_timeout")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 
+RESUME_EXTENDS = ("train.epochs",)
+"""Keys a resumed run may also change, to train on: more epochs (the schedule is re-planned over the new total)."""
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "augment": AugmentConfig,
