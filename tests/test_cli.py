@@ -104,6 +104,7 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     assert result["count"] == 32 and result["split"] == "val"
+    assert "note: evaluating the run's 32-image val subset" in err  # a run folder: its own (sub)set, said so
     assert result["top1"] == pytest.approx(summary["best_top1"]) and result["top5"] == pytest.approx(summary["best_top5"])
     # per-class accuracies weighted by their counts give the overall top-1; images/s is measured
     per_class = [a * n / 100 for a, n in zip(result["per_class_accuracy"], result["per_class_count"]) if n]
@@ -111,9 +112,11 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert 100 * sum(per_class) / 32 == pytest.approx(result["top1"]) and result["images_per_s"] > 0
     code, out, err = ofakd_cli("export", tmp_path / "student", "--format", "timm", "--out", tmp_path / "export")
     assert code == 0, err
-    code, out, err = ofakd_cli("eval", tmp_path / "export", "--data.name", "digits", "--json")
+    code, out, err = ofakd_cli("eval", tmp_path / "export", "--data.name", "digits", "--data.val_subset", "32", "--json")
     assert code == 0, err
     assert json.loads(out)["top1"] == pytest.approx(result["top1"])
+    code, out, err = ofakd_cli("eval", tmp_path / "export", "--json")  # an export: the whole val split by default
+    assert code == 0 and json.loads(out)["count"] == 359 and json.loads(out)["dataset"] == "digits"
     code, out, _ = ofakd_cli("eval", tmp_path / "student" / "best.safetensors", "--split", "train", "--json")
     assert code == 0 and json.loads(out)["count"] == 64
 
