@@ -153,7 +153,7 @@ def test_imagefolder_distill_vanilla(ofakd_cli, tmp_path):
 
 @pytest.mark.slow
 def test_demo_quick(ofakd_cli, tmp_path):
-    code, out, err = ofakd_cli("demo", "--quick", "--out", tmp_path / "demo", "--device", "cpu")
+    code, out, err = ofakd_cli("demo", "--quick", "--student-epochs", "2", "--out", tmp_path / "demo", "--device", "cpu")
     assert code == 0, err
     for row in ("teacher", "student (vanilla)", "student (kd)", "student (ofa)"):
         assert row in out
@@ -164,3 +164,29 @@ def test_demo_quick(ofakd_cli, tmp_path):
     assert png.startswith(b"\x89PNG")
     for run in ("teacher", "student-vanilla", "student-kd", "student-ofa"):
         assert (tmp_path / "demo" / run / "summary.json").is_file()
+
+    # a stopped demo continues with --resume: finished parts are kept as they are, a stopped one resumes
+    from ofakd.config import load_config
+    from ofakd.engine import fit
+
+    kd = tmp_path / "demo" / "student-kd"
+    stopped = fit(load_config(str(kd / "config.yaml")), overwrite=True, stop_after_epochs=1, progress=False)
+    assert not stopped["complete"]
+    code, out, err = ofakd_cli("demo", "--quick", "--student-epochs", "2", "--out", tmp_path / "demo", "--device",
+                               "cpu", "--resume")
+    assert code == 0, err
+    assert out.count("finished before, kept") == 3 and f"resuming {kd} after epoch 1" in out
+    again = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r for r in again if r["method"] != "kd"] == [r for r in results if r["method"] != "kd"]
+    assert next(r for r in again if r["method"] == "kd")["epochs"] == 2
+    code, _, err = ofakd_cli("demo", "--out", tmp_path / "demo", "--device", "cpu", "--resume")  # other options
+    assert code == 2 and "holds a demo run with other options" in err and "without --resume" in err
+
+
+def test_demo_help_names_the_recipe_models():
+    from ofakd.commands import demo
+    from ofakd.config import read_recipe
+
+    recipe = read_recipe("demo")
+    assert recipe["teacher"]["name"] in demo.DESCRIPTION and recipe["student"]["name"] in demo.DESCRIPTION
+    assert "--resume" in demo.DESCRIPTION and "--quick" in demo.DESCRIPTION

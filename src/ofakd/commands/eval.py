@@ -28,7 +28,7 @@ training images with a plain resize. An export is evaluated on the whole split (
 for fewer images); a run folder on the split its run evaluated (a note says when that is a subset).
 
 examples:
-  ofakd eval runs/ofa-test_resnet-vit_tiny_patch16_224-digits-s42
+  ofakd eval runs/ofa-test_byobnet-vit_tiny_patch16_224-digits-s42
   ofakd eval runs/my-run/best.safetensors --split train --json
   ofakd eval export/my-run --data.name digits
   ofakd eval resnet18_cifar100.pth --model resnet18 --config cifar-cnn --data.root ./data
