@@ -109,7 +109,10 @@ def _part(cfg, args: argparse.Namespace) -> dict:
     try:
         return fit(cfg, resume=resume, overwrite=resume is None)
     except Interrupted as err:
-        again = f"ofakd demo --out {args.out}" + (" --quick" if args.quick else "") + " --resume"
+        same = [f"--out {args.out}", "--quick" if args.quick else "",
+                f"--teacher-epochs {args.teacher_epochs}" if args.teacher_epochs else "",
+                f"--student-epochs {args.student_epochs}" if args.student_epochs else ""]
+        again = " ".join(["ofakd demo", *filter(None, same), "--resume"])
         raise Interrupted(f"{err}; or continue the whole demo with `{again}`") from err
 
 
