@@ -238,7 +238,9 @@ def test_cli_cka_end_to_end_on_digits(tmp_path, capsys):
     _, _, from_csv = CKAResult.read_csv(out / "cka.csv")
     np.testing.assert_allclose(from_csv, np.array(data["matrix"], dtype=float))
     assert _png_size(out / "cka.png")[0] > 100
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
+    assert "batch" not in captured.err  # stderr is not a terminal here: no progress bar is written to it
 
 
 def test_cli_cka_rejects_a_tiny_batch(tmp_path, capsys):

@@ -40,7 +40,8 @@ def test_overrides_apply_in_command_line_order(ofakd_cli):
 def test_train_forces_labels_only(ofakd_cli):
     code, out, _ = ofakd_cli("train", "--config", "demo", "--print-config")
     cfg = yaml.safe_load(out)
-    assert code == 0 and cfg["method"] == {"name": "vanilla"} and cfg["teacher"]["name"] is None
+    assert code == 0 and cfg["method"] == {"name": "vanilla", "gt_weight": 1.0, "gt_loss": "ce"}
+    assert cfg["teacher"]["name"] is None
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -78,8 +79,10 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 2 and "cannot change" in err  # resuming keeps the recipe
     code, out, err = ofakd_cli("train", "--resume", tmp_path / "teacher")
     assert code == 0, err
-    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
-    assert len(epoch_lines) == 1 and epoch_lines[0].startswith("epoch 2/2  loss ")  # one plain line per epoch
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ") and "val top1" in line]
+    assert len(epoch_lines) == 1 and epoch_lines[0].startswith("epoch 2/2  loss ")  # one line at the epoch's end
+    step_lines = [line for line in out.splitlines() if line.startswith("epoch 2/2 step ")]
+    assert step_lines and all("(gt " in line and " eta " in line for line in step_lines)  # off a terminal: plain lines
     teacher = json.loads((tmp_path / "teacher" / "summary.json").read_text())
     assert teacher["complete"] and teacher["epochs_done"] == 2 and teacher["method"] == "vanilla"
     assert teacher["teacher"] is None and teacher["student"] == TINY_CNN
@@ -89,7 +92,10 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 0, err
     summary = json.loads((tmp_path / "student" / "summary.json").read_text())
     assert (summary["method"], summary["teacher"], summary["student"]) == ("ofa", TINY_CNN, "vit_tiny_patch16_224")
-    assert summary["method_options"] == {"ofa_weight": 0.1} and summary["branch_params"] > 0
+    assert summary["method_options"]["ofa_weight"] == 0.1 and summary["method_options"]["eps"] == [1.0]
+    assert summary["branch_params"] > 0
+    recorded = yaml.safe_load((tmp_path / "student" / "config.yaml").read_text())["method"]
+    assert recorded == {"name": "ofa", **summary["method_options"]}  # every option, defaults included
     # the teacher sees the ViT's batch (mean/std 0.5) re-normalised to its own mean/std: same accuracy as
     # its own run measured on its own input (one image of slack for float ties)
     assert abs(summary["teacher_top1"] - teacher["best_top1"]) <= 100 / 32 + 1e-6
@@ -98,6 +104,7 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     assert result["count"] == 32 and result["split"] == "val"
+    assert "note: evaluating the run's 32-image val subset" in err  # a run folder: its own (sub)set, said so
     assert result["top1"] == pytest.approx(summary["best_top1"]) and result["top5"] == pytest.approx(summary["best_top5"])
     # per-class accuracies weighted by their counts give the overall top-1; images/s is measured
     per_class = [a * n / 100 for a, n in zip(result["per_class_accuracy"], result["per_class_count"]) if n]
@@ -105,9 +112,11 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert 100 * sum(per_class) / 32 == pytest.approx(result["top1"]) and result["images_per_s"] > 0
     code, out, err = ofakd_cli("export", tmp_path / "student", "--format", "timm", "--out", tmp_path / "export")
     assert code == 0, err
-    code, out, err = ofakd_cli("eval", tmp_path / "export", "--data.name", "digits", "--json")
+    code, out, err = ofakd_cli("eval", tmp_path / "export", "--data.name", "digits", "--data.val_subset", "32", "--json")
     assert code == 0, err
     assert json.loads(out)["top1"] == pytest.approx(result["top1"])
+    code, out, err = ofakd_cli("eval", tmp_path / "export", "--json")  # an export: the whole val split by default
+    assert code == 0 and json.loads(out)["count"] == 359 and json.loads(out)["dataset"] == "digits"
     code, out, _ = ofakd_cli("eval", tmp_path / "student" / "best.safetensors", "--split", "train", "--json")
     assert code == 0 and json.loads(out)["count"] == 64
 
@@ -144,7 +153,7 @@ def test_imagefolder_distill_vanilla(ofakd_cli, tmp_path):
 
 @pytest.mark.slow
 def test_demo_quick(ofakd_cli, tmp_path):
-    code, out, err = ofakd_cli("demo", "--quick", "--out", tmp_path / "demo", "--device", "cpu")
+    code, out, err = ofakd_cli("demo", "--quick", "--student-epochs", "2", "--out", tmp_path / "demo", "--device", "cpu")
     assert code == 0, err
     for row in ("teacher", "student (vanilla)", "student (kd)", "student (ofa)"):
         assert row in out
@@ -155,3 +164,29 @@ def test_demo_quick(ofakd_cli, tmp_path):
     assert png.startswith(b"\x89PNG")
     for run in ("teacher", "student-vanilla", "student-kd", "student-ofa"):
         assert (tmp_path / "demo" / run / "summary.json").is_file()
+
+    # a stopped demo continues with --resume: finished parts are kept as they are, a stopped one resumes
+    from ofakd.config import load_config
+    from ofakd.engine import fit
+
+    kd = tmp_path / "demo" / "student-kd"
+    stopped = fit(load_config(str(kd / "config.yaml")), overwrite=True, stop_after_epochs=1, progress=False)
+    assert not stopped["complete"]
+    code, out, err = ofakd_cli("demo", "--quick", "--student-epochs", "2", "--out", tmp_path / "demo", "--device",
+                               "cpu", "--resume")
+    assert code == 0, err
+    assert out.count("finished before, kept") == 3 and f"resuming {kd} after epoch 1" in out
+    again = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r for r in again if r["method"] != "kd"] == [r for r in results if r["method"] != "kd"]
+    assert next(r for r in again if r["method"] == "kd")["epochs"] == 2
+    code, _, err = ofakd_cli("demo", "--out", tmp_path / "demo", "--device", "cpu", "--resume")  # other options
+    assert code == 2 and "holds a demo run with other options" in err and "without --resume" in err
+
+
+def test_demo_help_names_the_recipe_models():
+    from ofakd.commands import demo
+    from ofakd.config import read_recipe
+
+    recipe = read_recipe("demo")
+    assert recipe["teacher"]["name"] in demo.DESCRIPTION and recipe["student"]["name"] in demo.DESCRIPTION
+    assert "--resume" in demo.DESCRIPTION and "--quick" in demo.DESCRIPTION

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from ofakd.config import RunConfig, dump_config, list_recipes, load_config, read_recipe
 from ofakd.config.load import parse_value, split_override
@@ -204,3 +205,30 @@ def test_a_string_that_reads_as_a_float_round_trips_through_config_yaml(tmp_path
     again = load_config(str(tmp_path / "config.yaml"))
     assert again.student.kwargs == {"tag": "0E0", "rate": 1e-5}
     assert dump_config(again) == dump_config(cfg)
+
+
+def test_config_yaml_records_every_method_option_with_its_default(tmp_path):
+    """A run folder says what ran: config.yaml (and --print-config) hold the method's resolved options."""
+    from ofakd.distill import get_method
+
+    cfg = load_config("demo", [("method.eps", [1.5])])
+    options = get_method("ofa").Options
+    assert set(cfg.method.options) == set(options.model_fields)
+    assert cfg.method.options == {**options().model_dump(mode="json"), "eps": [1.5]}
+    written = yaml.safe_load(dump_config(cfg))["method"]
+    assert written["ofa_weight"] == 1.0 and written["temperature"] == 1.0 and written["stages"] == [1, 2, 3, 4]
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(str(path)) == cfg
+
+
+def test_a_combination_records_each_part_options_in_full():
+    from ofakd.distill import get_method
+
+    cfg = load_config("demo", [("method", {"name": "ofa+dist", "eps": [1.5], "dist": {"beta": 2.0}})])
+    method = cfg.method.options
+    assert method["gt_weight"] == 1.0 and method["part_weights"] is None
+    assert set(method["ofa"]) == set(get_method("ofa").Options.model_fields) - {"gt_weight", "gt_loss"}
+    assert method["ofa"]["eps"] == [1.5] and method["dist"]["beta"] == 2.0 and method["dist"]["gamma"] == 1.0
+    again = load_config("demo", [("method", {"name": "ofa+dist", **method})])
+    assert again == cfg

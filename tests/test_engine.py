@@ -351,7 +351,9 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
 
 
-def test_progress_bar_only_on_a_terminal():
+def test_progress_bar_on_a_terminal_plain_lines_elsewhere():
+    """On a terminal a bar with the main loss terms; off one (a pipe, a log file) no bar at all, but a line per
+    train record with the step, every loss term, lr, images/s and the ETA."""
     import io
 
     from ofakd.engine.progress import EpochProgress, epoch_line
@@ -360,16 +362,63 @@ def test_progress_bar_only_on_a_terminal():
         def isatty(self):
             return True
 
-    term, pipe = Terminal(), io.StringIO()
+    record = {"step": 12, "loss": 1.75, "lr": 0.01, "images_per_s": 120.0,
+              "losses": {"gt": 1.0, "kd": 0.25, "ofa_s1": 0.2, "ofa_s4": 0.3}}
+    term, pipe, logged = Terminal(), io.StringIO(), {}
     for stream in (term, pipe):
-        bar = EpochProgress(1, 3, steps=2, stream=stream)
-        bar.update(loss=1.25, lr=0.01, images_per_s=100.0)
-        bar.update(loss=1.0, lr=0.01, images_per_s=120.0)
+        lines = logged.setdefault(id(stream), [])
+        bar = EpochProgress(2, 3, steps=20, start_step=10, stream=stream, log=lines.append)
+        bar.step()
+        bar.step()
+        bar.record(record)
         if bar.bar is not None:
             bar.bar.refresh()  # tqdm redraws at most every 0.1 s by itself
         bar.close()
-    assert "epoch 1/3" in term.getvalue() and "loss 1.0000" in term.getvalue() and "img/s" in term.getvalue()
-    assert pipe.getvalue() == ""
-    line = epoch_line(1, 3, loss=1.0, lr=0.01, images_per_s=120.0, seconds=2.0,
+    assert "epoch 2/3" in term.getvalue() and "loss 1.7500" in term.getvalue() and "img/s" in term.getvalue()
+    assert "ofa 0.5" in term.getvalue() and "kd 0.25" in term.getvalue()  # per-stage terms summed on the bar
+    assert logged[id(term)] == []
+    assert pipe.getvalue() == ""  # no bar written to a non-terminal
+    (line,) = logged[id(pipe)]
+    assert line.startswith("epoch 2/3 step 2/20  loss 1.7500 (gt 1 kd 0.25 ofa_s1 0.2 ofa_s4 0.3)  lr 0.01  120 img/s")
+    assert "  eta " in line and "(training " in line and "\n" not in line
+    line = epoch_line(1, 3, loss=1.0, lr=0.01, images_per_s=120.0, seconds=2.0, terms={"gt": 0.75, "kd": 0.25},
                       evals={"top1": 50.0, "top5": 90.0, "ema_top1": 55.0}, best_top1=55.0)
-    assert line.startswith("epoch 1/3  loss 1.0000") and "ema top1 55.00" in line and "\n" not in line
+    assert line.startswith("epoch 1/3  loss 1.0000 (gt 0.75 kd 0.25)") and "ema top1 55.00" in line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_resume_extends_a_finished_run_with_the_schedule_replanned_over_the_new_total(tmp_path, capsys, per_step):
+    """`--resume RUN --epochs N` trains a finished run on: from the step reached, the lr is what a run planned for
+    N epochs has there (cosine re-planned over the new total); config.yaml records N; fewer epochs than done is
+    an error that changes nothing."""
+    from ofakd.cli import main
+
+    quiet = {"progress": False, "log": lambda _msg: None}
+    said: list[str] = []
+    sched = [("train.sched_on_updates", per_step)]
+    short = fit(load_config("demo", tiny_overrides(tmp_path, "short", epochs=1) + sched), progress=False,
+                log=said.append)
+    assert short["complete"] and short["epochs_done"] == 1
+    assert any(line.startswith("warning: train.warmup_epochs 1 >= train.epochs 1") for line in said)
+    fit(load_config("demo", tiny_overrides(tmp_path, "long", epochs=2) + sched), **quiet)
+
+    assert main(["train", "--resume", str(tmp_path / "short"), "--epochs", "2", "--print-config"]) == 0
+    assert "epochs: 2" in capsys.readouterr().out  # the command line takes --epochs on a resume
+    extended = fit(load_config(str(tmp_path / "short" / "config.yaml"), [("train.epochs", 2)]),
+                   resume=tmp_path / "short", **quiet)
+    assert extended["complete"] and (extended["epochs_done"], extended["epochs"]) == (2, 2)
+
+    def lrs(run: str, epoch: int) -> list[tuple[int, float]]:
+        return [(r["step"], r["lr"]) for r in read_records(tmp_path / run / "metrics.jsonl")
+                if r["kind"] == "train" and r["epoch"] == epoch]
+
+    assert lrs("short", 2) == lrs("long", 2) and lrs("short", 2)  # the 2-epoch schedule from epoch 1 on
+    if per_step:
+        assert lrs("short", 1) != lrs("long", 1)  # (the first epoch ran under the 1-epoch plan)
+    assert "epochs: 2" in (tmp_path / "short" / "config.yaml").read_text()
+    before = (tmp_path / "short" / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="has trained 2 epochs; --epochs must be at least 2"):
+        fit(load_config(str(tmp_path / "short" / "config.yaml"), [("train.epochs", 1)]), resume=tmp_path / "short",
+            **quiet)
+    assert (tmp_path / "short" / "last.pt").read_bytes() == before

@@ -205,3 +205,39 @@ def test_find_runs_skips_unfinished_runs_inside_a_parent(tmp_path):
     with _pytest.warns(UserWarning, match="has not finished"):
         runs = find_runs([tmp_path])
     assert [r.path.name for r in runs] == ["done"]
+
+
+def _with_config(folder, overrides):
+    """Give a run folder the config.yaml a run of ``demo`` + ``overrides`` writes (options resolved)."""
+    from ofakd.config import dump_config, load_config
+
+    (folder / "config.yaml").write_text(dump_config(load_config("demo", overrides)))
+    return folder
+
+
+def test_a_sweep_is_rows_of_configurations_named_by_the_settings_that_differ(tmp_path):
+    """Two OFA runs with other eps and ofa_weight are two configurations, not two seeds of one; the table names
+    the settings that differ; runs alike in everything but the seed (and their folder names) are seeds."""
+    runs = tmp_path / "runs"
+    base = [("train.seed", 42), ("data.root", "/data/a")]
+    _with_config(make_run(runs, "ofa-a-s42", seed=42, best_top1=10.0), [*base, ("run.name", "ofa-a-s42")])
+    _with_config(make_run(runs, "ofa-a-s43", seed=43, best_top1=12.0),
+                 [("train.seed", 43), ("data.root", "/data/b"), ("data.workers", 4), ("run.name", "ofa-a-s43")])
+    _with_config(make_run(runs, "ofa-b-s42", seed=42, best_top1=20.0),
+                 [*base, ("method.eps", [1.5]), ("method.ofa_weight", 0.1), ("run.name", "ofa-b-s42")])
+    report = write_report([runs], tmp_path / "out")
+    rows = _table(report.text)
+    assert [(r["seeds"], r["method.eps"], r["method.ofa_weight"]) for r in rows] == [
+        ("42, 43", "[1]", "1"), ("42", "[1.5]", "0.1")]
+    assert rows[0]["best top-1"].startswith("11.00 ±") and rows[1]["best top-1"] == "20.00"
+    assert "differ in `method.eps`, `method.ofa_weight`" in report.text
+    assert "data.root" not in report.text and "train.seed" not in report.text  # neither makes a configuration
+
+
+def test_an_option_of_another_method_is_not_a_difference(tmp_path):
+    runs = tmp_path / "runs"
+    _with_config(make_run(runs, "ofa", best_top1=10.0), [])
+    _with_config(make_run(runs, "kd", method="kd", best_top1=12.0), [("method", {"name": "kd", "temperature": 4})])
+    rows = {r["method"]: r for r in _table(write_report([runs], tmp_path / "out").text)}
+    assert rows["kd"]["method.temperature"] == "4" and rows["ofa"]["method.temperature"] == "1"
+    assert "method.eps" not in rows["ofa"]  # only OFA has eps: one value, no column

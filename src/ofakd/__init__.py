@@ -11,24 +11,16 @@ Public API::
 
 __version__ = "0.1.0"
 
-_PUBLIC = {"cka": "analysis.stage_cka", "create_distiller": "distill", "list_methods": "distill",
-           "OfakdError": "errors", "create_model": "models", "fit": "engine.given_datasets"}
-"""Public name -> its module, imported on first use: ``import ofakd.cli`` stays light, so the
-command line imports torch inside ``main``, where a Ctrl-C is one line, not a traceback."""
+from .errors import OfakdError  # noqa: E402 - after __version__, which modules below read
+from .lazy import lazy_exports  # noqa: E402
+
+# imported on first use: `ofakd --help` and `ofakd --version` never import torch
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".analysis.stage_cka": ("cka",),
+    ".distill": ("create_distiller", "list_methods"),
+    ".engine.given_datasets": ("fit",),
+    ".models": ("create_model",),
+})
 
 __all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods"]
-
-
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'ofakd' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
 

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (the marker argcomplete looks for: `ofakd` answers tab completion)
 """The ``ofakd`` command: one subcommand per module in ``ofakd.commands``.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
@@ -13,7 +14,8 @@ import importlib
 import pkgutil
 import sys
 
-from . import commands
+from . import __version__, commands
+from .config.cli_args import canonical_argv, suggest_flag
 from .errors import EXIT_BAD_INPUT, EXIT_KILLED_BY_CTRL_C, OfakdError
 
 
@@ -23,7 +25,16 @@ class UsageError(OfakdError):
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (``ofakd train: error: ...; see ofakd train --help``)
-    raised as :class:`UsageError` instead of a usage block and ``SystemExit``."""
+    raised as :class:`UsageError` instead of a usage block and ``SystemExit``. It never expands an
+    abbreviated flag, and reads hyphens and underscores alike (:func:`canonical_argv`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(canonical_argv(self, args), namespace)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: error: {message}; see `{self.prog} --help`")
@@ -35,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil any image classifier into any other (CNN <-> ViT <-> MLP) with OFA-KD and baselines.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"ofakd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
@@ -55,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     stderr and 2, a run stopped by a signal 75, a failed write 74, a non-finite loss 3."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        parser = build_parser()  # imports the commands (torch, timm): most of the start-up time
+        parser = build_parser()  # the commands' flags only: torch and timm load when a command runs
+        _complete(parser)
         args, extra = parser.parse_known_args(argv)
         if extra:
             raise UsageError(_unknown_options(parser, args, extra))
@@ -106,6 +119,20 @@ def _file_error(err: OSError) -> OfakdError:
     return OfakdError(f"{err.filename or 'a file'}: {err.strerror or err}")
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer a shell's tab completion and exit, when the shell asked (argcomplete, an optional extra:
+    ``pip install 'ofakd[completion]'``, then ``eval "$(register-python-argcomplete ofakd)"``)."""
+    import os
+
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def one_line(err: BaseException) -> str:
     """The error's message on one line. An error re-raised from a DataLoader worker carries the worker's
     traceback in its text: its last line is the original message."""
@@ -118,8 +145,6 @@ def one_line(err: BaseException) -> str:
 
 def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> str:
     """``ofakd train: error: unknown option '--trian.lr' — did you mean '--train.lr'?; see ...``."""
-    import difflib
-
     command = getattr(args, "command", None)
     sub = _subparser(parser, command)
     target = sub or parser
@@ -127,9 +152,8 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     if not flags:
         return f"{target.prog}: error: unexpected argument {extra[0]!r}; see `{target.prog} --help`"
     flag = flags[0].split("=", 1)[0]
-    known = list(target._option_string_actions)
-    close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
-    hint = f" — did you mean {close[0]!r}?" if close else ""
+    close = suggest_flag(flag, list(target._option_string_actions))
+    hint = f" — did you mean {close!r}?" if close else ""
     return f"{target.prog}: error: unknown option {flag!r}{hint}; see `{target.prog} --help`"
 
 

@@ -97,7 +97,7 @@ def paired_stage_features(
 
     ``tap_b=None`` reuses model A's features for side B (CKA of a model with itself).
     ``adapt_a``/``adapt_b`` map the loader's images to what each model expects
-    (resize, renormalise); they run on the model's device. A tqdm bar counts batches.
+    (resize, renormalise); they run on the model's device. A tqdm bar counts batches on a terminal.
     """
     if batches is not None and batches < 1:
         raise OfakdError(f"batches must be >= 1, got {batches}")
@@ -107,7 +107,8 @@ def paired_stage_features(
     models = [tap_a.model] + ([tap_b.model] if tap_b is not None else [])
     with eval_mode(*models):
         source = loader if batches is None else islice(loader, batches)
-        bar = tqdm(source, total=total, desc=desc, unit="batch", disable=not progress, leave=False)
+        # disable=None: tqdm stays silent when stderr is not a terminal (a log file, a pipe, a batch job)
+        bar = tqdm(source, total=total, desc=desc, unit="batch", disable=None if progress else True, leave=False)
         try:
             for batch in bar:
                 images = batch_images(batch)

@@ -1,4 +1,5 @@
-"""Markdown tables of finished runs: one row per configuration, seeds as mean ± std."""
+"""Markdown tables of finished runs: one row per configuration, seeds as mean ± std, a column for each setting
+in which the configurations differ (``method.eps``, ``train.lr``, ...)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
-from .runs import RunGroup
+from .runs import GROUP_KEYS, RunGroup, differing_keys
 
 MISSING = "—"
 
@@ -57,6 +58,31 @@ def fmt_mean_std(
     return f"{fmt(mean)} ± {fmt(std)}"
 
 
+NAMED = ("method.name", "teacher.name", "student.name", "data.name")
+"""Settings the fixed columns (method, teacher, student, dataset) already show."""
+
+
+def setting_text(value) -> str:
+    """A config value as YAML flow text: ``[1.0, 1.5]``, ``{img_size: 32}``, ``null``, ``0.1``."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(setting_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {setting_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def setting_columns(groups: Sequence[RunGroup]) -> list[tuple[str, Callable[[RunGroup], str]]]:
+    """One (header, cell) column per setting in which the groups differ; ``—`` where a group has no such key."""
+    return [
+        (key, lambda g, key=key: _text(setting_text(g.settings[key])) if key in g.settings else MISSING)
+        for key in differing_keys(groups) if key not in NAMED
+    ]
+
+
 def _text(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
@@ -102,16 +128,17 @@ def _cell(value) -> str:
 
 
 def table_rows(groups: Sequence[RunGroup]) -> list[dict[str, str]]:
-    """The summary table as dicts ``{header: cell}``, one per group."""
-    return [{header: cell(group) for header, cell in COLUMNS} for group in groups]
+    """The summary table as dicts ``{header: cell}``, one per group: the named columns, the differing
+    settings, then the results."""
+    named = len(GROUP_KEYS)
+    columns = [*COLUMNS[:named], *setting_columns(groups), *COLUMNS[named:]]
+    return [{header: cell(group) for header, cell in columns} for group in groups]
 
 
 def markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured markdown table; numeric-looking columns are right-aligned."""
-    align = [
-        "---:" if h not in ("method", "teacher", "student", "dataset", "run", "folder") else "---"
-        for h in headers
-    ]
+    text = ("method", "teacher", "student", "dataset", "run", "folder")
+    align = ["---" if h in text or "." in h else "---:" for h in headers]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -120,11 +147,14 @@ def markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def summary_table(groups: Sequence[RunGroup]) -> str:
     """Markdown table, one row per configuration; seeds of one configuration as mean ± std."""
     rows = table_rows(groups)
-    headers = [h for h, _ in COLUMNS]
+    headers = list(rows[0]) if rows else [h for h, _ in COLUMNS]
     return markdown(headers, [[row[h] for h in headers] for row in rows])
 
 
 def runs_table(groups: Sequence[RunGroup]) -> str:
-    """Markdown table, one row per run (in group order)."""
-    headers = [h for h, _ in RUN_COLUMNS]
-    return markdown(headers, [[cell(run) for _, cell in RUN_COLUMNS] for g in groups for run in g.runs])
+    """Markdown table, one row per run (in group order), with the differing settings after the method."""
+    columns = setting_columns(groups)
+    headers = [*[h for h, _ in RUN_COLUMNS[:2]], *[h for h, _ in columns], *[h for h, _ in RUN_COLUMNS[2:]]]
+    rows = [[*[cell(run) for _, cell in RUN_COLUMNS[:2]], *[cell(g) for _, cell in columns],
+             *[cell(run) for _, cell in RUN_COLUMNS[2:]]] for g in groups for run in g.runs]
+    return markdown(headers, rows)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..run_folder.atomic import write_text, writing
 from .report_plots import plot_curves
-from .report_table import runs_table, summary_table
-from .runs import GROUP_KEYS, Run, find_runs, group_runs
+from .report_table import NAMED, runs_table, summary_table
+from .runs import Run, differing_keys, find_runs, group_runs
 
 
 @dataclass
@@ -25,13 +25,14 @@ class Report:
 def render_markdown(runs: Sequence[Run], curves_name: str | None = "curves.png") -> str:
     """The report text: a table per configuration (seeds as mean ± std), then one row per run."""
     groups = group_runs(runs)
+    differing = [f"`{key}`" for key in differing_keys(groups) if key not in NAMED]
     lines = [
         "# ofakd report",
         "",
-        f"{len(runs)} run(s) in {len(groups)} configuration(s); runs that share "
-        f"{', '.join(GROUP_KEYS)} are seeds of one configuration (mean ± sample std). "
-        "Top-1 and top-5 in %.",
+        f"{len(runs)} run(s) in {len(groups)} configuration(s); runs whose resolved configs (config.yaml) agree "
+        "in everything but the seed are seeds of one configuration (mean ± sample std). Top-1 and top-5 in %.",
         "",
+        *([f"The configurations differ in {', '.join(differing)} (a column each).", ""] if differing else []),
         summary_table(groups),
         "## Runs",
         "",

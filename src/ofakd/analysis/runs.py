@@ -1,4 +1,5 @@
-"""Finished runs read back from their folders (``summary.json`` + ``metrics.jsonl``), grouped by configuration."""
+"""Finished runs read back from their folders (``summary.json``, ``config.yaml``, ``metrics.jsonl``), grouped by
+configuration: runs whose resolved configs agree on everything but the seed are seeds of one configuration."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ..config.load import parse_yaml
+from ..config.schema import RESUME_SAFE_KEYS
 from ..errors import OfakdError
-from ..run_folder import METRICS, SUMMARY
+from ..run_folder import CONFIG, METRICS, SUMMARY
 
 GROUP_KEYS = ("method", "teacher", "student", "dataset")
-"""Runs that agree on these summary keys are seeds of one configuration."""
+"""The summary keys every report names (a run without config.yaml is grouped by these and its method options)."""
+
+NOT_CONFIGURATION = ("train.seed", "train.data_seed", "train.eval_teacher", *RESUME_SAFE_KEYS)
+"""Config keys that do not make another configuration: the seeds (what a configuration's runs vary), and keys
+that change nothing computed (paths, workers, logging, device). The ``run`` section (names, folders) neither."""
 
 
 @dataclass
@@ -24,6 +32,8 @@ class Run:
     summary: dict
     train: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
+    config: dict | None = None
+    """The run's ``config.yaml`` as read (None when the folder has none)."""
 
     @property
     def name(self) -> str:
@@ -34,8 +44,22 @@ class Run:
         return self.summary.get("seed")
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """What makes the run's configuration, as dotted keys (``method.eps``: ``[1.5]``): its config.yaml less
+        :data:`NOT_CONFIGURATION`, the ``run`` section and, when the method used no teacher, the ``teacher``
+        section. A run without config.yaml: its summary's method, teacher, student, data set, method options."""
+        if self.config is None:
+            named = zip(("method.name", "teacher.name", "student.name", "data.name"), GROUP_KEYS)
+            options = self.summary.get("method_options") or {}
+            return {**{key: self.summary.get(k) for key, k in named}, **flatten(options, "method.")}
+        skip = ("run.", "teacher.") if self.summary.get("teacher") is None else ("run.",)
+        return {key: value for key, value in flatten(self.config).items()
+                if key not in NOT_CONFIGURATION and not key.startswith(skip)}
+
+    @property
     def key(self) -> tuple:
-        return tuple(self.summary.get(k) for k in GROUP_KEYS)
+        """Equal for runs of one configuration (seeds), different otherwise."""
+        return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in self.settings.items()))
 
     def epoch_train_loss(self) -> tuple[list[float], list[float]]:
         """(epochs, mean training loss of the steps logged in each epoch)."""
@@ -58,15 +82,20 @@ class Run:
 
 @dataclass
 class RunGroup:
-    """Runs of one configuration (same method, teacher, student, data set), e.g. several seeds."""
+    """Runs of one configuration (alike in everything but the seed), e.g. several seeds."""
 
     key: tuple
     runs: list[Run]
 
     @property
     def config(self) -> dict:
-        """The shared summary keys: ``{"method": ..., "teacher": ..., "student": ..., "dataset": ...}``."""
-        return dict(zip(GROUP_KEYS, self.key))
+        """The summary keys every report names: ``{"method": ..., "teacher": ..., "student": ..., "dataset": ...}``."""
+        return {k: self.runs[0].summary.get(k) for k in GROUP_KEYS}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The configuration its runs share (see :attr:`Run.settings`)."""
+        return self.runs[0].settings
 
     @property
     def seeds(self) -> list:
@@ -75,6 +104,27 @@ class RunGroup:
     def values(self, name: str) -> list[float]:
         """The numeric values of summary key ``name`` across the runs (missing ones left out)."""
         return [float(run.summary[name]) for run in self.runs if _number(run.summary.get(name))]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (lists and other values stay whole)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differing_keys(groups: Sequence[RunGroup]) -> list[str]:
+    """The setting keys whose values differ between groups (compared among the groups that have the key: an
+    option of one method is not a difference from another method), in first-seen order."""
+    keys: dict[str, set[str]] = {}
+    for group in groups:
+        for key, value in group.settings.items():
+            keys.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    return [key for key, values in keys.items() if len(values) > 1]
 
 
 def _number(value) -> bool:
@@ -118,7 +168,8 @@ def load_run(path: str | Path) -> Run:
     if not isinstance(summary, dict):
         raise OfakdError(f"{summary_path} must hold a JSON object")
     train, evals = read_metrics(path / METRICS)
-    return Run(path=path, summary=summary, train=train, evals=evals)
+    config = parse_yaml((path / CONFIG).read_text(), str(path / CONFIG)) if (path / CONFIG).is_file() else None
+    return Run(path=path, summary=summary, train=train, evals=evals, config=config if isinstance(config, dict) else None)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -158,7 +209,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
 
 
 def group_runs(runs: Iterable[Run]) -> list[RunGroup]:
-    """Group runs by (method, teacher, student, dataset), in order of first appearance."""
+    """Group runs by configuration (:attr:`Run.key`: everything but the seed), in order of first appearance."""
     groups: dict[tuple, RunGroup] = {}
     for run in runs:
         groups.setdefault(run.key, RunGroup(run.key, [])).runs.append(run)

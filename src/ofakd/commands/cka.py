@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
 
 from ..errors import ConfigError, ModelError
 from ..run_folder import writing
+
+if TYPE_CHECKING:  # torch is imported when the command runs, not for `ofakd --help`
+    import torch
 
 NAME = "cka"
 HELP = "linear CKA between every pair of stage/block features of two models (heatmap, CSV, JSON)"

@@ -28,6 +28,9 @@ its own mean, std and input size when they differ.
 Settings come from a recipe (--config NAME or a YAML path), then overrides in command-line
 order: --set KEY=VALUE for any key (values are YAML), or one flag per field
 (--train.lr 0.1, --method.eps [1.5], --method.ofa_weight 0.1).
+Hyphens and underscores are interchangeable (--train.batch-size 64); timm's spellings work
+(--lr, -b, --opt, --weight-decay, --epochs, --amp, --model-ema, --output); an abbreviated flag
+is an error, not a guess.
 
 examples:
   ofakd distill --config demo --teacher-run runs/digits-teacher --method ofa

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +24,11 @@ the model and data), a best.safetensors written by ofakd (its metadata gives the
 a folder written by `ofakd export --format timm` (with --data/--data.root), or any local weights
 file together with --model and the data options. Prints top-1, top-5, per-class top-1, the mean
 cross-entropy and images/s (the model alone, data loading excluded). --split train evaluates the
-training images with a plain resize.
+training images with a plain resize. An export is evaluated on the whole split (--data.val_subset N
+for fewer images); a run folder on the split its run evaluated (a note says when that is a subset).
 
 examples:
-  ofakd eval runs/ofa-test_resnet-vit_tiny_patch16_224-digits-s42
+  ofakd eval runs/ofa-test_byobnet-vit_tiny_patch16_224-digits-s42
   ofakd eval runs/my-run/best.safetensors --split train --json
   ofakd eval export/my-run --data.name digits
   ofakd eval resnet18_cifar100.pth --model resnet18 --config cifar-cnn --data.root ./data
@@ -66,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     raw["method"] = {"name": "vanilla"}
     raw.pop("teacher", None)
     cfg = validate(raw)
+    subset = cfg.data.val_subset if args.split == "val" else cfg.data.train_subset
+    if subset is not None:
+        print(f"note: evaluating the run's {subset}-image {args.split} subset (data.{args.split}_subset); "
+              f"--data.{args.split}_subset null for the whole split", file=sys.stderr)
 
     with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout) as dist:  # under torchrun: a share each
         result, names = evaluate_target(cfg, split=args.split, dist=dist,
@@ -84,7 +90,9 @@ def _run_export(target: Path, args) -> int:
     overrides = list(getattr(args, "overrides", None) or [])
     settings = dict(overrides)
     model, info = load_student(target)
-    data = resolve_data(info, overrides)
+    # the whole split: the subsets the model's run trained and validated on are not inherited
+    whole = [("data.val_subset", None), ("data.train_subset", None)] if info.data is not None else []
+    data = resolve_data(info, whole + overrides)
     loader, names = eval_loader(info, data, batch_size=int(settings.get("train.batch_size", 128)), split=args.split)
     result = evaluate(model, loader, info.num_classes, pick_device(str(settings.get("train.device", "auto"))))
     _print(result, names, args, model=info.architecture, dataset=data.name,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 NAME = "report"
-HELP = "compare finished runs: markdown table (seeds as mean ± std) and accuracy/loss curves PNG"
+HELP = "compare finished runs: markdown table (configurations as rows, seeds as mean ± std) and curves PNG"
 DESCRIPTION = (
-    "Read the summary.json and metrics.jsonl of finished runs and write OUT/report.md (one row per "
-    "configuration - method, teacher, student, data set - with several seeds as mean ± std, then one "
-    "row per run) and OUT/curves.png (validation top-1, training and validation loss, one line per run). "
+    "Read the summary.json, config.yaml and metrics.jsonl of finished runs and write OUT/report.md (one row "
+    "per configuration - runs alike in everything but the seed - with several seeds as mean ± std and a column "
+    "for each setting in which the configurations differ, then one row per run) and OUT/curves.png (validation top-1, training and validation loss, one line per run). "
     "A RUN_DIR may also be a folder holding run folders."
 )
 

@@ -3,7 +3,9 @@
 Every config field has a dotted flag (``--train.lr 0.1``, ``--data.root ./data``,
 ``--method.eps [1.5]``) and ``--set KEY=VALUE`` reaches any key, nested ones included
 (``--set student.kwargs.img_size=32``). Values are read as YAML. They apply in command-line
-order, after the recipe.
+order, after the recipe. timm's common spellings are aliases (``--lr``, ``-b``, ``--opt``, ...,
+see :data:`TIMM_ALIASES`); hyphens and underscores are interchangeable in every flag
+(``--train.batch-size``); an abbreviated flag is an error, never a guess.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,44 @@ def add_override(group, *flags: str, key: str | None, raw: bool = False, **kwarg
     group.add_argument(*flags, action=_Override, key=key, raw=raw, dest="overrides", default=argparse.SUPPRESS, **kwargs)
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """An override value that applies only where the key is unset (null): ``--model-ema`` turns the EMA on
+    with timm's decay but keeps a decay the recipe or an earlier flag chose."""
+
+    default: Any
+
+
+class _Fallback(_Override):
+    """Queue ``(key, Fallback(const))``; the flag takes no value."""
+
+    def __init__(self, option_strings, dest, key=None, const=None, **kwargs):
+        super().__init__(option_strings, dest, key=key, nargs=0, const=const, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), (self.key, Fallback(self.const))]
+
+
+class _AmpSwitch(argparse.Action):
+    """timm's ``--amp``: mixed precision with timm's default dtype (float16), unless ``--amp-dtype`` said."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not getattr(namespace, "amp_dtype", None):
+            namespace.overrides = [*(getattr(namespace, "overrides", None) or []), ("train.amp", "fp16")]
+
+
+class _AmpDtype(argparse.Action):
+    """timm's ``--amp-dtype float16|bfloat16``: ``train.amp`` fp16 or bf16."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.amp_dtype = values
+        mode = {"float16": "fp16", "bfloat16": "bf16"}[values]
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), ("train.amp", mode)]
+
+
 class _SetTrue(argparse.Action):
     """A switch that queues ``key=true`` in command-line order (``--compile`` -> ``train.compile=true``)."""
 
@@ -94,11 +135,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, recipe_default: str | 
     )
     group.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     run = parser.add_argument_group("run folder")
-    add_override(run, "--name", key="run.name", raw=True, metavar="NAME",
+    add_override(run, "--name", "--experiment", key="run.name", raw=True, metavar="NAME",
               help="run folder name under --out-dir (default: method-teacher-student-data-sSEED)")
-    add_override(run, "--out-dir", key="run.out_dir", raw=True, metavar="DIR", help="folder holding run folders (default: runs)")
+    add_override(run, "--out-dir", "--output", key="run.out_dir", raw=True, metavar="DIR",
+                 help="folder holding run folders (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly from its last.pt "
-                     f"(its config.yaml is used; only {', '.join(RESUME_SAFE_KEYS)} may be overridden)")
+                     f"(its config.yaml is used; only {', '.join(RESUME_SAFE_KEYS)} may be overridden, and "
+                     "--epochs N to train a finished run on: its lr schedule is re-planned over N epochs)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     run.add_argument("--stop-after-epochs", type=int, metavar="N",
                      help="stop after N epochs in total (last.pt stays resumable), e.g. to split a run into jobs")
@@ -116,6 +159,52 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, recipe_default: str | 
                help="channels-last images and weights, faster convolutions on GPUs (train.channels_last)")
     add_switch(speed, "--sync-bn", key="train.sync_bn",
                help="BatchNorm statistics over the global batch on several GPUs (train.sync_bn)")
+    add_timm_aliases(parser)
+
+
+TIMM_ALIASES: list[tuple[tuple[str, ...], str]] = [
+    (("--lr",), "train.lr"),
+    (("-b", "--batch-size"), "train.batch_size"),
+    (("--opt",), "train.optimizer"),
+    (("--weight-decay",), "train.weight_decay"),
+    (("--momentum",), "train.momentum"),
+    (("--sched",), "train.scheduler"),
+    (("--min-lr",), "train.min_lr"),
+    (("--warmup-epochs",), "train.warmup_epochs"),
+    (("--warmup-lr",), "train.warmup_lr"),
+    (("--decay-epochs",), "train.decay_epochs"),
+    (("--decay-rate",), "train.decay_rate"),
+    (("--clip-grad",), "train.clip_grad"),
+    (("--model-ema-decay",), "train.ema_decay"),
+    (("--log-interval",), "train.log_every"),
+    (("--smoothing",), "augment.smoothing"),
+    (("--mixup",), "augment.mixup"),
+    (("--cutmix",), "augment.cutmix"),
+    (("-j", "--workers"), "data.workers"),
+]
+"""timm's train.py flags whose meaning is the same here: (flags, config key). Also timm's: ``--epochs``,
+``--seed``, ``--output`` (``run.out_dir``), ``--experiment`` (``run.name``), ``--model-ema``, ``--amp``
+and ``--amp-dtype`` (see :func:`add_timm_aliases`)."""
+
+TIMM_EMA_DECAY = 0.9998
+"""timm's default ``--model-ema-decay``."""
+
+
+def add_timm_aliases(parser: argparse.ArgumentParser) -> None:
+    """timm's spellings of common options (:data:`TIMM_ALIASES`), each queueing its config key."""
+    group = parser.add_argument_group("timm's spellings (aliases of the config keys named)")
+    for flags, key in TIMM_ALIASES:
+        section, field_name = key.split(".")
+        add_override(group, *flags, key=key, raw=_is_str(SECTIONS[section].model_fields[field_name].annotation),
+                     metavar="V", help=key)
+    group.add_argument("--model-ema", action=_Fallback, key="train.ema_decay", const=TIMM_EMA_DECAY,
+                       dest="overrides", default=argparse.SUPPRESS,
+                       help=f"keep an EMA of the student (train.ema_decay: the recipe's, else {TIMM_EMA_DECAY})")
+    group.add_argument("--amp", action=_AmpSwitch, dest="overrides", default=argparse.SUPPRESS,
+                       help="mixed precision, float16 as in timm (train.amp fp16, a CUDA GPU); "
+                       "--amp-dtype bfloat16 for bf16 (also on CPU)")
+    group.add_argument("--amp-dtype", action=_AmpDtype, choices=("float16", "bfloat16"), default=argparse.SUPPRESS,
+                       help="train.amp fp16 or bf16")
 
 
 def add_field_flags(parser: argparse.ArgumentParser, sections: list[str], *, method_options: bool = False) -> None:
@@ -130,25 +219,82 @@ def add_field_flags(parser: argparse.ArgumentParser, sections: list[str], *, met
                 metavar="V", help=_field_help(field, docs.get(field_name)),
             )
     if method_options:
-        group = parser.add_argument_group(
-            "method options (config section 'method:'; each method checks its own, see `ofakd methods`)"
+        parser.open_sections = ("method",)
+        parser.add_argument_group(
+            "method options (config section 'method:')",
+            "--method.OPTION VALUE sets any option of the chosen method (a YAML value), e.g. --method.eps [1.5] "
+            "--method.ofa_weight 0.1 or, for a combination, --method.dist '{beta: 2}'. `ofakd methods NAME` lists "
+            "a method's options and defaults; an unknown one is an error naming the nearest.",
         )
-        for option, (help_text, methods) in sorted(_method_option_fields().items()):
-            add_override(group, f"--method.{option}", key=f"method.{option}", metavar="V",
-                      help=f"{help_text} (methods: {', '.join(methods)})")
 
 
-def _method_option_fields() -> dict[str, tuple[str, list[str]]]:
-    from ..distill import get_method, list_methods  # on use: the methods import torch
+def canonical_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with every flag in the spelling ``parser`` knows: hyphens and underscores interchangeable
+    (``--train.batch-size`` -> ``--train.batch_size``, ``--print_config`` -> ``--print-config``), and
+    ``--method.OPTION V`` -> ``--set method.OPTION=V`` where the parser takes any method option
+    (``open_sections``). Order is kept; nothing after ``--`` changes."""
+    known = parser._option_string_actions
+    spellings = {_spelling(flag): flag for flag in known if flag.startswith("--")}
+    open_sections = getattr(parser, "open_sections", ())
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            out += [token, *tokens]
+            break
+        flag, eq, value = str(token).partition("=")
+        if not flag.startswith("--") or flag in known:
+            out.append(token)
+        elif _spelling(flag) in spellings:
+            out.append(spellings[_spelling(flag)] + eq + value)
+        elif flag[2:].partition(".")[0] in open_sections and flag.count(".") >= 1 and not flag.endswith("."):
+            if not eq:
+                value = next(tokens, None)
+                if value is None:
+                    parser.error(f"argument {flag}: expected one argument")
+            out += ["--set", f"{_spelling(flag)}={value}"]
+        else:
+            out.append(token)
+    return out
 
-    fields: dict[str, tuple[str, list[str]]] = {}
-    for name in list_methods():
-        options = get_method(name).Options
-        docs = attribute_docs(options)
-        for option, field in options.model_fields.items():
-            text, methods = fields.get(option, (_field_help(field, docs.get(option)), []))
-            fields[option] = (text, [*methods, name])
-    return fields
+
+def _spelling(flag: str) -> str:
+    """The flag without leading dashes, hyphens as underscores: the form two spellings share."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def suggest_flag(flag: str, known: list[str]) -> str | None:
+    """The known flag a mistyped ``flag`` most likely meant: the same field in a section (``--mixup`` ->
+    ``--augment.mixup``), a field it begins (``--train.batch`` -> ``--train.batch_size``), else the closest
+    spelling (difflib) of a whole flag or of a dotted flag's field name. None when nothing is close."""
+    import difflib
+
+    typed = _spelling(flag)
+    section, _, leaf = typed.rpartition(".")
+    long_flags = [k for k in known if k.startswith("--") and k not in ("--help", "--debug", "--version")]
+    by_leaf: dict[str, list[str]] = {}
+    for candidate in long_flags:
+        by_leaf.setdefault(_spelling(candidate).rpartition(".")[2], []).append(candidate)
+
+    def best(candidates: list[str]) -> str:  # the typed section's flag first, then a plain alias
+        return min(candidates, key=lambda c: (not _spelling(c).startswith(section + "."), "." in c, c))
+
+    whole = {_spelling(c): c for c in long_flags}
+    close = difflib.get_close_matches(typed, list(whole), n=1, cutoff=0.6)
+    if section and not any(_spelling(c).startswith(section + ".") for c in long_flags):
+        # a mistyped section (``--trian.lr``), or one this command has no flags for (``train --method.eps``)
+        return whole[close[0]] if close else None
+    if leaf in by_leaf:
+        return best(by_leaf[leaf])
+    starts = [c for lf, cs in by_leaf.items() if len(leaf) >= 3 and lf.startswith(leaf) for c in cs]
+    if section:
+        starts = [c for c in starts if _spelling(c).startswith(section + ".")] or starts
+    if starts:
+        return best(starts)
+    if close:
+        return whole[close[0]]
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+    return best(by_leaf[close[0]]) if close else None
 
 
 def _field_help(field, doc: str | None = None) -> str:
@@ -235,9 +381,18 @@ def resolve_config(
     raw = read_recipe(args.config) if getattr(args, "config", None) else {}
     for section in reset_sections:
         raw.pop(section, None)
-    for key, value in [*overrides, *(forced or [])]:
-        apply_override(raw, key, value)
+    overrides = [*overrides, *(forced or [])]
+    _drop_other_method_options(raw, overrides)
+    _apply_overrides(raw, overrides)
     return validate(raw)
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:
+    """Set each dotted key; a :class:`Fallback` value sets its default only where ``raw`` has none."""
+    for key, value in overrides:
+        if isinstance(value, Fallback):
+            value = value.default if _lookup(raw, key) is None else _lookup(raw, key)
+        apply_override(raw, key, value)
 
 
 def _resumed_config(resume: str | Path, overrides: list[tuple[str, Any]]) -> RunConfig:
@@ -248,14 +403,13 @@ def _resumed_config(resume: str | Path, overrides: list[tuple[str, Any]]) -> Run
         raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of a run (runs/NAME)")
     recorded = read_recipe(str(path))
     raw = copy.deepcopy(recorded)
-    for key, value in overrides:
-        apply_override(raw, key, value)
+    _apply_overrides(raw, overrides)
     cfg = validate(raw)
     changed = resume_changes(validate(recorded).to_dict(), cfg.to_dict())
     if changed:
         raise ConfigError(
             f"--resume continues the run as it was configured; {changed[0]!r} cannot change "
-            f"(only {', '.join(RESUME_SAFE_KEYS)} can). Start a new run to change it."
+            f"(only {', '.join(RESUME_SAFE_KEYS)} can, and train.epochs to train on). Start a new run to change it."
         )
     return cfg
 
@@ -274,6 +428,35 @@ def _check_teacher_run(args: argparse.Namespace, overrides: list[tuple[str, Any]
             f"--teacher-run {teacher_run} gives the teacher's name and weights; drop {flag} (or drop --teacher-run "
             "and pass --teacher NAME --teacher-checkpoint PATH)"
         )
+
+
+def _drop_other_method_options(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:
+    """When the command line names another method than the recipe's (``--config paper-... --method kd``),
+    drop the recipe's method options (they were chosen for its method), with a note on stderr; options
+    given on the command line still apply."""
+    import sys
+
+    recipe = raw.get("method") if isinstance(raw.get("method"), dict) else {}
+    recipe_name = recipe.get("name", SECTIONS["method"].model_fields["name"].default)
+    trial: dict[str, Any] = {"method": {"name": recipe_name}}
+    for key, value in overrides:
+        if key == "method" or key == "method.name":
+            apply_override(trial, key, value)
+    name = trial["method"].get("name") if isinstance(trial["method"], dict) else recipe_name
+    dropped = [key for key in recipe if key != "name"]
+    if name == recipe_name or not dropped:
+        return
+    raw["method"] = {"name": recipe_name}
+    print(f"note: method {name} replaces the recipe's {recipe_name}; the recipe's {recipe_name} options "
+          f"({', '.join(dropped)}) are dropped (set {name}'s with --method.OPTION)", file=sys.stderr)
+
+
+def _lookup(raw: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` in ``raw``, or None."""
+    node: Any = raw
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def print_config(cfg: RunConfig) -> None:

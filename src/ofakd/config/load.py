@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError, OfakdError
 from .messages import config_error, nearest
-from .schema import RunConfig
+from .schema import MethodConfig, RunConfig
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -178,7 +178,8 @@ def validate(raw: dict[str, Any]) -> RunConfig:
         raise config_error(err, RunConfig) from None
     except RecursionError:
         raise ConfigError("config: a value is nested too deeply") from None
-    check_method_options(cfg)
+    options = check_method_options(cfg)
+    cfg = cfg.model_copy(update={"method": MethodConfig.model_validate({"name": cfg.method.name, **options})})
     bad = _unusable_number(cfg.model_dump())
     if bad is not None:
         key, value = bad
@@ -206,8 +207,9 @@ def _unusable_number(tree: Any, prefix: str = "") -> tuple[str, float] | None:
     return None
 
 
-def check_method_options(cfg: RunConfig) -> None:
-    """Check ``method.*`` against the method's own Options; errors name ``method.<option>``."""
+def check_method_options(cfg: RunConfig) -> dict[str, Any]:
+    """Check ``method.*`` against the method's own Options (errors name ``method.<option>``) and return them
+    resolved: every option of the method, defaults included (what ``config.yaml`` records)."""
     from ..distill import get_method  # on use: the methods import torch, which `ofakd --help` does not need
     from ..distill.combined import Combination
 
@@ -217,12 +219,11 @@ def check_method_options(cfg: RunConfig) -> None:
         raise ConfigError(f"config: method.name: {err}") from None
     if isinstance(cls, Combination):  # its parts check their own options
         try:
-            cls.parse_options(cfg.method.options)
+            return cls.parse_options(cfg.method.options).to_config()
         except ConfigError as err:
             raise ConfigError(f"config: method: {err}") from None
-        return
     try:
-        cls.Options(**cfg.method.options)
+        return cls.Options(**cfg.method.options).model_dump(mode="json")
     except ValidationError as err:
         first = err.errors()[0]
         if first["type"] == "extra_forbidden":

@@ -223,10 +223,14 @@ RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_ever
                     "train.dist_timeout")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 
+RESUME_EXTENDS = ("train.epochs",)
+"""Keys a resumed run may also change, to train on: more epochs (the schedule is re-planned over the new total)."""
+
 
 def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two config dicts, other than :data:`RESUME_SAFE_KEYS`."""
-    return [key for key in _changed_keys(old, new) if key not in RESUME_SAFE_KEYS]
+    """Dotted keys whose values differ between two config dicts, other than those a resume may change
+    (:data:`RESUME_SAFE_KEYS`, :data:`RESUME_EXTENDS`)."""
+    return [key for key in _changed_keys(old, new) if key not in (*RESUME_SAFE_KEYS, *RESUME_EXTENDS)]
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

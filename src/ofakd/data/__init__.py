@@ -11,9 +11,14 @@ Every training batch is a pure function of (seed, epoch, step, rank), whatever t
 global generators, the number of workers or a resume (see ``views``).
 """
 
-from .build import DataBundle, build_data, dataset_num_classes, given_data, run_data
+from ..lazy import lazy_exports
 from .config import AugmentConfig, DataConfig
-from .loaders import seed_everything
+
+# the configs are light (read by `ofakd --help`); building data imports torch and torchvision on use
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".build": ("DataBundle", "build_data", "dataset_num_classes", "given_data", "run_data"),
+    ".loaders": ("seed_everything",),
+})
 
 CIFAR_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR_STD = (0.2673, 0.2564, 0.2762)

@@ -45,6 +45,15 @@ class CombinationOptions(BaseModel):
     gt_loss: Literal["ce", "bce"] = "ce"
     """Supervised loss: ce or bce."""
 
+    def to_config(self) -> dict[str, Any]:
+        """The options as a config's ``method:`` section holds them, every default written out: the
+        combination's own, then ``<part>: {...}`` per part (without the gt options, which are the
+        combination's); :meth:`Combination.parse_options` reads it back to the same options."""
+        own = self.model_dump(mode="json", exclude={"parts"})
+        parts = {name: options.model_dump(mode="json", exclude=set(COMBINATION_OPTIONS))
+                 for name, options in self.parts.items()}
+        return {**own, **parts}
+
 
 @dataclass(frozen=True)
 class Combination:

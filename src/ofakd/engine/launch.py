@@ -20,8 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ofakd.device import pick_device
-
+from ..device import pick_device
 from ..errors import EXIT_PEER_LOST, ConfigError, OfakdError
 from .processes import SINGLE_PROCESS, DistContext
 

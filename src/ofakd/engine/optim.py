@@ -66,6 +66,16 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_pe
     return scheduler
 
 
+def schedule_warnings(cfg: TrainConfig) -> list[str]:
+    """What in the schedule a person would not expect: a warm-up as long as the run or longer (the lr then never
+    reaches ``train.lr``)."""
+    if cfg.warmup_epochs >= cfg.epochs:
+        return [f"warning: train.warmup_epochs {cfg.warmup_epochs} >= train.epochs {cfg.epochs}: the whole run is "
+                f"warm-up, from train.warmup_lr {cfg.warmup_lr:g}, and the lr never reaches train.lr {cfg.lr:g}; set "
+                f"--warmup-epochs below {cfg.epochs} (e.g. 0 for a short run)"]
+    return []
+
+
 class ShiftedScheduler:
     """A timm scheduler whose per-step updates are moved by ``offset`` steps.
 

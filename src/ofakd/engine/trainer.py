@@ -15,12 +15,11 @@ from pathlib import Path
 
 import torch
 
-from ofakd.device import pick_device
-
 from .. import __version__
-from ..config.load import dump_config
+from ..config.load import dump_config, validate
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig, resume_changes
 from ..data import seed_everything
+from ..device import pick_device
 from ..distill import get_method
 from ..errors import ConfigError
 from ..models import count_parameters
@@ -47,7 +46,7 @@ from .launch import rank_device
 from .loop import EpochResult, StepContext, train_one_epoch
 from .metrics_log import MetricsLog, truncate_after
 from .numerics import FIX, NonFiniteError, NonFiniteGuard, nonfinite_tensors
-from .optim import ShiftedScheduler, build_optimizer, build_scheduler
+from .optim import ShiftedScheduler, build_optimizer, build_scheduler, schedule_warnings
 from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
@@ -159,6 +158,8 @@ class Trainer:
                 ).scores()
                 self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
                          f"top5 {self.state.teacher_eval['top5']:.2f}")
+        for warning in schedule_warnings(cfg.train):
+            self.log(warning)
         self.module = training_module(distiller, dist=self.dist, device=self.device, compile=cfg.train.compile)
         """What the loop runs the forward through (DDP and/or torch.compile around the distiller)."""
         self._setup_seconds = time.time() - started
@@ -190,15 +191,20 @@ class Trainer:
 
     def _load_checkpoint(self) -> None:
         ckpt, used = load_resume_state(self.folder.last, log=self.log)
-        changed = resume_changes(ckpt.get("config") or {}, self.cfg.to_dict())
+        saved = ckpt.get("config")
+        saved = validate(saved).to_dict() if saved else {}  # (method options written out, as config.yaml now has)
+        changed = resume_changes(saved, self.cfg.to_dict())
         if changed:
             raise ConfigError(
                 f"--resume {self.folder.path}: the config differs from the run's at {changed[0]!r}; a resumed run "
-                f"keeps its recipe (only {', '.join(RESUME_SAFE_KEYS)} may change). Start a new run to change it."
+                f"keeps its recipe (only {', '.join(RESUME_SAFE_KEYS)} may change, and train.epochs to train on). "
+                "Start a new run to change it."
             )
         self.setup.distiller.load_state_dict(ckpt["distiller"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        saved_epochs = (saved.get("train") or {}).get("epochs", self.cfg.train.epochs)
+        if saved_epochs == self.cfg.train.epochs:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
         self.precision.load_state_dict(ckpt["scaler"])
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict(ckpt["ema"])
@@ -218,6 +224,25 @@ class Trainer:
         where = f"{ckpt['epoch_step']} steps into epoch {self.state.epoch + 1}" if ckpt.get("epoch_step") else (
             f"after epoch {self.state.epoch}")
         self.log(f"resuming {self.folder.path} {where} (step {ckpt['step']})")
+        if saved_epochs != self.cfg.train.epochs:
+            self._replan_schedule(saved_epochs)
+
+    def _replan_schedule(self, saved_epochs: int) -> None:
+        """A resumed run given another ``train.epochs``: the lr schedule is the one a run planned for the new total
+        would have, from the step reached on (a cosine re-planned over the new total: the lr of a finished run goes
+        back up to where the longer cosine is at that epoch, then decays to min_lr at the new end)."""
+        done = self.state.epoch
+        if self.cfg.train.epochs < done:
+            raise ConfigError(f"--resume {self.folder.path}: the run has trained {done} epochs; --epochs must be at "
+                              f"least {done} (more to train on)")
+        if self.cfg.train.sched_on_updates:
+            self.scheduler.step_update(num_updates=self._step_now())
+        else:
+            self.scheduler.step(done)
+        if self.dist.is_main:
+            write_text(self.folder.config, dump_config(self.cfg))
+        self.log(f"train.epochs {saved_epochs} -> {self.cfg.train.epochs}: the lr schedule is re-planned over "
+                 f"{self.cfg.train.epochs} epochs from epoch {done} on (lr now {self.optimizer.param_groups[0]['lr']:.3g})")
 
     def _resume_world_size(self, ckpt: dict) -> None:
         """A run saved on another number of processes: keep train.batch_size (per process), warn that the global
@@ -284,12 +309,14 @@ class Trainer:
                 done = self._resume_inside(epoch)
                 if setup.teacher is not None:
                     setup.teacher.start_epoch(data_epoch, done.steps if done is not None else 0)
-                bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), enabled=self.progress and main)
+                bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), start_step=state.step,
+                                    done=done.steps if done is not None else 0, enabled=self.progress and main,
+                                    log=self.log)
                 try:
                     result = train_one_epoch(
                         ctx, setup.bundle.train_loader, epoch=epoch + 1, start_step=state.step,
-                        on_log=lambda r: metrics.train(**{k: v for k, v in r.items() if k != "kind"}) if main else None,
-                        on_step=lambda loss, lr, ips, bar=bar: bar.update(loss=loss, lr=lr, images_per_s=ips),
+                        on_log=lambda r, bar=bar: self._on_record(r, metrics, bar),
+                        on_step=bar.step,
                         done=done,
                     )
                 finally:
@@ -315,9 +342,11 @@ class Trainer:
                     metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
                     self._save_last()
                     write_json(self.folder.summary, self.summary())
+                counted = max(result.steps - result.skipped, 1)
                 self.log(epoch_line(epoch + 1, epochs, loss=result.mean_loss, lr=result.last_lr,
                                     images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
-                                    best_top1=state.best.top1))
+                                    best_top1=state.best.top1,
+                                    terms={k: v / counted for k, v in result.loss_sums.items()}))
                 if epoch + 1 < epochs and self._stop_requested():  # a signal during evaluation: last.pt is saved
                     raise self._interrupted()
         except CheckpointWriteError as err:
@@ -336,6 +365,12 @@ class Trainer:
         if main:
             write_json(self.folder.summary, summary)
         return summary
+
+    def _on_record(self, record: dict, metrics: MetricsLog, bar: EpochProgress) -> None:
+        """A train record (every train.log_every steps): metrics.jsonl and TensorBoard, and the console."""
+        if self.dist.is_main:
+            metrics.train(**{k: v for k, v in record.items() if k != "kind"})
+            bar.record(record)
 
     # ---- recovery ----------------------------------------------------------------
     def _resume_inside(self, epoch: int) -> EpochResult | None:

@@ -12,35 +12,7 @@ writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resu
 Below the engine, the cache, export and analysis: it imports none of them.
 """
 
-from .atomic import (
-    WRITE_ERRNOS,
-    CheckpointWriteError,
-    atomic_write,
-    write_error,
-    write_json,
-    write_text,
-    writing,
-)
-from .best_weights import (
-    StudentMetadata,
-    WeightsDamaged,
-    read_student_metadata,
-    read_weights,
-    read_weights_metadata,
-    save_weights,
-)
-from .checkpoint import (
-    EMA_PREFIX,
-    STUDENT_PREFIX,
-    CheckpointDamaged,
-    CheckpointRefused,
-    describe_checkpoint,
-    file_problem,
-    load_resume_state,
-    load_state,
-    save_state,
-    strip_prefix,
-)
+from ..lazy import lazy_exports
 from .layout import (
     BEST,
     CONFIG,
@@ -57,6 +29,16 @@ from .layout import (
     sanitize_name,
 )
 from .lock import FolderLock, FolderLocked
+
+# the file names and RunFolder are light; checkpoints and weights import torch and safetensors on use
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".atomic": ("WRITE_ERRNOS", "CheckpointWriteError", "atomic_write", "write_error", "write_json", "write_text",
+                "writing"),
+    ".best_weights": ("StudentMetadata", "WeightsDamaged", "read_student_metadata", "read_weights",
+                      "read_weights_metadata", "save_weights"),
+    ".checkpoint": ("EMA_PREFIX", "STUDENT_PREFIX", "CheckpointDamaged", "CheckpointRefused", "describe_checkpoint",
+                    "file_problem", "load_resume_state", "load_state", "save_state", "strip_prefix"),
+})
 
 __all__ = [
     "BEST",
