@@ -703,7 +703,7 @@ def test_damaged_best_weights_are_refused_by_eval_export_and_teacher_run(runs, t
     for argv in (["eval", run], ["eval", best], ["export", run, "--out", tmp_path / "export"],
                  run_args(tmp_path, "student", "--teacher-run", run, command="distill")):
         code, _, err = cli(*argv, capsys=capsys)
-        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and len([line for line in err.strip().splitlines() if not line.startswith("note:")]) == 1, err
         assert f"{best} is damaged: its tensors or metadata differ from the sha256" in err
     assert not (tmp_path / "export").exists() and not (tmp_path / "student").exists()
 
@@ -727,9 +727,9 @@ def test_a_damaged_timm_export_is_refused(runs, tmp_path, capsys):
     code, _, err = cli("export", runs / "half", "--out", export, capsys=capsys)
     assert code == 0, err
     recorded = json.loads((export / "config.json").read_text())["ofakd"]["exports"]["timm"]["sha256"]
-    assert recorded == {"model.safetensors": sha(export / "model.safetensors")}
+    assert recorded == {name: sha(export / name) for name in ("model.safetensors", "README.md")}
     code, out, err = cli("eval", export, "--json", capsys=capsys)
-    assert code == 0 and json.loads(out)["count"] == 16, err
+    assert code == 0 and json.loads(out)["count"] > 16, err  # an export evaluates the whole split
     weights = export / "model.safetensors"
     flip_bytes(weights, tensor_data_offset(weights) + 1000)
     code, _, err = cli("eval", export, capsys=capsys)

@@ -210,7 +210,7 @@ def _unusable_number(tree: Any, prefix: str = "") -> tuple[str, float] | None:
 def check_method_options(cfg: RunConfig) -> dict[str, Any]:
     """Check ``method.*`` against the method's own Options (errors name ``method.<option>``) and return them
     resolved: every option of the method, defaults included (what ``config.yaml`` records)."""
-    from ..distill import get_method  # on use: the methods import torch, which `ofakd --help` does not need
+    from ..distill import get_method, resolved_options  # on use: the methods import torch (not for --help)
     from ..distill.combined import Combination
 
     try:
@@ -219,11 +219,11 @@ def check_method_options(cfg: RunConfig) -> dict[str, Any]:
         raise ConfigError(f"config: method.name: {err}") from None
     if isinstance(cls, Combination):  # its parts check their own options
         try:
-            return cls.parse_options(cfg.method.options).to_config()
+            return resolved_options(cfg.method.name, cfg.method.options)
         except ConfigError as err:
             raise ConfigError(f"config: method: {err}") from None
     try:
-        return cls.Options(**cfg.method.options).model_dump(mode="json")
+        cls.Options(**cfg.method.options)
     except ValidationError as err:
         first = err.errors()[0]
         if first["type"] == "extra_forbidden":
@@ -234,6 +234,7 @@ def check_method_options(cfg: RunConfig) -> dict[str, Any]:
             known = ", ".join(cls.Options.model_fields)
             raise ConfigError(f"config: unknown key 'method.{key}'; method {cls.method_name!r} options: {known}") from None
         raise config_error(err, cls.Options, prefix="method.") from None
+    return resolved_options(cfg.method.name, cfg.method.options)
 
 
 def load_config(

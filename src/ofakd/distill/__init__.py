@@ -11,7 +11,7 @@ from ..models.info import fixed_input_hw, input_spec, num_classes
 from ..models.tap import ModelOutput
 from ..teacher.protocol import TeacherSource
 from .base import Distiller, MethodOptions
-from .registry import get_method, list_methods, register_method
+from .registry import get_method, list_methods, register_method, resolved_options
 
 __all__ = [
     "Distiller",
@@ -21,6 +21,7 @@ __all__ = [
     "get_method",
     "list_methods",
     "register_method",
+    "resolved_options",
 ]
 
 

@@ -8,12 +8,15 @@ the run's file locations are replaced by placeholders that the command passes as
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import PurePath
 from typing import Any
 
 import yaml
 
 from ..config.load import dump_yaml
+from ..distill import resolved_options
+from ..errors import OfakdError
 from .student import StudentInfo
 
 CARD_FILE = "README.md"
@@ -123,10 +126,27 @@ def _teacher(recipe: dict, summary: dict) -> str:
 
 
 def _method(recipe: dict, method: str | None) -> str:
+    """The method and the options the run set apart from the method's defaults."""
     options = {k: v for k, v in (recipe.get("method") or {}).items() if k != "name"}
     if not method:
         return "unknown"
+    with contextlib.suppress(OfakdError):  # a method this ofakd does not know: show what the run recorded
+        options = _differing(options, resolved_options(method, {}))
     return f"`{method}`" + (f" {_kwargs(options)}" if options else "")
+
+
+def _differing(options: dict, defaults: dict) -> dict:
+    """``options`` less what equals ``defaults`` (nested mappings compared key by key)."""
+    out = {}
+    for key, value in options.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            value = _differing(value, default)
+            if value:
+                out[key] = value
+        elif value != default:
+            out[key] = value
+    return out
 
 
 def _data(info: StudentInfo, summary: dict) -> str:
