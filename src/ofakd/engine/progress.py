@@ -18,9 +18,11 @@ class EpochProgress:
             self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", file=self.stream,
                             dynamic_ncols=True, leave=False)
 
-    def update(self, *, loss: float, lr: float, images_per_s: float) -> None:
+    def update(self, *, loss: float | None, lr: float, images_per_s: float) -> None:
+        """One more step; ``loss`` is the latest read from the device (every train.log_every steps), None before."""
         if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {loss:.4f}  lr {lr:.3g}  {images_per_s:.0f} img/s", refresh=False)
+            shown = f"loss {loss:.4f}  " if loss is not None else ""
+            self.bar.set_postfix_str(f"{shown}lr {lr:.3g}  {images_per_s:.0f} img/s", refresh=False)
             self.bar.update(1)
 
     def close(self) -> None:
