@@ -10,6 +10,10 @@ Public API::
 
 __version__ = "0.1.0"
 
+from .threads import quiet_waiting_threads  # noqa: E402 - first: before anything loads torch
+
+quiet_waiting_threads()  # OMP_WAIT_POLICY=PASSIVE unless set (see ofakd.threads)
+
 from .analysis.stage_cka import cka  # noqa: E402 - after __version__, which modules below read
 from .distill import create_distiller, list_methods  # noqa: E402
 from .errors import OfakdError  # noqa: E402

@@ -41,6 +41,7 @@ from ..run_folder import (
     write_text,
 )
 from ..teacher.live import LiveTeacher
+from ..threads import apply_threads
 from .amp import Precision
 from .ddp import prepare_modules, training_module, world_size_change
 from .evaluate import evaluate
@@ -128,6 +129,7 @@ class Trainer:
         self.device = rank_device(cfg.train.device, self.dist.local_rank) if self.dist.distributed else (
             pick_device(cfg.train.device))
         self.precision = Precision(cfg.train.amp, self.device)
+        self.threads = apply_threads(cfg.train.threads, cfg.data.workers)
         seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = build_setup(cfg, self.device, self.dist)
         distiller = self.setup.distiller
@@ -274,7 +276,8 @@ class Trainer:
         return (
             f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
             f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
-            f"val images), device {self.device}, amp {self.precision.mode}"
+            f"val images), device {self.device} ({self.threads} CPU thread{'s' if self.threads != 1 else ''}), "
+            f"amp {self.precision.mode}"
             + (f", teacher amp {setup.teacher.amp}" if isinstance(setup.teacher, LiveTeacher) else "")
             + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
                f"{cfg.train.batch_size * self.dist.world_size}" if self.dist.distributed else "")
