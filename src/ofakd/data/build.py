@@ -101,6 +101,8 @@ class TrainViews:
     repeated_aug: int
     drop_last: bool
     workers: int
+    pin_memory: bool = False
+    persistent_workers: bool = False
 
     def sampler(self, rank: int) -> Sampler:
         """``rank``'s order of dataset indices (call ``set_epoch`` before each epoch)."""
@@ -119,6 +121,8 @@ class TrainViews:
             seed=self.seed + rank,
             drop_last=self.drop_last,
             collate_fn=self.collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
         )
 
 
@@ -156,6 +160,8 @@ def build_data(
     rank: int = 0,
     with_indices: bool = False,
     drop_last: bool = True,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataBundle:
     """Build train/val loaders for the student's ``input_size`` (C, H, W) and ``mean``/``std``.
 
@@ -163,7 +169,8 @@ def build_data(
     augmentation and mixup/cutmix never read the global generators. The epoch is partitioned across
     ``world_size`` ranks. Batches are ``[images, targets]`` or, with ``with_indices``,
     ``[images, targets, indices]``; train targets are soft rows (B, K) when mixup/cutmix is on
-    (``bundle.soft_targets``), class indices otherwise.
+    (``bundle.soft_targets``), class indices otherwise. ``pin_memory`` and ``persistent_workers``: see
+    :func:`~ofakd.data.loaders.make_loader` (a training run on a GPU wants both).
     """
     mixup_on = augment.mixup > 0 or augment.cutmix > 0
     _check_batching(batch_size, world_size, rank, mixup_on)
@@ -181,7 +188,7 @@ def build_data(
         dataset=KeyedViewDataset(train_ds, seed),
         collate=ViewCollate(seed, build_mixup(augment, len(source.class_names)) if mixup_on else None),
         seed=seed, batch_size=batch_size, world_size=world_size, repeated_aug=augment.repeated_aug,
-        drop_last=drop_last, workers=data.workers,
+        drop_last=drop_last, workers=data.workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
     )
     sampler = views.sampler(rank)
     _check_epoch(sampler, batch_size, drop_last, mixup_on, source.location)
@@ -192,6 +199,8 @@ def build_data(
         workers=data.workers,
         seed=seed + rank,
         drop_last=False,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers,
     )
     return DataBundle(
         train_loader=views.loader(rank, sampler),
@@ -206,7 +215,8 @@ def build_data(
     )
 
 
-def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: int, with_indices: bool) -> DataBundle:
+def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: int, with_indices: bool,
+             pin_memory: bool = False, persistent_workers: bool = False) -> DataBundle:
     """The data of a run of ``cfg``: the student's input spec, the data seed, full batches only. A live
     run and ``ofakd cache record`` both draw their views through this, so they draw the same ones."""
     return build_data(
@@ -221,4 +231,6 @@ def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: 
         rank=rank,
         with_indices=with_indices,
         drop_last=True,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers,
     )
