@@ -12,7 +12,8 @@ checkpoints (``checkpoint_every``) and at the end of the epoch: one host sync th
 several processes one all-reduce. At a read the non-finite guard (:mod:`.numerics`) looks at every
 step read (stopping the run at the first bad one, or counting skipped steps), the train record is
 logged and the epoch's loss sums grow. With ``train.nonfinite: skip`` the guard's verdict is needed
-before each optimizer step (a host sync per step), and a skipped step's buffers are put back.
+before each optimizer step (a host sync per step, and with several processes a one-number
+all-reduce so that all of them decide alike), and a skipped step's buffers are put back.
 
 A stop request (preemption, ``stop_requested``) ends the epoch at a step boundary: with one process at
 the step it arrives, with several at the next read, where the processes agree on it.
@@ -31,7 +32,7 @@ import torch
 from timm.data.mixup import one_hot
 
 from .amp import Precision
-from .numerics import BufferSnapshot, NonFiniteGuard, shared_verdict, step_is_finite
+from .numerics import BufferSnapshot, NonFiniteGuard, step_is_finite
 from .processes import SINGLE_PROCESS, DistContext
 from .step_records import StepRecord, StepRecords
 
@@ -184,15 +185,13 @@ class EpochRun:
             loss = sum(losses.values())
         ctx.optimizer.zero_grad(set_to_none=True)
         verdict: list[bool] = []
-        gate, backward = None, loss
+        gate = None
         if self.guard.decides_each_step:
             def gate(norm: torch.Tensor | None) -> bool:  # the host sync of nonfinite: skip
-                verdict.append(bool(step_is_finite(loss, norm)))
+                verdict.append(self.finite_everywhere(loss, norm))
                 return verdict[-1]
 
-            if ctx.dist.distributed:  # a non-finite loss on any process: every process skips (numerics)
-                backward = shared_verdict(loss, min(self.params, key=torch.Tensor.numel))
-        norm = ctx.precision.step(backward, ctx.optimizer, self.params, ctx.clip_grad, gate=gate)
+        norm = ctx.precision.step(loss, ctx.optimizer, self.params, ctx.clip_grad, gate=gate)
         self.step += 1
         self.records.add(self.step, loss, losses, norm)
         taken = all(verdict)
@@ -208,6 +207,14 @@ class EpochRun:
         self.result.last_lr = float(ctx.optimizer.param_groups[0]["lr"])
         self.result.images += images.shape[0] * ctx.dist.world_size  # the global batch: images/s of the job
         return images.shape[0] * ctx.dist.world_size
+
+    def finite_everywhere(self, loss: torch.Tensor, norm: torch.Tensor | None) -> bool:
+        """The verdict of ``train.nonfinite: skip`` on this step, on the host: the loss and gradient norm are finite
+        on every process (with several, a one-number all-reduce, so that all of them take or skip it alike)."""
+        finite = step_is_finite(loss, norm)
+        if self.ctx.dist.distributed:
+            finite = self.ctx.dist.sum((~finite).float().reshape(1)) == 0
+        return bool(finite)
 
     def read(self, stop: bool) -> bool:
         """Read the step records (one host sync): the guard sees each step, the loss sums grow. Returns whether

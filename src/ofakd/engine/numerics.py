@@ -15,7 +15,8 @@ gradient norm are checked. A NaN or inf then
   and ``num_batches_tracked``) put back (:class:`BufferSnapshot`); the batch is consumed and the
   schedule moves on. Deciding that needs the verdict on the host before the optimizer step: one
   host sync per step (an optimizer's host-side state, such as Adam's step count, cannot be held
-  back on the device).
+  back on the device), and with several processes a one-number all-reduce, so that a non-finite
+  loss on one of them makes every one skip the step.
 
 The trainer also refuses to save weights that are not finite.
 """
@@ -72,16 +73,6 @@ def step_is_finite(total: torch.Tensor, norm: torch.Tensor | None) -> torch.Tens
     """A device bool: the summed loss and the gradient norm (when measured) are finite."""
     finite = torch.isfinite(total.detach()).all()
     return finite & torch.isfinite(norm) if norm is not None else finite
-
-
-def shared_verdict(loss: torch.Tensor, anchor: torch.nn.Parameter) -> torch.Tensor:
-    """``loss`` plus a term that is 0 (value and gradient) while ``loss`` is finite and turns ``anchor``'s gradient
-    into NaN when it is not: ``loss + where(isfinite(loss), 0, nan) · Σ anchor``.
-
-    Under DDP the gradient all-reduce then carries one process's non-finite loss into every process's gradient
-    norm, so all of them skip the same step, without a collective of their own."""
-    poison = torch.where(torch.isfinite(loss.detach()), 0.0, float("nan"))
-    return loss + poison * anchor.sum()
 
 
 def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
