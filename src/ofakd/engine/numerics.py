@@ -86,7 +86,8 @@ def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
 
 class BufferSnapshot:
     """The buffers of a module (BatchNorm running statistics, ``num_batches_tracked``, ...) as they were at
-    :meth:`save`; :meth:`restore` puts them back. Device copies only, into tensors allocated once."""
+    :meth:`save`; :meth:`restore` puts them back. Device copies only, into tensors allocated once: one more
+    copy of every buffer in memory (for CRD, of its memory bank too)."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.live = [b for b in module.buffers()]
