@@ -20,15 +20,20 @@ variant ran), the ratio of each step to the student-only step beside the ratio o
 step performs (forward, backward and teacher forward, counted by ``FlopCounterMode``: where the
 two agree, the step runs as fast as its arithmetic allows), and the branch parameters and forward
 FLOPs as multiples of the student's. Runs on CPU here and on a GPU unchanged
-(``--device cuda``). Timings are measured, never asserted.
+(``--device cuda``); ``--amp bf16``, ``--channels-last`` and ``--compile`` apply to every variant
+(FLOPs are counted on the eager step, before compiling). Timings are measured, never asserted.
 
     python bench/throughput.py            # paper pairs at 224 px, batch 8
     python bench/throughput.py --quick    # small models at 32 px (seconds)
+    python bench/throughput.py --device cuda --batch 128 --amp bf16 --channels-last [--compile]
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001 - ofakd first: it sets OMP_WAIT_POLICY before torch loads
+
+import ofakd
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -38,13 +43,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import ofakd
 from ofakd.cache import TeacherCache, record_cache
 from ofakd.config import load_config
 from ofakd.models import ModelOutput, count_parameters
-
-OFFICIAL_RATIO = {("deit_tiny_patch16_224", "resnet18"): 1.56, ("resnet50", "deit_tiny_patch16_224"): 2.04}
-"""OFA step / student-only step of the official code on 2 CPU cores, 224 px, batch 8."""
 
 FULL_PAIRS = [
     ("deit_tiny_patch16_224", {}, "resnet18", {}),
@@ -64,6 +65,15 @@ class Pair:
     student: str
     student_kwargs: dict
     size: int
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How every variant's step runs: autocast dtype (None: float32), channels-last, torch.compile backend."""
+
+    amp: torch.dtype | None = None
+    channels_last: bool = False
+    compile: str | None = None
 
 
 class PeakMemory:
@@ -137,31 +147,41 @@ def forward_flops(fn, *args) -> int:
     return counter.get_total_flops()
 
 
-def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch.device) -> list[dict]:
-    torch.manual_seed(0)
-    num_classes = 10  # digits, for the recorded cache; the step cost barely depends on it
-    teacher = ofakd.create_model(pair.teacher, num_classes=num_classes, **pair.teacher_kwargs).to(device)
-    input_size = (3, pair.size, pair.size)
-    images = [torch.randn(batch, *input_size, device=device) for _ in range(steps)]
-    targets = [torch.randint(0, num_classes, (batch,), device=device) for _ in range(steps)]
-    with torch.inference_mode():
-        free_logits = [teacher(x).float() for x in images]
+def build_distillers(pair: Pair, teacher: torch.nn.Module, num_classes: int, input_size: tuple) -> dict:
+    """The variants' distillers, each with its own student (same architecture); "OFA cache" and "OFA floor"
+    share one that is handed the teacher's logits."""
 
     def student():
         return ofakd.create_model(pair.student, num_classes=num_classes, **pair.student_kwargs)
 
-    distillers = {
+    ofa = ofakd.create_distiller("ofa", teacher=None, student=student(), input_size=input_size,
+                                 num_teacher_classes=num_classes, teacher_dim=teacher.num_features)
+    return {
         "student only": ofakd.create_distiller("vanilla", student=student(), input_size=input_size),
         "KD": ofakd.create_distiller("kd", teacher=teacher, student=student(), input_size=input_size),
         "OFA live": ofakd.create_distiller("ofa", teacher=teacher, student=student(), input_size=input_size),
+        "OFA cache": ofa,
+        "OFA floor": ofa,
     }
-    ofa_student = student()
-    ofa = ofakd.create_distiller("ofa", teacher=None, student=ofa_student, input_size=input_size,
-                                 num_teacher_classes=num_classes, teacher_dim=teacher.num_features)
-    distillers["OFA cache"] = ofa
-    distillers["OFA floor"] = ofa
+
+
+def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch.device,
+               options: StepOptions = StepOptions()) -> list[dict]:
+    torch.manual_seed(0)
+    num_classes = 10  # digits, for the recorded cache; the step cost barely depends on it
+    teacher = ofakd.create_model(pair.teacher, num_classes=num_classes, **pair.teacher_kwargs).to(device)
+    input_size = (3, pair.size, pair.size)
+    layout = torch.channels_last if options.channels_last else torch.contiguous_format
+    images = [torch.randn(batch, *input_size, device=device).contiguous(memory_format=layout) for _ in range(steps)]
+    targets = [torch.randint(0, num_classes, (batch,), device=device) for _ in range(steps)]
+    with torch.inference_mode():
+        free_logits = [teacher(x).float() for x in images]
+
+    distillers = build_distillers(pair, teacher, num_classes, input_size)
+    ofa = distillers["OFA floor"]
     for d in distillers.values():
-        d.to(device).train()
+        d.to(device, memory_format=layout).train()
+    calls = {name: (d.distill if "OFA " in name and name != "OFA live" else d) for name, d in distillers.items()}
     optimizers = {name: torch.optim.SGD(d.trainable_parameters(), lr=1e-4, momentum=0.9) for name, d in distillers.items()}
 
     with tempfile.TemporaryDirectory() as folder:
@@ -173,13 +193,14 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
                 return
             optimizer = optimizers[name]
             optimizer.zero_grad(set_to_none=True)
-            if name == "OFA cache":
-                given = ModelOutput(cache.read(0, i).to(device, non_blocking=True))
-                _, losses = distillers[name].distill(images[i], targets[i], given)
-            elif name == "OFA floor":
-                _, losses = distillers[name].distill(images[i], targets[i], ModelOutput(free_logits[i]))
-            else:
-                _, losses = distillers[name](images[i], targets[i])
+            with torch.autocast(device.type, options.amp) if options.amp else contextlib.nullcontext():
+                if name == "OFA cache":
+                    given = ModelOutput(cache.read(0, i).to(device, non_blocking=True))
+                    _, losses = calls[name](images[i], targets[i], given)
+                elif name == "OFA floor":
+                    _, losses = calls[name](images[i], targets[i], ModelOutput(free_logits[i]))
+                else:
+                    _, losses = calls[name](images[i], targets[i])
             sum(losses.values()).backward()
             optimizer.step()
 
@@ -187,32 +208,18 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
         for name in variants:  # warm-up: allocator, oneDNN/cuDNN kernel choice
             step(name, 0)
         flops = {name: step_flops(step, name) for name in variants}
-        seconds = {name: [] for name in variants}
-        memory = dict.fromkeys(variants, 0)
-        for _ in range(rounds):
+        if options.compile:  # timed compiled; the FLOPs above were counted eagerly (the same arithmetic)
+            calls = {name: torch.compile(call, backend=options.compile) for name, call in calls.items()}
             for name in variants:
-                sync(device)
-                with PeakMemory(device) as peak:
-                    start = time.perf_counter()
-                    for i in range(steps):
-                        step(name, i)
-                    sync(device)
-                    seconds[name].append((time.perf_counter() - start) / steps)
-                memory[name] = max(memory[name], peak.peak)
-
-    x = images[0]
-    student_flops = forward_flops(ofa_student, x)
-    tap_flops = forward_flops(ofa.student_tap, x)
-    with torch.no_grad():
-        features = ofa.student_tap(x).select(ofa.student_tap.positions)
-    branch_flops = sum(forward_flops(ofa.branches[f"stage{s}"], f) for s, f in zip(ofa.options.stages, features))
-    branch_flops += max(tap_flops - student_flops, 0)
+                step(name, 0)  # compiles
+        seconds, memory = time_variants(step, variants, rounds=rounds, steps=steps, device=device)
+    label = f"{pair.teacher} -> {pair.student}"
     base = seconds["student only"]
     rows = []
     for name in variants:
         median = statistics.median(seconds[name])
         rows.append({
-            "pair": f"{pair.teacher} -> {pair.student}",
+            "pair": label,
             "variant": name,
             "step_s": median,
             "images_per_s": batch / median,
@@ -221,13 +228,37 @@ def bench_pair(pair: Pair, *, batch: int, steps: int, rounds: int, device: torch
             "gflops_per_s": flops[name] / median / 1e9,
             "peak_mib": memory[name] / 2**20,
         })
-    rows.append({
-        "pair": f"{pair.teacher} -> {pair.student}",
-        "branch_params_x": count_parameters(ofa.branches) / count_parameters(ofa_student),
-        "branch_flops_x": branch_flops / student_flops,
-        "official_ratio": OFFICIAL_RATIO.get((pair.teacher, pair.student)),
-    })
-    return rows
+    return [*rows, {"pair": label, **branch_cost(ofa, ofa.student, images[0])}]
+
+
+def time_variants(step, variants: list[str], *, rounds: int, steps: int, device: torch.device
+                  ) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Seconds per step of each variant in each round (the variants interleaved), and its peak memory."""
+    seconds = {name: [] for name in variants}
+    memory = dict.fromkeys(variants, 0)
+    for _ in range(rounds):
+        for name in variants:
+            sync(device)
+            with PeakMemory(device) as peak:
+                start = time.perf_counter()
+                for i in range(steps):
+                    step(name, i)
+                sync(device)
+                seconds[name].append((time.perf_counter() - start) / steps)
+            memory[name] = max(memory[name], peak.peak)
+    return seconds, memory
+
+
+def branch_cost(ofa, student, x: torch.Tensor) -> dict:
+    """OFA's branch parameters and forward FLOPs (feature taps included) as multiples of the student's."""
+    student_flops = forward_flops(student, x)
+    tap_flops = forward_flops(ofa.student_tap, x)
+    with torch.no_grad():
+        features = ofa.student_tap(x).select(ofa.student_tap.positions)
+    branch_flops = sum(forward_flops(ofa.branches[f"stage{s}"], f) for s, f in zip(ofa.options.stages, features))
+    branch_flops += max(tap_flops - student_flops, 0)
+    return {"branch_params_x": count_parameters(ofa.branches) / count_parameters(student),
+            "branch_flops_x": branch_flops / student_flops}
 
 
 def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
@@ -243,8 +274,11 @@ def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> floa
     return 2 * n**3 / best / 1e9
 
 
-def print_table(rows: list[dict], *, batch: int, size: int, device: torch.device) -> None:
-    print(f"\n### Throughput ({device.type}, {torch.get_num_threads()} threads, {size} px, batch {batch})\n")
+def print_table(rows: list[dict], *, batch: int, size: int, device: torch.device, options: StepOptions) -> None:
+    how = ", ".join(x for x in (f"autocast {options.amp}" if options.amp else "float32",
+                                "channels-last" if options.channels_last else "",
+                                f"compiled ({options.compile})" if options.compile else "") if x)
+    print(f"\n### Throughput ({device.type}, {torch.get_num_threads()} threads, {size} px, batch {batch}, {how})\n")
     print("| pair | variant | images/s | step (s) | × student-only | step FLOPs × student-only | GFLOP/s "
           "| peak memory (MiB) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -253,12 +287,11 @@ def print_table(rows: list[dict], *, batch: int, size: int, device: torch.device
             print(f"| {row['pair']} | {row['variant']} | {row['images_per_s']:.1f} | {row['step_s']:.3f} | "
                   f"{row['ratio']:.2f} | {row['flops_ratio']:.2f} | {row['gflops_per_s']:.0f} | {row['peak_mib']:.0f} |")
     print(f"\nfloat32 2048² matrix multiply on this device: {matmul_gflops(device):.0f} GFLOP/s")
-    print("\n| pair | OFA branch params × student | OFA branch FLOPs × student | official OFA × student-only |")
-    print("|---|---:|---:|---:|")
+    print("\n| pair | OFA branch params × student | OFA branch FLOPs × student |")
+    print("|---|---:|---:|")
     for row in rows:
         if "branch_params_x" in row:
-            official = f"{row['official_ratio']:.2f}" if row["official_ratio"] else "—"
-            print(f"| {row['pair']} | {row['branch_params_x']:.2f} | {row['branch_flops_x']:.2f} | {official} |")
+            print(f"| {row['pair']} | {row['branch_params_x']:.2f} | {row['branch_flops_x']:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -268,10 +301,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=None, help="steps per variant per round (default 2; quick 4)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 10; quick 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: ofakd's, see ofakd.threads)")
+    parser.add_argument("--amp", choices=["none", "bf16"], default="none", help="autocast every step's forward")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last images and weights")
+    parser.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                        help="torch.compile every variant's forward (default backend: inductor)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    options = StepOptions(torch.bfloat16 if args.amp == "bf16" else None, args.channels_last, args.compile)
+    from ofakd.threads import apply_threads
+
+    apply_threads(args.threads)
     device = torch.device(args.device)
     pairs, size = (QUICK_PAIRS, 32) if args.quick else (FULL_PAIRS, 224)
     steps = args.steps or (4 if args.quick else 2)
@@ -279,8 +318,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for teacher, t_kwargs, student, s_kwargs in pairs:
         rows += bench_pair(Pair(teacher, t_kwargs, student, s_kwargs, size), batch=args.batch, steps=steps,
-                           rounds=rounds, device=device)
-    print_table(rows, batch=args.batch, size=size, device=device)
+                           rounds=rounds, device=device, options=options)
+    print_table(rows, batch=args.batch, size=size, device=device, options=options)
     return rows
 
 

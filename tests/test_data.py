@@ -388,6 +388,30 @@ def test_views_do_not_depend_on_global_rng_use_between_batches_or_on_workers():
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
 
 
+def test_persistent_workers_draw_each_epochs_own_views():
+    """Workers that live from epoch to epoch (a training run's loaders) give the batches of one-process loading,
+    epoch after epoch, and after a resume's skip_next; the processes are the same ones throughout."""
+
+    def epochs(b) -> list:
+        out = []
+        for epoch, skip in ((0, 0), (1, 0), (1, 16)):  # the last: epoch 1 resumed after its first 2 batches
+            b.train_sampler.set_epoch(epoch)
+            b.train_loader.sampler.skip_next(skip)
+            out.append(list(b.train_loader))
+        return out
+
+    reference = epochs(build(DataConfig(name="digits", train_subset=64), STRONG, size=16, seed=5))
+    kept = build(DataConfig(name="digits", train_subset=64, workers=2), STRONG, size=16, seed=5,
+                 persistent_workers=True)
+    assert kept.train_loader.persistent_workers and not kept.train_loader.pin_memory
+    got = epochs(kept)
+    workers = kept.train_loader._iterator._workers
+    got.append(epochs(kept)[1])
+    assert kept.train_loader._iterator._workers == workers and all(w.is_alive() for w in workers)
+    assert same(reference[0], got[0]) and same(reference[1], got[1]) and same(reference[1], got[3])
+    assert same(reference[1][2:], got[2]) and not same(reference[0], reference[1])
+
+
 def test_a_view_is_a_function_of_seed_epoch_and_position():
     b = build(DataConfig(name="digits", train_subset=64), NO_MIX, size=16, seed=2, batch_size=8)
     b.train_sampler.set_epoch(3)

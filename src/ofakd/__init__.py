@@ -11,6 +11,10 @@ Public API::
 
 __version__ = "0.1.0"
 
+from .threads import quiet_waiting_threads  # noqa: E402 - first: before anything loads torch
+
+quiet_waiting_threads()  # OMP_WAIT_POLICY=PASSIVE unless set (see ofakd.threads)
+
 from .errors import OfakdError  # noqa: E402 - after __version__, which modules below read
 from .lazy import lazy_exports  # noqa: E402
 

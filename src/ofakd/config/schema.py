@@ -132,6 +132,9 @@ class TrainConfig(BaseModel):
     """Log a train record every N steps (and the last step of each epoch)."""
     device: str = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."""
+    threads: int | None = Field(None, ge=1)
+    """CPU compute threads per process; null: OMP_NUM_THREADS when set, else the CPUs this process may use
+    (affinity mask and cgroup quota) minus data.workers, at least 1."""
     eval_teacher: bool = True
     """Evaluate the teacher on the val split once at the start of a distillation run."""
     checkpoint_every: int | None = Field(None, ge=1)
@@ -220,7 +223,7 @@ class RunConfig(BaseModel):
 
 RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_every", "train.checkpoint_every",
                     "train.nonfinite", "train.max_skipped_steps", "train.compile", "train.channels_last",
-                    "train.dist_timeout")
+                    "train.dist_timeout", "train.threads")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 
 RESUME_EXTENDS = ("train.epochs",)

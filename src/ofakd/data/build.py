@@ -101,6 +101,8 @@ class TrainViews:
     repeated_aug: int
     drop_last: bool
     workers: int
+    pin_memory: bool = False
+    persistent_workers: bool = False
 
     def sampler(self, rank: int) -> Sampler:
         """``rank``'s order of dataset indices (call ``set_epoch`` before each epoch)."""
@@ -119,6 +121,8 @@ class TrainViews:
             seed=self.seed + rank,
             drop_last=self.drop_last,
             collate_fn=self.collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
         )
 
 
@@ -156,6 +160,8 @@ def build_data(
     rank: int = 0,
     with_indices: bool = False,
     drop_last: bool = True,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataBundle:
     """Build train/val loaders for the student's ``input_size`` (C, H, W) and ``mean``/``std``.
 
@@ -163,7 +169,8 @@ def build_data(
     augmentation and mixup/cutmix never read the global generators. The epoch is partitioned across
     ``world_size`` ranks. Batches are ``[images, targets]`` or, with ``with_indices``,
     ``[images, targets, indices]``; train targets are soft rows (B, K) when mixup/cutmix is on
-    (``bundle.soft_targets``), class indices otherwise.
+    (``bundle.soft_targets``), class indices otherwise. ``pin_memory`` and ``persistent_workers``: see
+    :func:`~ofakd.data.loaders.make_loader` (a training run on a GPU wants both).
     """
     mixup_on = augment.mixup > 0 or augment.cutmix > 0
     _check_batching(batch_size, world_size, rank, mixup_on)
@@ -178,7 +185,8 @@ def build_data(
     mixup = build_mixup(augment, len(source.class_names)) if mixup_on else None
     return _bundle(train_ds, val_ds, source.class_names, fp, source.location, mixup=mixup, batch_size=batch_size,
                    seed=seed, world_size=world_size, rank=rank, with_indices=with_indices, drop_last=drop_last,
-                   workers=data.workers, repeated_aug=augment.repeated_aug)
+                   workers=data.workers, repeated_aug=augment.repeated_aug, pin_memory=pin_memory,
+                   persistent_workers=persistent_workers)
 
 
 def given_data(
@@ -192,6 +200,8 @@ def given_data(
     rank: int = 0,
     with_indices: bool = False,
     workers: int = 0,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataBundle:
     """Train/val loaders over data sets given in Python (items ``(image tensor, class index)``, transformed by
     the data sets themselves), with the engine's keyed views: each training item is loaded under the
@@ -205,12 +215,12 @@ def given_data(
     fp = compute_fingerprint("python", train, val, class_names)
     return _bundle(train, val, class_names, fp, "the given train_set", mixup=None, batch_size=batch_size, seed=seed,
                    world_size=world_size, rank=rank, with_indices=with_indices, drop_last=True, workers=workers,
-                   repeated_aug=0)
+                   repeated_aug=0, pin_memory=pin_memory, persistent_workers=persistent_workers)
 
 
 def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str, location: str, *, mixup,
             batch_size: int, seed: int, world_size: int, rank: int, with_indices: bool, drop_last: bool,
-            workers: int, repeated_aug: int) -> DataBundle:
+            workers: int, repeated_aug: int, pin_memory: bool, persistent_workers: bool) -> DataBundle:
     """The loaders of transformed train/val data sets: keyed training views (mixup in their collate), the
     validation split shared among ranks."""
     if with_indices:
@@ -218,7 +228,7 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
     views = TrainViews(
         dataset=KeyedViewDataset(train_ds, seed), collate=ViewCollate(seed, mixup), seed=seed,
         batch_size=batch_size, world_size=world_size, repeated_aug=repeated_aug, drop_last=drop_last,
-        workers=workers,
+        workers=workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
     )
     sampler = views.sampler(rank)
     _check_epoch(sampler, batch_size, drop_last, mixup is not None, location)
@@ -229,6 +239,8 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
         workers=workers,
         seed=seed + rank,
         drop_last=False,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers,
     )
     return DataBundle(
         train_loader=views.loader(rank, sampler),
@@ -243,7 +255,8 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
     )
 
 
-def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: int, with_indices: bool) -> DataBundle:
+def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: int, with_indices: bool,
+             pin_memory: bool = False, persistent_workers: bool = False) -> DataBundle:
     """The data of a run of ``cfg``: the student's input spec, the data seed, full batches only. A live
     run and ``ofakd cache record`` both draw their views through this, so they draw the same ones."""
     return build_data(
@@ -258,4 +271,6 @@ def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: 
         rank=rank,
         with_indices=with_indices,
         drop_last=True,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers,
     )

@@ -10,7 +10,8 @@ Randomness in a training batch comes from three places, all keyed (see :mod:`.vi
 
 So a training batch is a pure function of (data seed, epoch, step, rank): it does not depend on
 the global generators, the model, the number of workers or a resume. Worker processes are still
-seeded (:func:`seed_worker`) for any other randomness a custom dataset might draw.
+seeded (:func:`seed_worker`) for any other randomness a custom dataset might draw, and a training
+run keeps them from epoch to epoch (``persistent_workers``): the keys carry the epoch.
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ def make_loader(
     seed: int,
     drop_last: bool,
     collate_fn: Callable | None = None,
+    pin_memory: bool = False,
+    persistent_workers: bool = False,
 ) -> DataLoader:
-    """A DataLoader with a seeded generator and worker seeding (workers are restarted each epoch)."""
+    """A DataLoader with a seeded generator and worker seeding.
+
+    ``persistent_workers``: the worker processes live from the first epoch to the last instead of
+    starting again every epoch. The keyed views allow it: the epoch travels in each key the sampler
+    yields (in the main process), not in any worker's state. ``pin_memory``: page-locked batches, so
+    the copy to a GPU runs asynchronously (for a CUDA run)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -58,6 +66,6 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         drop_last=drop_last,
         collate_fn=collate_fn,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,  # (views are keyed: persistent workers would give the same batches)
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers and workers > 0,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -28,23 +28,27 @@ class Precision:
         self,
         loss: torch.Tensor,
         optimizer: torch.optim.Optimizer,
-        parameters: Iterable[nn.Parameter],
+        parameters: list[nn.Parameter],
         clip_grad: float | None = None,
-        check_finite: Callable[[float], bool] | None = None,
-    ) -> float | None:
-        """Backward, optional global-norm clipping, optimizer step. Returns the gradient norm when clipping
-        (or checking). ``check_finite(norm)`` decides whether a step with that gradient norm is taken (False:
-        no optimizer step; see ``numerics``); not with an fp16 GradScaler, which skips such steps itself."""
+        gate: Callable[[torch.Tensor | None], bool] | None = None,
+    ) -> torch.Tensor | None:
+        """Backward, optional global-norm clipping, optimizer step. Returns the global gradient norm, a device
+        tensor (no host sync), measured with or without clipping; None with an fp16 GradScaler, whose
+        overflowed steps are routine and skipped by the scaler itself. ``gate(norm)`` is asked before the
+        optimizer step: False leaves the optimizer untouched (``train.nonfinite: skip``, see ``numerics``)."""
         self.scaler.scale(loss).backward()
         norm = None
         if clip_grad is not None:
             self.scaler.unscale_(optimizer)
-            norm = float(nn.utils.clip_grad_norm_(list(parameters), clip_grad))
-        if check_finite is not None and not self.scaler.is_enabled():
-            if norm is None:
-                norm = grad_norm(parameters)
-            if not check_finite(norm):
-                return norm
+            norm = nn.utils.clip_grad_norm_(parameters, clip_grad)
+        elif not self.scaler.is_enabled():
+            norm = grad_norm(parameters)
+        if self.scaler.is_enabled():
+            norm = None
+        if gate is not None and not gate(norm):
+            if clip_grad is not None and self.scaler.is_enabled():
+                self.scaler.update()  # closes the unscale_ above (the next one would refuse otherwise)
+            return norm
         self.scaler.step(optimizer)
         self.scaler.update()
         return norm

@@ -1,14 +1,22 @@
 """Non-finite losses and gradients: stop the run, or skip the step up to a limit.
 
-Every step the summed loss is checked before ``backward`` and, without an fp16 GradScaler (which
-skips such steps itself), the global gradient norm before the optimizer step. A NaN or inf then
+Every step's summed loss and, without an fp16 GradScaler (which skips such steps itself), its global
+gradient norm are checked. A NaN or inf then
 
 * ``train.nonfinite: stop`` (the default): stops the run with :class:`NonFiniteError` (exit
   status 3), naming the epoch, the step, the loss component that went non-finite and the last
-  good checkpoint; the bad step never reaches the weights and nothing is saved after it;
-* ``train.nonfinite: skip``: drops that step (no optimizer, EMA or method update; the batch is
-  consumed and the schedule moves on) with a warning, up to ``train.max_skipped_steps`` in the
-  whole run, then stops as above.
+  good checkpoint. The check runs on numbers the loop reads from the device in batches
+  (:mod:`.step_records`: at log steps, checkpoints and epoch ends), so training has no host sync
+  per step; the run stops at the next read, and nothing from the bad step on is ever saved (a
+  read comes before every checkpoint);
+* ``train.nonfinite: skip``: drops that step with a warning, up to ``train.max_skipped_steps`` in
+  the whole run, then stops as above. A dropped step leaves the model exactly as it was: no
+  optimizer, EMA or method update, and the buffers its forward wrote (BatchNorm running statistics
+  and ``num_batches_tracked``) put back (:class:`BufferSnapshot`); the batch is consumed and the
+  schedule moves on. Deciding that needs the verdict on the host before the optimizer step: one
+  host sync per step (an optimizer's host-side state, such as Adam's step count, cannot be held
+  back on the device), and with several processes a one-number all-reduce, so that a non-finite
+  loss on one of them makes every one skip the step.
 
 The trainer also refuses to save weights that are not finite.
 """
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import EXIT_NONFINITE, OfakdError
+from .step_records import StepRecord
 
 FIX = ("lower train.lr, set train.clip_grad, use train.amp none, or set train.nonfinite: skip "
        "(with train.max_skipped_steps) to drop such steps")
@@ -51,18 +60,46 @@ def nonfinite_components(losses: Losses) -> list[str]:
     return [name for name, value in losses.items() if not bool(torch.isfinite(_tensor(value)).all())]
 
 
-def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> float:
-    """Global L2 norm of the gradients (NaN/inf when any gradient is)."""
+def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor | None:
+    """Global L2 norm of the gradients, a device tensor (NaN/inf when any gradient is); None without gradients."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
+        return None
     norms = torch._foreach_norm(grads)
-    return float(torch.linalg.vector_norm(torch.stack([n.float() for n in norms])))
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def step_is_finite(total: torch.Tensor, norm: torch.Tensor | None) -> torch.Tensor:
+    """A device bool: the summed loss and the gradient norm (when measured) are finite."""
+    finite = torch.isfinite(total.detach()).all()
+    return finite & torch.isfinite(norm) if norm is not None else finite
 
 
 def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an inf."""
-    return [name for name, t in named if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    """Names of the floating-point tensors holding a NaN or an inf (one host sync for all of them)."""
+    floats = [(name, t) for name, t in named if t.is_floating_point()]
+    if not floats:
+        return []
+    flags = torch.stack([torch.isfinite(t).all() for _, t in floats]).tolist()
+    return [name for (name, _), ok in zip(floats, flags) if not ok]
+
+
+class BufferSnapshot:
+    """The buffers of a module (BatchNorm running statistics, ``num_batches_tracked``, ...) as they were at
+    :meth:`save`; :meth:`restore` puts them back. Device copies only, into tensors allocated once: one more
+    copy of every buffer in memory (for CRD, of its memory bank too)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.live = [b for b in module.buffers()]
+        self.saved = [b.detach().clone() for b in self.live]
+
+    def save(self) -> None:
+        if self.live:
+            torch._foreach_copy_(self.saved, self.live)
+
+    def restore(self) -> None:
+        if self.live:
+            torch._foreach_copy_(self.live, self.saved)
 
 
 @dataclass
@@ -94,6 +131,16 @@ class NonFiniteGuard:
             f"({loss_parts(losses)})"
         )
 
+    @property
+    def decides_each_step(self) -> bool:
+        """``skip``: the loop needs each step's verdict before its optimizer step (a host sync per step)."""
+        return self.policy == "skip"
+
+    def check(self, record: StepRecord, *, epoch: int) -> bool:
+        """True when the step of ``record`` was finite; else skip (False) or raise per the policy."""
+        return (self.loss_ok(record.losses, record.total, epoch=epoch, step=record.step)
+                and self.grads_ok(record.norm, record.losses, epoch=epoch, step=record.step))
+
     def _skip_or_stop(self, what: str) -> bool:
         if self.policy == "skip" and self.skipped < self.max_skipped:
             self.skipped += 1
@@ -102,7 +149,7 @@ class NonFiniteGuard:
         limit = (f"; {self.skipped} steps were skipped already, the limit train.max_skipped_steps={self.max_skipped}"
                  if self.policy == "skip" else "")
         raise NonFiniteError(
-            f"{what}{limit}. The run stopped before the step reached the weights; last good checkpoint: "
+            f"{what}{limit}. The run stopped and nothing from that step on was saved; last good checkpoint: "
             f"{self.last_good}. Fix: {FIX if self.policy != 'skip' else 'lower train.lr or set train.clip_grad'}"
         )
 

@@ -8,6 +8,11 @@ state) and raises :class:`Interrupted`, which the command line turns into exit s
 signal while the first is being honoured stops at once (SIGINT raises ``KeyboardInterrupt``,
 SIGTERM takes its default action) without saving.
 
+With several processes (``torchrun``) a signal may reach one of them only, and all must stop at the
+same step: they agree on it at the next read of the step records (every ``train.log_every`` steps, at
+checkpoints and epoch ends; see ``loop``), in the all-reduce that read does anyway, not with a
+collective every step.
+
 After a SIGKILL nothing can be saved: ``train.checkpoint_every N`` (``--checkpoint-every N``)
 saves ``last.pt`` every N steps so at most N steps are lost.
 """

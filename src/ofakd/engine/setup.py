@@ -63,7 +63,8 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
         model, spec = build_teacher_model(cfg.teacher, num_classes)
         teacher = live_teacher(model, spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype, run_amp=run_amp)
     bundle = run_data(cfg, student_spec, world_size=dist.world_size, rank=dist.rank,
-                      with_indices=method.needs_sample_indices)
+                      with_indices=method.needs_sample_indices, pin_memory=device.type == "cuda",
+                      persistent_workers=True)
     if cfg.teacher.cache:  # every mismatch stops the run here, before its first step
         cache = TeacherCache(cfg.teacher.cache)
         cache.check_run(cfg, fingerprint=bundle.fingerprint, student_spec=student_spec, world_size=dist.world_size,

@@ -7,10 +7,11 @@ and ``summary.json``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,6 +39,7 @@ from ..run_folder import (
     write_text,
 )
 from ..teacher.live import LiveTeacher
+from ..threads import apply_threads
 from .amp import Precision
 from .ddp import prepare_modules, training_module, world_size_change
 from .evaluate import evaluate
@@ -120,6 +122,7 @@ class Trainer:
         self.folder, self.lock = claim_run_folder(cfg.run.out_dir, cfg.run.name, resume=self.resume,  # one writer
                                                   overwrite=self.overwrite, dist=self.dist, device=self.device)
         self.precision = Precision(cfg.train.amp, self.device)
+        self.threads = apply_threads(cfg.train.threads, cfg.data.workers)
         seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = (self.build_setup or build_setup)(cfg, self.device, self.dist)
         distiller = self.setup.distiller
@@ -270,94 +273,23 @@ class Trainer:
 
     def _fit(self) -> dict:
         self._prepare()
-        cfg, setup, state = self.cfg, self.setup, self.state
         main = self.dist.is_main
         metrics = MetricsLog(
             self.folder.metrics if main else os.devnull,  # only the main process writes files
             tensorboard_dir=self.folder.path if (self.tensorboard and main) else None,
             purge_step=self._step_now() + 1 if self.resume is not None else None,
         )
-        self.log(
-            f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
-            f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
-            f"val images), device {self.device}, amp {self.precision.mode}"
-            + (f", teacher amp {setup.teacher.amp}" if isinstance(setup.teacher, LiveTeacher) else "")
-            + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
-               f"{cfg.train.batch_size * self.dist.world_size}" if self.dist.distributed else "")
-        )
-        ctx = StepContext(
-            distiller=setup.distiller, optimizer=self.optimizer, scheduler=self.scheduler, precision=self.precision,
-            device=self.device, num_classes=setup.bundle.num_classes,
-            smoothing=cfg.augment.smoothing, clip_grad=cfg.train.clip_grad, ema=self.ema,
-            log_every=cfg.train.log_every, numerics=self.numerics, after_step=self._after_step,
-            module=self.module, dist=self.dist, channels_last=cfg.train.channels_last,
-        )
-        epochs = cfg.train.epochs
-        session_start = time.time() - self._setup_seconds
+        self.log(self._run_line())
+        ctx = self._step_context()
+        self._session_start = time.time() - self._setup_seconds
         self.stop.install()  # SIGTERM/SIGINT: a recovery checkpoint at the next step boundary, then exit 75
         try:
-            for epoch in range(state.epoch, epochs):
-                if self.stop_after_epochs is not None and epoch >= self.stop_after_epochs:
-                    self.log(f"stopping after epoch {epoch} as asked; continue with --resume {self.folder.path}")
-                    break
-                epoch_start = time.time()
-                seed_everything(epoch_seed(cfg.data_seed, epoch, self.dist.rank))
-                cache = setup.teacher_cache  # a cached teacher: replay the recorded epoch's views and logits
-                data_epoch = cache.data_epoch(epoch, cfg.teacher.cache_cycle) if cache is not None else epoch
-                setup.bundle.train_sampler.set_epoch(data_epoch)
-                setup.distiller.set_epoch(epoch)
-                done = self._resume_inside(epoch)
-                if setup.teacher is not None:
-                    setup.teacher.start_epoch(data_epoch, done.steps if done is not None else 0)
-                bar = EpochProgress(epoch + 1, epochs, len(setup.bundle.train_loader), start_step=state.step,
-                                    done=done.steps if done is not None else 0, enabled=self.progress and main,
-                                    log=self.log)
-                try:
-                    result = train_one_epoch(
-                        ctx, setup.bundle.train_loader, epoch=epoch + 1, start_step=state.step,
-                        on_log=lambda r, bar=bar: self._on_record(r, metrics, bar),
-                        on_step=bar.step,
-                        done=done,
-                    )
-                finally:
-                    bar.close()
-                if result.stopped:  # a signal: save where the epoch stands and stop
-                    if main:
-                        self._save_last(result)
-                    raise self._interrupted()
-                self.scheduler.step(epoch + 1)
-                state.step += result.steps
-                state.train_seconds += result.seconds
-                state.train_images += result.images
-                evals = self._evaluate()
-                improved = state.consider(epoch + 1, evals)
-                if improved and main:
-                    self._save_best(improved, epoch + 1, evals)
-                state.final = evals
-                state.epoch = epoch + 1
-                now = time.time()
-                state.wall_time_s += now - session_start
-                session_start = now
-                if main:
-                    metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
-                    self._save_last()
-                    write_json(self.folder.summary, self.summary())
-                counted = max(result.steps - result.skipped, 1)
-                self.log(epoch_line(epoch + 1, epochs, loss=result.mean_loss, lr=result.last_lr,
-                                    images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
-                                    best_top1=state.best.top1,
-                                    terms={k: v / counted for k, v in result.loss_sums.items()}))
-                if epoch + 1 < epochs and self._stop_requested():  # a signal during evaluation: last.pt is saved
-                    raise self._interrupted()
-        except CheckpointWriteError as err:
-            raise CheckpointWriteError(f"{err}; then continue with --resume {self.folder.path} (last good "
-                                       f"checkpoint: {self.numerics.last_good})") from err
-        except OSError as err:  # a log file (metrics.jsonl, TensorBoard) on a full disk
-            if err.errno not in WRITE_ERRNOS:
-                raise
-            bad = write_error(err, err.filename or self.folder.metrics)
-            raise CheckpointWriteError(f"{bad}; then continue with --resume {self.folder.path} (last good "
-                                       f"checkpoint: {self.numerics.last_good})") from err
+            with self._write_errors():
+                for epoch in range(self.state.epoch, self.cfg.train.epochs):
+                    if self.stop_after_epochs is not None and epoch >= self.stop_after_epochs:
+                        self.log(f"stopping after epoch {epoch} as asked; continue with --resume {self.folder.path}")
+                        break
+                    self._run_epoch(ctx, epoch, metrics)
         finally:
             self.stop.restore()
             metrics.close()
@@ -365,6 +297,92 @@ class Trainer:
         if main:
             write_json(self.folder.summary, summary)
         return summary
+
+    def _run_line(self) -> str:
+        cfg, setup = self.cfg, self.setup
+        return (
+            f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
+            f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
+            f"val images), device {self.device} ({self.threads} CPU thread{'s' if self.threads != 1 else ''}), "
+            f"amp {self.precision.mode}"
+            + (f", teacher amp {setup.teacher.amp}" if isinstance(setup.teacher, LiveTeacher) else "")
+            + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
+               f"{cfg.train.batch_size * self.dist.world_size}" if self.dist.distributed else "")
+        )
+
+    def _step_context(self) -> StepContext:
+        cfg, setup = self.cfg, self.setup
+        return StepContext(
+            distiller=setup.distiller, optimizer=self.optimizer, scheduler=self.scheduler, precision=self.precision,
+            device=self.device, num_classes=setup.bundle.num_classes,
+            smoothing=cfg.augment.smoothing, clip_grad=cfg.train.clip_grad, ema=self.ema,
+            log_every=cfg.train.log_every, numerics=self.numerics,
+            checkpoint_every=cfg.train.checkpoint_every, save=self._save_inside, stop_requested=lambda: self.stop.requested,
+            module=self.module, dist=self.dist, channels_last=cfg.train.channels_last,
+        )
+
+    def _run_epoch(self, ctx: StepContext, epoch: int, metrics: MetricsLog) -> None:
+        """Train epoch ``epoch`` (0-based), evaluate, checkpoint, log; raise Interrupted on a signal."""
+        cfg, setup, state, main = self.cfg, self.setup, self.state, self.dist.is_main
+        epoch_start = time.time()
+        seed_everything(epoch_seed(cfg.data_seed, epoch, self.dist.rank))
+        cache = setup.teacher_cache  # a cached teacher: replay the recorded epoch's views and logits
+        data_epoch = cache.data_epoch(epoch, cfg.teacher.cache_cycle) if cache is not None else epoch
+        setup.bundle.train_sampler.set_epoch(data_epoch)
+        setup.distiller.set_epoch(epoch)
+        done = self._resume_inside(epoch)
+        if setup.teacher is not None:
+            setup.teacher.start_epoch(data_epoch, done.steps if done is not None else 0)
+        bar = EpochProgress(epoch + 1, cfg.train.epochs, len(setup.bundle.train_loader), start_step=state.step,
+                            done=done.steps if done is not None else 0, enabled=self.progress and main, log=self.log)
+        try:
+            result = train_one_epoch(
+                ctx, setup.bundle.train_loader, epoch=epoch + 1, start_step=state.step,
+                on_log=lambda r: self._on_record(r, metrics, bar), on_step=bar.step, done=done,
+            )
+        finally:
+            bar.close()
+        if result.stopped:  # a signal: save where the epoch stands and stop
+            if main:
+                self._save_last(result)
+            raise self._interrupted()
+        self.scheduler.step(epoch + 1)
+        state.step += result.steps
+        state.train_seconds += result.seconds
+        state.train_images += result.images
+        evals = self._evaluate()
+        improved = state.consider(epoch + 1, evals)
+        if improved and main:
+            self._save_best(improved, epoch + 1, evals)
+        state.final, state.epoch = evals, epoch + 1
+        now = time.time()
+        state.wall_time_s += now - self._session_start
+        self._session_start = now
+        if main:
+            metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
+            self._save_last()
+            write_json(self.folder.summary, self.summary())
+        counted = max(result.steps - result.skipped, 1)
+        self.log(epoch_line(epoch + 1, cfg.train.epochs, loss=result.mean_loss, lr=result.last_lr,
+                            images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
+                            best_top1=state.best.top1, terms={k: v / counted for k, v in result.loss_sums.items()}))
+        if epoch + 1 < cfg.train.epochs and self._stop_requested():  # a signal during evaluation: last.pt is saved
+            raise self._interrupted()
+
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """A failed write (a checkpoint, or metrics.jsonl / TensorBoard on a full disk) stops the run with one
+        CheckpointWriteError that says how to continue."""
+        resume = f"then continue with --resume {self.folder.path} (last good checkpoint: {{}})"
+        try:
+            yield
+        except CheckpointWriteError as err:
+            raise CheckpointWriteError(f"{err}; {resume.format(self.numerics.last_good)}") from err
+        except OSError as err:  # a log file (metrics.jsonl, TensorBoard) on a full disk
+            if err.errno not in WRITE_ERRNOS:
+                raise
+            bad = write_error(err, err.filename or self.folder.metrics)
+            raise CheckpointWriteError(f"{bad}; {resume.format(self.numerics.last_good)}") from err
 
     def _on_record(self, record: dict, metrics: MetricsLog, bar: EpochProgress) -> None:
         """A train record (every train.log_every steps): metrics.jsonl and TensorBoard, and the console."""
@@ -394,14 +412,10 @@ class Trainer:
             stop = bool(self.dist.sum(flag).item() > 0)
         return stop
 
-    def _after_step(self, step: int, result: EpochResult) -> bool:
-        """After every step: True to stop (a signal); else last.pt every train.checkpoint_every steps."""
-        if self._stop_requested():
-            return True
-        every = self.cfg.train.checkpoint_every
-        if every and step % every == 0 and result.steps < len(self.setup.bundle.train_loader) and self.dist.is_main:
+    def _save_inside(self, step: int, result: EpochResult) -> None:
+        """A periodic last.pt inside an epoch (train.checkpoint_every), from the main process."""
+        if self.dist.is_main:
             self._save_last(result)
-        return False
 
     def _save_last(self, partial: EpochResult | None = None) -> None:
         """Write last.pt (verified; the one it replaces kept as last.prev.pt). Weights with a NaN/inf are never
