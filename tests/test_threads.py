@@ -63,14 +63,14 @@ def test_train_threads_sets_torch_threads(tmp_path, monkeypatch):
     try:
         fit(load_config("demo", [
             ("data.train_subset", 16), ("data.val_subset", 8), ("train.batch_size", 8), ("train.epochs", 1),
-            ("method", {"name": "vanilla"}), ("teacher", {}), ("train.threads", 2),
+            ("train.warmup_epochs", 0), ("method", {"name": "vanilla"}), ("teacher", {}), ("train.threads", 2),
             ("student", {"name": "test_byobnet", "input_size": [3, 16, 16]}),
             ("run.out_dir", str(tmp_path)), ("run.name", "run"),
         ]), progress=False, tensorboard=False, log=lines.append)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    assert "device cpu (2 CPU threads)" in lines[0]
+    assert any("device cpu (2 CPU threads)" in line for line in lines), lines
     with pytest.raises(Exception, match="threads"):
         load_config("demo", [("train.threads", 0)])
 
