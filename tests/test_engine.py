@@ -21,8 +21,9 @@ from ofakd.engine.optim import build_optimizer, build_scheduler, param_groups
 from ofakd.engine.seeding import capture_rng, restore_rng
 from ofakd.engine.state import RunState
 from ofakd.errors import ConfigError, OfakdError
+from ofakd.models.info import InputSpec
 from ofakd.run_folder import atomic_write, load_state, read_weights_metadata, save_state
-from ofakd.teacher.input_view import TeacherInput, build_teacher_input
+from ofakd.teacher.input_view import TeacherInput, teacher_adapter
 
 from .conftest import tiny_overrides
 
@@ -59,9 +60,12 @@ def test_teacher_input_channels_and_size():
 
 
 def test_teacher_input_is_skipped_when_nothing_differs():
-    assert build_teacher_input((3, 32, 32), IMAGENET_MEAN, IMAGENET_STD, (3, 32, 32), IMAGENET_MEAN, IMAGENET_STD) is None
-    assert build_teacher_input((3, 32, 32), (0.5,), (0.5,), (3, 32, 32), (0.5,) * 3, (0.5,) * 3) is None
-    assert build_teacher_input((3, 32, 32), IMAGENET_MEAN, IMAGENET_STD, (3, 64, 64), IMAGENET_MEAN, IMAGENET_STD)
+    assert TeacherInput((3, 32, 32), IMAGENET_MEAN, IMAGENET_STD, (3, 32, 32), IMAGENET_MEAN, IMAGENET_STD).is_identity
+    assert TeacherInput((3, 32, 32), (0.5,), (0.5,), (3, 32, 32), (0.5,) * 3, (0.5,) * 3).is_identity
+    assert not TeacherInput((3, 32, 32), IMAGENET_MEAN, IMAGENET_STD, (3, 64, 64), IMAGENET_MEAN, IMAGENET_STD).is_identity
+    spec = InputSpec((3, 32, 32), IMAGENET_MEAN, IMAGENET_STD)
+    assert teacher_adapter(spec, spec) is None
+    assert teacher_adapter(spec, InputSpec((3, 64, 64), IMAGENET_MEAN, IMAGENET_STD)) is not None
     adapter = TeacherInput((3, 2, 2), (0.5,), (0.5,), (3, 2, 2), (0.5,), (0.5,))
     assert adapter.state_dict() == {}  # its buffers come from the config, not checkpoints
 

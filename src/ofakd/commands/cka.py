@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.stage_cka import cka
     from ..data import AugmentConfig, DataConfig, build_data, dataset_num_classes
     from ..device import pick_device
+    from ..teacher.input_view import teacher_adapter
 
     if args.batch_size < 4:
         raise ConfigError(f"--batch-size must be >= 4 for the unbiased HSIC estimator, got {args.batch_size}")
@@ -156,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
         data.val_loader,
         layers=args.layers,
         batches=args.batches,
-        adapt_a=_adapter(source, specs[0]),
-        adapt_b=_adapter(source, specs[1]),
+        adapt_a=teacher_adapter(source, specs[0]),
+        adapt_b=teacher_adapter(source, specs[1]),
         name_a=args.model_a,
         name_b=args.model_b,
         progress=not args.no_progress,
@@ -213,11 +214,3 @@ def _print_matrix(result, args: argparse.Namespace) -> None:
     print(" " * width + "  " + "  ".join(f"{n[-8:]:>8}" for n in result.names_b))
     for name, row in zip(result.names_a, result.matrix):
         print(f"{name:>{width}}  " + "  ".join(f"{v:8.3f}" for v in row))
-
-
-def _adapter(source, target):
-    """Images prepared for ``source`` (size, mean, std) re-normalised and resized for ``target``."""
-    from ..teacher.input_view import build_teacher_input
-
-    return build_teacher_input(source.input_size, source.mean, source.std, target.input_size, target.mean, target.std,
-                 target.interpolation)

@@ -8,8 +8,8 @@
 The replayed teacher is :class:`ofakd.cache.cached_teacher.CachedTeacher`.
 """
 
-from .input_view import TeacherInput, build_teacher_input, teacher_adapter
+from .input_view import TeacherInput, teacher_adapter
 from .live import LiveTeacher, freeze_teacher
 from .protocol import TeacherSource
 
-__all__ = ["LiveTeacher", "TeacherInput", "TeacherSource", "build_teacher_input", "freeze_teacher", "teacher_adapter"]
+__all__ = ["LiveTeacher", "TeacherInput", "TeacherSource", "freeze_teacher", "teacher_adapter"]

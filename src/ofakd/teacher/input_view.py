@@ -78,25 +78,11 @@ def _column(values: Sequence[float]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
 
 
-def build_teacher_input(
-    student_size: Sequence[int],
-    student_mean: Sequence[float],
-    student_std: Sequence[float],
-    teacher_size: Sequence[int],
-    teacher_mean: Sequence[float],
-    teacher_std: Sequence[float],
-    interpolation: str = "bilinear",
-) -> TeacherInput | None:
-    """A :class:`TeacherInput`, or None when the teacher takes the student's batch as it is."""
-    adapter = TeacherInput(student_size, student_mean, student_std, teacher_size, teacher_mean, teacher_std,
-                           interpolation)
-    return None if adapter.is_identity else adapter
-
-
 def teacher_adapter(student_spec: InputSpec, teacher_spec: InputSpec) -> TeacherInput | None:
     """The teacher's view of a student batch prepared for ``student_spec``; None when it takes it as it is."""
-    return build_teacher_input(
+    adapter = TeacherInput(
         student_spec.input_size, student_spec.mean, student_spec.std,
         teacher_spec.input_size, teacher_spec.mean, teacher_spec.std,
-        interpolation="bicubic" if teacher_spec.interpolation == "bicubic" else "bilinear",
+        interpolation=teacher_spec.interpolation,
     )
+    return None if adapter.is_identity else adapter
