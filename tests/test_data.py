@@ -401,9 +401,10 @@ def test_persistent_workers_draw_each_epochs_own_views():
         return out
 
     reference = epochs(build(DataConfig(name="digits", train_subset=64), STRONG, size=16, seed=5))
-    kept = build(DataConfig(name="digits", train_subset=64, workers=2), STRONG, size=16, seed=5,
+    kept = build(DataConfig(name="digits", train_subset=64, workers=2, prefetch=3), STRONG, size=16, seed=5,
                  persistent_workers=True)
     assert kept.train_loader.persistent_workers and not kept.train_loader.pin_memory
+    assert kept.train_loader.prefetch_factor == kept.val_loader.prefetch_factor == 3
     got = epochs(kept)
     workers = kept.train_loader._iterator._workers
     got.append(epochs(kept)[1])

@@ -221,8 +221,8 @@ class RunConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-RESUME_SAFE_KEYS = ("data.root", "data.workers", "train.device", "train.log_every", "train.checkpoint_every",
-                    "train.nonfinite", "train.max_skipped_steps", "train.compile", "train.channels_last",
+RESUME_SAFE_KEYS = ("data.root", "data.workers", "data.prefetch", "train.device", "train.log_every",
+                    "train.checkpoint_every", "train.nonfinite", "train.max_skipped_steps", "train.compile", "train.channels_last",
                     "train.dist_timeout", "train.threads")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 

@@ -13,7 +13,7 @@ from ..errors import ConfigError, DataError
 from .config import AugmentConfig, DataConfig
 from .datasets import IndexedDataset
 from .fingerprint import fingerprint as compute_fingerprint
-from .loaders import make_loader
+from .loaders import Loading, make_loader
 from .samplers import train_sampler, val_sampler
 from .sources import load_source, source_num_classes
 from .transforms import build_eval_transform, build_train_transform
@@ -100,9 +100,7 @@ class TrainViews:
     world_size: int
     repeated_aug: int
     drop_last: bool
-    workers: int
-    pin_memory: bool = False
-    persistent_workers: bool = False
+    loading: Loading
 
     def sampler(self, rank: int) -> Sampler:
         """``rank``'s order of dataset indices (call ``set_epoch`` before each epoch)."""
@@ -117,12 +115,10 @@ class TrainViews:
             self.dataset,
             batch_size=self.batch_size,
             sampler=ViewSampler(sampler, world_size=self.world_size, rank=rank),
-            workers=self.workers,
             seed=self.seed + rank,
             drop_last=self.drop_last,
+            loading=self.loading,
             collate_fn=self.collate,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
         )
 
 
@@ -170,7 +166,7 @@ def build_data(
     ``world_size`` ranks. Batches are ``[images, targets]`` or, with ``with_indices``,
     ``[images, targets, indices]``; train targets are soft rows (B, K) when mixup/cutmix is on
     (``bundle.soft_targets``), class indices otherwise. ``pin_memory`` and ``persistent_workers``: see
-    :func:`~ofakd.data.loaders.make_loader` (a training run on a GPU wants both).
+    :class:`~ofakd.data.loaders.Loading` (a training run on a GPU wants both).
     """
     mixup_on = augment.mixup > 0 or augment.cutmix > 0
     _check_batching(batch_size, world_size, rank, mixup_on)
@@ -185,8 +181,8 @@ def build_data(
     mixup = build_mixup(augment, len(source.class_names)) if mixup_on else None
     return _bundle(train_ds, val_ds, source.class_names, fp, source.location, mixup=mixup, batch_size=batch_size,
                    seed=seed, world_size=world_size, rank=rank, with_indices=with_indices, drop_last=drop_last,
-                   workers=data.workers, repeated_aug=augment.repeated_aug, pin_memory=pin_memory,
-                   persistent_workers=persistent_workers)
+                   repeated_aug=augment.repeated_aug,
+                   loading=Loading(data.workers, data.prefetch, pin_memory, persistent_workers))
 
 
 def given_data(
@@ -199,9 +195,7 @@ def given_data(
     world_size: int = 1,
     rank: int = 0,
     with_indices: bool = False,
-    workers: int = 0,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
+    loading: Loading | None = None,
 ) -> DataBundle:
     """Train/val loaders over data sets given in Python (items ``(image tensor, class index)``, transformed by
     the data sets themselves), with the engine's keyed views: each training item is loaded under the
@@ -214,13 +208,13 @@ def given_data(
                             f"__getitem__), got {type(dataset).__name__}")
     fp = compute_fingerprint("python", train, val, class_names)
     return _bundle(train, val, class_names, fp, "the given train_set", mixup=None, batch_size=batch_size, seed=seed,
-                   world_size=world_size, rank=rank, with_indices=with_indices, drop_last=True, workers=workers,
-                   repeated_aug=0, pin_memory=pin_memory, persistent_workers=persistent_workers)
+                   world_size=world_size, rank=rank, with_indices=with_indices, drop_last=True, repeated_aug=0,
+                   loading=loading or Loading())
 
 
 def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str, location: str, *, mixup,
             batch_size: int, seed: int, world_size: int, rank: int, with_indices: bool, drop_last: bool,
-            workers: int, repeated_aug: int, pin_memory: bool, persistent_workers: bool) -> DataBundle:
+            repeated_aug: int, loading: Loading) -> DataBundle:
     """The loaders of transformed train/val data sets: keyed training views (mixup in their collate), the
     validation split shared among ranks."""
     if with_indices:
@@ -228,7 +222,7 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
     views = TrainViews(
         dataset=KeyedViewDataset(train_ds, seed), collate=ViewCollate(seed, mixup), seed=seed,
         batch_size=batch_size, world_size=world_size, repeated_aug=repeated_aug, drop_last=drop_last,
-        workers=workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
+        loading=loading,
     )
     sampler = views.sampler(rank)
     _check_epoch(sampler, batch_size, drop_last, mixup is not None, location)
@@ -236,11 +230,9 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
         val_ds,
         batch_size=batch_size,
         sampler=val_sampler(val_ds, world_size=world_size, rank=rank),
-        workers=workers,
         seed=seed + rank,
         drop_last=False,
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers,
+        loading=loading,
     )
     return DataBundle(
         train_loader=views.loader(rank, sampler),

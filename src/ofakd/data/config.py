@@ -25,6 +25,9 @@ class DataConfig(pydantic.BaseModel, extra="forbid"):
     """Use N training images, a random subset drawn with a fixed seed (0), the same for every run seed."""
     val_subset: int | None = None
     workers: int = 0
+    """Loader processes (0: load in the main process); a training run keeps them from epoch to epoch."""
+    prefetch: int = pydantic.Field(2, ge=1)
+    """Batches each loader worker prepares ahead (DataLoader's prefetch_factor; with data.workers > 0)."""
     skip_corrupt: bool = False
     """imagefolder: skip unreadable images with a warning instead of failing on them."""
 

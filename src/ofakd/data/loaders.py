@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,24 +39,34 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(worker_seed)
 
 
+@dataclass(frozen=True)
+class Loading:
+    """How batches are loaded, whatever they hold.
+
+    ``workers``: loader processes (0: the main process). ``prefetch``: batches each worker prepares ahead
+    (DataLoader's ``prefetch_factor``). ``persistent_workers``: the worker processes live from the first
+    epoch to the last instead of starting again every epoch; the keyed views allow it, since the epoch
+    travels in each key the sampler yields (in the main process), not in any worker's state.
+    ``pin_memory``: page-locked batches, so the copy to a GPU runs asynchronously (for a CUDA run)."""
+
+    workers: int = 0
+    prefetch: int = 2
+    pin_memory: bool = False
+    persistent_workers: bool = False
+
+
 def make_loader(
     dataset: Dataset,
     *,
     batch_size: int,
     sampler: Sampler | None,
-    workers: int,
     seed: int,
     drop_last: bool,
+    loading: Loading = Loading(),
     collate_fn: Callable | None = None,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
 ) -> DataLoader:
-    """A DataLoader with a seeded generator and worker seeding.
-
-    ``persistent_workers``: the worker processes live from the first epoch to the last instead of
-    starting again every epoch. The keyed views allow it: the epoch travels in each key the sampler
-    yields (in the main process), not in any worker's state. ``pin_memory``: page-locked batches, so
-    the copy to a GPU runs asynchronously (for a CUDA run)."""
+    """A DataLoader with a seeded generator and worker seeding, loading as ``loading`` says."""
+    workers = loading.workers
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -66,6 +77,7 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         drop_last=drop_last,
         collate_fn=collate_fn,
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers and workers > 0,
+        pin_memory=loading.pin_memory,
+        prefetch_factor=loading.prefetch if workers > 0 else None,
+        persistent_workers=loading.persistent_workers and workers > 0,
     )

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from ..config.messages import config_error
 from ..config.schema import RunConfig
 from ..data import given_data
+from ..data.loaders import Loading
 from ..data.views import untouched_rng
 from ..distill import Distiller
 from ..distill.combined import CombinationOptions
@@ -91,7 +92,8 @@ def given_setup(distiller: Distiller, train_set: Dataset, val_set: Dataset, clas
         bundle = given_data(
             train_set, val_set, class_names, batch_size=cfg.train.batch_size, seed=cfg.data_seed,
             world_size=dist.world_size, rank=dist.rank, with_indices=distiller.needs_sample_indices,
-            workers=cfg.data.workers,
+            loading=Loading(cfg.data.workers, cfg.data.prefetch, pin_memory=device.type == "cuda",
+                            persistent_workers=True),
         )
         distiller.to(device)
         return Setup(distiller, distiller.student, distiller.teacher, bundle, spec)
