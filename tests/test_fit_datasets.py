@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +15,8 @@ from torch.utils.data import Dataset
 
 import ofakd
 from ofakd.engine.evaluate import evaluate
-from ofakd.errors import ConfigError, DataError, OfakdError
+from ofakd.errors import CacheMismatchError, ConfigError, DataError, OfakdError
+from ofakd.teacher import LiveTeacher
 
 from .test_any_module import SmallCNN
 from .tiny_models import tiny
@@ -84,6 +88,81 @@ def test_a_crashed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
     assert json.loads((run / "summary.json").read_text())["steps"] == 8
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def bf16_distiller(method: str = "ofa", seed: int = 0):
+    """The teacher under bf16 autocast: its logits are bfloat16 values, which a cache's fp16 rows hold exactly."""
+    torch.manual_seed(seed)
+    teacher = LiveTeacher(SmallCNN(classes=3), amp="bf16", stage_modules=["layer1", "layer2", "layer3", "layer4"])
+    torch.manual_seed(0)
+    return ofakd.create_distiller(method, teacher=teacher, student=tiny("deit", num_classes=3, size=16),
+                                  input_size=(3, 16, 16))
+
+
+def test_a_teacher_cache_is_recorded_once_and_replays_what_the_live_teacher_gave(tmp_path):
+    live = ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="live", **SETTINGS)
+    made, again, calls = bf16_distiller(), bf16_distiller(), []
+    teacher = made.teacher
+    for each in (made, again):
+        each.teacher.model.register_forward_hook(lambda *_: calls.append(1))
+    cache = tmp_path / "cache"
+    first = ofakd.fit(made, Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="first", teacher_cache=cache, **SETTINGS)
+    assert len(calls) == 2 * 4 and made.teacher is teacher  # recorded 2 epochs x 4 batches; the live teacher is back
+    second = ofakd.fit(again, Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="second", teacher_cache=cache,
+                       **SETTINGS)
+    assert len(calls) == 2 * 4  # replayed: the teacher never ran
+    assert yaml.safe_load((second / "config.yaml").read_text())["teacher"]["cache"] == str(cache)
+    expected = load_file(str(live / "best.safetensors"))
+    for run in (first, second):
+        got = load_file(str(run / "best.safetensors"))
+        assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), run
+
+
+def test_a_teacher_cache_refuses_another_teacher_and_feature_methods(tmp_path):
+    cache = tmp_path / "cache"
+    ofakd.fit(bf16_distiller("kd"), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="a", teacher_cache=cache,
+              **{**SETTINGS, "epochs": 1})
+    with pytest.raises(CacheMismatchError, match="teacher.weights_sha256.*delete .* to record afresh"):
+        ofakd.fit(bf16_distiller("kd", seed=1), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="b",
+                  teacher_cache=cache, **{**SETTINGS, "epochs": 1})
+    with pytest.raises(ConfigError, match="needs teacher features .* leave teacher_cache= out"):
+        ofakd.fit(bf16_distiller("fitnet"), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="c",
+                  teacher_cache=cache, **{**SETTINGS, "epochs": 1})
+
+
+TORCHRUN_FITS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch.distributed
+from tests.test_fit_datasets import SETTINGS, Blobs, bf16_distiller
+import ofakd
+
+out = sys.argv[2]
+torch.distributed.init_process_group("gloo")  # one group for both fits (as the README says for several fits)
+ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="live", **SETTINGS)
+ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="cached", teacher_cache=out + "/cache",
+          **SETTINGS)
+torch.distributed.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_fit_under_torchrun_records_each_rank_and_replays_the_live_run(tmp_path):
+    from .test_distributed import LAUNCH_TIMEOUT, child_env, free_port
+
+    script = tmp_path / "fits.py"
+    script.write_text(TORCHRUN_FITS)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(script), str(Path(__file__).parents[1]), str(tmp_path)]
+    done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=2 * LAUNCH_TIMEOUT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["steps_per_epoch"] == 2  # 64 images, 2 ranks x batch 16
+    summary = json.loads((tmp_path / "cached" / "summary.json").read_text())
+    assert summary["complete"] and summary["steps"] == 4
+    live, cached = load_file(str(tmp_path / "live" / "best.safetensors")), load_file(
+        str(tmp_path / "cached" / "best.safetensors"))
+    assert live.keys() == cached.keys() and all(torch.equal(live[k], cached[k]) for k in live)
 
 
 @pytest.mark.parametrize(

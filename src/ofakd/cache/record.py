@@ -21,16 +21,17 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..autocast import resolve_amp
+from ..autocast import autocast, resolve_amp
 from ..config.schema import RunConfig
 from ..data import dataset_num_classes, run_data, seed_everything
 from ..device import pick_device
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
-from ..models.info import InputSpec
-from ..run_folder.atomic import write_json, writing
+from ..models.info import InputSpec, num_features
+from ..run_folder.atomic import is_temporary, write_json, writing
 from ..run_folder.digest import file_sha256
 from ..run_folder.lock import FolderLock, missing_folders
+from ..teacher.input_view import TeacherInput
 from ..teacher.live import LiveTeacher
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .manifest import (
@@ -101,24 +102,69 @@ def record_cache(
         live = live_teacher(teacher, teacher_spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype,
                             run_amp=run_amp).to(device)
         bundles = {r: bundle if r == ranks[0] else bundle.for_rank(r) for r in ranks}
-        steps, batch = manifest["steps_per_epoch"], manifest["batch_size"]
-        log(
-            f"recording {cfg.teacher.name} ({storage}{'' if storage == 'full' else f' k={k}'}) over {cfg.train.epochs} "
-            f"epochs x {world_size} rank(s) x {steps} steps x {batch} views into {out}, device {device}"
-        )
-        for epoch in range(cfg.train.epochs):
-            for rank in ranks:
-                if layout.is_done(epoch, rank):
-                    continue
-                started = time.perf_counter()
-                _record_block(live, device, bundles[rank], layout, epoch, rank, on_step)
-                layout.mark_done(epoch, rank)
-                seconds = time.perf_counter() - started
-                log(
-                    f"epoch {epoch + 1}/{cfg.train.epochs} rank {rank}: {steps * batch} views, "
-                    f"{steps * batch / max(seconds, 1e-9):.0f} views/s"
-                )
+        _record_epochs(live, bundles, layout, manifest, epochs=cfg.train.epochs, device=device, run_amp=run_amp,
+                       out=out, log=log, on_step=on_step)
     return TeacherCache(out)
+
+
+def record_given(
+    live: LiveTeacher,
+    bundle,
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    student_spec: InputSpec,
+    world_size: int,
+    device: torch.device,
+    run_amp: str,
+    topk: int | None = None,
+    log: Callable[[str], None] = print,
+) -> TeacherCache:
+    """Record ``live``'s logits over the ``cfg.train.epochs`` epochs of views ``bundle`` (this process's rank of
+    ``world_size``, with sample indices) draws, into folder ``out``, under the run's autocast ``run_amp``, as the
+    trainer would call it; resumes or extends a cache already there for the same teacher weights and views.
+    What ``ofakd.fit(..., teacher_cache=)`` records for a distiller and data sets given in Python."""
+    out = Path(out)
+    num_classes = bundle.num_classes
+    _, storage, k = _check_request(cfg, world_size, [bundle.rank], topk, num_classes)
+    with _writer_locks(out, [bundle.rank]):
+        _prepare_folder(out, overwrite=False)
+        mode = live.amp or run_amp
+        weights = next(live.model.parameters()).dtype
+        precision = mode if weights == torch.float32 else f"{mode}, bfloat16 weights"
+        seen = live.input_view.output_spec if isinstance(live.input_view, TeacherInput) else student_spec
+        manifest = _manifest(cfg, live.model, seen, student_spec, bundle, world_size=world_size, storage=storage, k=k,
+                             precision=precision)
+        layout = _open_layout(out, manifest, num_classes, log, fix=f"delete {out} to record afresh, or pass another "
+                              "teacher_cache= folder")
+        _record_epochs(live, {bundle.rank: bundle}, layout, manifest, epochs=cfg.train.epochs, device=device,
+                       run_amp=run_amp, out=out, log=log)
+    return TeacherCache(out)
+
+
+def _record_epochs(live: LiveTeacher, bundles: dict, layout: Layout, manifest: dict, *, epochs: int,
+                   device: torch.device, run_amp: str, out: Path, log: Callable[[str], None],
+                   on_step: Callable[[int, int, int], None] | None = None) -> None:
+    """Record the first ``epochs`` epochs' blocks of each rank in ``bundles`` not yet done."""
+    steps, batch = manifest["steps_per_epoch"], manifest["batch_size"]
+    storage, k = manifest["storage"], manifest["k"]
+    log(
+        f"recording {manifest['teacher']['name']} ({storage}{'' if storage == 'full' else f' k={k}'}) over {epochs} "
+        f"epochs x {manifest['world_size']} rank(s) x {steps} steps x {batch} views into {out}, device {device}"
+    )
+    for epoch in range(epochs):
+        for rank, bundle in bundles.items():
+            if layout.is_done(epoch, rank):
+                continue
+            started = time.perf_counter()
+            with autocast(run_amp, device.type):  # as the trainer calls the teacher (its own mode, when it has one)
+                _record_block(live, device, bundle, layout, epoch, rank, on_step)
+            layout.mark_done(epoch, rank)
+            seconds = time.perf_counter() - started
+            log(
+                f"epoch {epoch + 1}/{epochs} rank {rank}: {steps * batch} views, "
+                f"{steps * batch / max(seconds, 1e-9):.0f} views/s"
+            )
 
 
 def _check_request(
@@ -178,20 +224,21 @@ def _teacher_fields(cfg: RunConfig, teacher: nn.Module, spec: InputSpec, num_cla
         "pretrained": cfg.teacher.pretrained,
         "weights_sha256": state_dict_sha256(teacher),
         "num_classes": num_classes,
-        "num_features": int(teacher.num_features),
+        "num_features": num_features(teacher),
         **spec_dict(spec),
         "interpolation": spec.interpolation,
     }
 
 
-def _open_layout(out: Path, manifest: dict, num_classes: int, log: Callable[[str], None]) -> Layout:
+def _open_layout(out: Path, manifest: dict, num_classes: int, log: Callable[[str], None],
+                 fix: str = "pass --overwrite to record afresh, or choose another --out folder") -> Layout:
     """The cache's files for ``manifest``: a cache already in ``out`` must be for the same settings (it is then
     resumed, or extended to more epochs); files of the wrong size are allocated again; the manifest is written."""
     if (out / MANIFEST).is_file():
         old = read_manifest(out)
         diff = resume_differences(old, manifest)
         if diff is not None:
-            raise CacheMismatchError(out, *diff, "pass --overwrite to record afresh, or choose another --out folder")
+            raise CacheMismatchError(out, *diff, fix)
         manifest["epochs"] = max(int(old["epochs"]), manifest["epochs"])
     layout = Layout(
         out,
@@ -277,9 +324,9 @@ def _writer_locks(out: Path, ranks: Sequence[int]) -> Iterator[None]:
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
     if out.is_dir():
-        ours = [
+        ours = [  # with another rank's manifest being written, when the ranks record at once
             p for p in out.iterdir()
-            if p.name in (MANIFEST, DONE, LOCKS) or p.name.startswith("epoch_")
+            if p.name in (MANIFEST, DONE, LOCKS) or p.name.startswith("epoch_") or is_temporary(p)
         ]
         others = [p for p in out.iterdir() if p not in ours]
         if not (out / MANIFEST).is_file() and others:
@@ -288,6 +335,6 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
                 "or new folder"
             )
         if overwrite:
-            for path in (p for p in ours if p.name != LOCKS):
+            for path in (p for p in ours if p.name != LOCKS and not is_temporary(p)):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)

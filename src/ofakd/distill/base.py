@@ -119,6 +119,13 @@ class Distiller(nn.Module):
         self.student_tap = ModelTap(student, student_positions, embedding=student_embedding, modules=student_stages)
 
     # ---- the teacher, held outside the module tree -------------------------------
+    def replace_teacher(self, teacher: TeacherSource | None) -> None:
+        """Call ``teacher`` from now on (e.g. a cache's replay of the live teacher, and back); it must give what
+        the method reads (a logits-only source refuses a feature method, naming the fix)."""
+        if teacher is not None and (self.teacher_positions or self.teacher_embedding):
+            teacher.require(self.teacher_positions, embedding=self.teacher_embedding)
+        self.__dict__["teacher"] = teacher
+
     def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
         """Move or cast a live teacher together with the distiller."""
         if isinstance(self.teacher, nn.Module):

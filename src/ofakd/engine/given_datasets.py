@@ -22,9 +22,12 @@ import torch
 from pydantic import ValidationError
 from torch.utils.data import Dataset
 
+from ..autocast import resolve_amp
+from ..cache import CachedTeacher, TeacherCache
+from ..cache.record import record_given
 from ..config.messages import config_error
 from ..config.schema import RunConfig
-from ..data import given_data
+from ..data import DataBundle, given_data
 from ..data.loaders import Loading
 from ..data.views import untouched_rng
 from ..distill import Distiller
@@ -32,6 +35,7 @@ from ..distill.combined import CombinationOptions
 from ..errors import ConfigError, DataError
 from ..models.info import InputSpec, input_spec, num_classes
 from ..run_folder import LAST, default_name, sanitize_name
+from ..teacher.live import LiveTeacher
 from .launch import distributed
 from .processes import DistContext
 from .setup import Setup, SetupBuilder
@@ -51,6 +55,8 @@ def fit(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     workers: int = 0,
+    teacher_cache: str | Path | None = None,
+    cache_topk: int | None = None,
     progress: bool = True,
     tensorboard: bool = True,
     log: Callable[[str], None] = print,
@@ -66,50 +72,96 @@ def fit(
     ``mean``/``std`` (what the data sets normalise with) are recorded for export, by default the student's.
     Training views are keyed as the engine's: each item is loaded under generators seeded by (data seed,
     epoch, position), so random transforms give the same views in every run and after a resume.
+
+    ``teacher_cache``: a folder for the teacher's logits over those views (logit-only methods). The first run
+    records them (``cache_topk``: keep the top k of each row, else full fp16 logits), later runs with the same
+    teacher weights, views and batch size replay them instead of running the teacher; a run for more epochs
+    records the missing ones. The distiller gets its live teacher back when ``fit`` returns.
+
+    Under torchrun ``fit`` starts the process group and ends it; a script that calls it several times starts
+    the group itself (``torch.distributed.init_process_group()``), and ``fit`` uses it as it is.
     """
     names = _class_names(train_set, class_names, num_classes(distiller.student))
     _check_data(distiller, train_set)
     spec = _student_spec(distiller, mean, std)
-    cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, train=train)
+    cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, teacher_cache=teacher_cache,
+                     train=train)
     folder = Path(cfg.run.out_dir) / sanitize_name(cfg.run.name)
-    resuming = resume and (folder / LAST).is_file()
-    if folder.exists() and not (resuming or overwrite or resume):
-        raise ConfigError(f"run folder {folder} already exists; pass resume=True to continue it, overwrite=True to "
-                          "replace it, or another name=")
-    setup = given_setup(distiller, train_set, val_set, names, spec)
-    with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder) as dist:
-        Trainer(cfg, resume=folder if resuming else None, overwrite=overwrite or (resume and not resuming), dist=dist,
-                progress=progress, tensorboard=tensorboard, log=log, setup=setup).fit()
+    setup = given_setup(distiller, train_set, val_set, names, spec, cache_topk=cache_topk, log=log)
+    live = distiller.teacher
+    try:
+        with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder) as dist:
+            resuming, taken = resume and (folder / LAST).is_file(), folder.exists()
+            dist.barrier()  # every process has looked at the folder before rank 0 makes it
+            if taken and not (resume or overwrite):
+                raise ConfigError(f"run folder {folder} already exists; pass resume=True to continue it, "
+                                  "overwrite=True to replace it, or another name=")
+            Trainer(cfg, resume=folder if resuming else None, overwrite=overwrite or (resume and not resuming),
+                    dist=dist, progress=progress, tensorboard=tensorboard, log=log, setup=setup).fit()
+    finally:
+        distiller.replace_teacher(live)
     return folder
 
 
 def given_setup(distiller: Distiller, train_set: Dataset, val_set: Dataset, class_names: list[str],
-                spec: InputSpec) -> SetupBuilder:
+                spec: InputSpec, *, cache_topk: int | None = None, log: Callable[[str], None] = print) -> SetupBuilder:
     """The trainer's setup from a built distiller and data sets: the loaders of this process, the distiller on
-    the device."""
+    the device, its teacher replayed from ``teacher.cache`` when the config names one (recorded first)."""
 
     def build(cfg: RunConfig, device: torch.device, dist: DistContext) -> Setup:
-        bundle = given_data(
-            train_set, val_set, class_names, batch_size=cfg.train.batch_size, seed=cfg.data_seed,
-            world_size=dist.world_size, rank=dist.rank, with_indices=distiller.needs_sample_indices,
-            loading=Loading(cfg.data.workers, cfg.data.prefetch, pin_memory=device.type == "cuda",
-                            persistent_workers=True),
-        )
+        loading = Loading(cfg.data.workers, cfg.data.prefetch, pin_memory=device.type == "cuda",
+                          persistent_workers=True)
+
+        def data(with_indices: bool) -> DataBundle:
+            return given_data(train_set, val_set, class_names, batch_size=cfg.train.batch_size, seed=cfg.data_seed,
+                              world_size=dist.world_size, rank=dist.rank, with_indices=with_indices, loading=loading)
+
         distiller.to(device)
-        return Setup(distiller, distiller.student, distiller.teacher, bundle, spec)
+        teacher = distiller.teacher
+        if cfg.teacher.cache:
+            teacher = _replayed_teacher(distiller, cfg, data(True), spec, device, dist, cache_topk,
+                                        log if dist.is_main else _quiet)
+            distiller.replace_teacher(teacher)
+        return Setup(distiller, distiller.student, teacher, data(distiller.needs_sample_indices), spec)
 
     return build
 
 
+def _replayed_teacher(distiller: Distiller, cfg: RunConfig, views: DataBundle, spec: InputSpec, device: torch.device,
+                      dist: DistContext, topk: int | None, log: Callable[[str], None]) -> CachedTeacher:
+    """The distiller's live teacher recorded over this process's ``views`` into ``cfg.teacher.cache`` (what is
+    not there yet), then checked for this run and replayed."""
+    live = distiller.teacher
+    if not isinstance(live, LiveTeacher):
+        raise ConfigError(f"teacher_cache= records the distiller's teacher, and it has none to run "
+                          f"({type(live).__name__}); build the distiller with teacher=a model")
+    if distiller.needs_teacher_features:
+        raise ConfigError(f"method {distiller.method_name!r} needs teacher features and a teacher cache holds logits "
+                          "only; leave teacher_cache= out")
+    run_amp = resolve_amp(cfg.train.amp, device)
+    record_given(live, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
+                 run_amp=run_amp, topk=topk, log=log)
+    dist.barrier()  # every rank's share recorded before any is checked
+    cache = TeacherCache(cfg.teacher.cache)
+    cache.check_run(cfg, fingerprint=views.fingerprint, student_spec=spec, world_size=dist.world_size,
+                    cycle=cfg.teacher.cache_cycle, method=distiller)
+    return CachedTeacher(cache, rank=dist.rank)
+
+
+def _quiet(line: str) -> None:
+    """Other ranks' log: nothing (rank 0 speaks for the run)."""
+
+
 def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, name: str | None, workers: int,
-               train: dict[str, Any]) -> RunConfig:
+               train: dict[str, Any], teacher_cache: str | Path | None = None) -> RunConfig:
     """The config a run of ``fit`` records: data ``python``, the distiller's method and options, the models'
     timm names where they have them, the ``train`` settings (validated: an unknown one names the nearest)."""
     method = method_section(distiller)
     teacher = getattr(distiller.teacher, "model", None)
     raw = {
         "data": {"name": "python", "workers": workers},
-        "teacher": {"name": model_label(teacher) if teacher is not None else None},
+        "teacher": {"name": model_label(teacher) if teacher is not None else None,
+                    "cache": str(teacher_cache) if teacher_cache is not None else None},
         "student": {**timm_recipe(distiller.student), "input_size": list(spec.input_size), "mean": list(spec.mean),
                     "std": list(spec.std)},
         "method": method,

@@ -76,7 +76,7 @@ def atomic_write(
     :class:`CheckpointWriteError` and the old file stays as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     existed = path.exists()
     try:
         with open(tmp, "wb") as f:
@@ -104,9 +104,19 @@ def atomic_write(
     _fsync_dir(path.parent)
 
 
+def temporary_name(path: Path) -> Path:
+    """Where this process writes ``path``'s next content before renaming it into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def is_temporary(path: Path) -> bool:
+    """True for a file some process is writing (or died writing) in place of another (:func:`temporary_name`)."""
+    return path.name.startswith(".") and ".tmp-" in path.name
+
+
 def _keep_previous(path: Path, previous: Path) -> None:
     """Make ``previous`` name the file ``path`` names now (``path`` itself is left in place)."""
-    link = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    link = temporary_name(previous)
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
     try:

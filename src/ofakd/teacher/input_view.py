@@ -70,6 +70,12 @@ class TeacherInput(nn.Module):
             and torch.equal(self.student_std, self.teacher_std)
         )
 
+    @property
+    def output_spec(self) -> InputSpec:
+        """What the teacher is fed: its size, mean and std, resized with this interpolation."""
+        return InputSpec((self.teacher_channels, *self.teacher_hw), tuple(self.teacher_mean.flatten().tolist()),
+                         tuple(self.teacher_std.flatten().tolist()), self.interpolation)
+
     def extra_repr(self) -> str:
         return f"channels {self.student_channels}->{self.teacher_channels}, resize to {self.teacher_hw if self.resize else 'same'}"
 
