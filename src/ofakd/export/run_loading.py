@@ -30,7 +30,7 @@ from ..data import dataset_num_classes
 from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
-from ..models.weights import state_mismatch
+from ..models.weights import load_strict
 from ..run_folder import (
     BEST,
     CONFIG,
@@ -263,13 +263,10 @@ def _model_kwargs(model: nn.Module, fallback: dict[str, Any]) -> dict[str, Any]:
 
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], where: Path | str) -> None:
     """Load ``state`` strictly; a mismatch names the missing, unexpected and reshaped keys."""
-    problem = state_mismatch(model, state)
-    if problem:
-        raise StudentSourceError(
-            f"weights in {where} do not fit {type(model).__name__}: {problem}; "
-            "the config and the weights come from different runs"
-        )
-    model.load_state_dict(state, strict=True)
+    load_strict(model, state, lambda problem: StudentSourceError(
+        f"weights in {where} do not fit {type(model).__name__}: {problem}; "
+        "the config and the weights come from different runs"
+    ))
 
 
 # ---- a lone .safetensors -----------------------------------------------------------------------

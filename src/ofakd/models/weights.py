@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -89,13 +90,18 @@ def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | No
     return "; ".join(parts) or None
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> None:
-    """Load ``path`` into ``model`` strictly; a mismatch names the missing and unexpected keys."""
-    state = read_state_dict(path)
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], mismatch: Callable[[str], Exception]) -> None:
+    """Load ``state`` into ``model`` strictly; a mismatch raises ``mismatch(what differs)``, which names the
+    missing, unexpected and reshaped keys."""
     problem = state_mismatch(model, state)
     if problem:
-        raise ModelError(
-            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {problem}. "
-            "Check the model name, num_classes and model kwargs (img_size, patch_size, in_chans) it was trained with."
-        )
+        raise mismatch(problem)
     model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load ``path`` into ``model`` strictly; a mismatch names the missing and unexpected keys."""
+    load_strict(model, read_state_dict(path), lambda problem: ModelError(
+        f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {problem}. "
+        "Check the model name, num_classes and model kwargs (img_size, patch_size, in_chans) it was trained with."
+    ))
