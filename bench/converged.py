@@ -218,7 +218,16 @@ def folder(pair: str) -> str:
     return pair.replace("->", "-to-")
 
 
+def scratch_pair(pair: str) -> str:
+    """The pair whose scratch runs stand for ``pair``'s: a scratch run trains the student alone, so the pairs
+    that share a student (CNN -> MLP and ViT -> MLP) share the first one's scratch runs."""
+    student = PAIRS[pair][1]
+    return next(p for p, (_, s) in PAIRS.items() if s == student)
+
+
 def run_dir(out: Path, regime: str, pair: str, variant: str, seed: int) -> Path:
+    if variant == "scratch":
+        pair = scratch_pair(pair)
     return out / "runs" / regime / folder(pair) / f"{variant}-s{seed}"
 
 
@@ -373,6 +382,8 @@ def all_jobs(out: Path, size: Size, device: str, ablation: bool = False) -> list
         for seed in size.seeds:
             for pair in size.pairs:
                 for variant in VARIANTS:
+                    if variant.key == "scratch" and scratch_pair(pair) != pair and scratch_pair(pair) in size.pairs:
+                        continue  # the same run as another pair's
                     job = student_job(out, size, regime, rank, pair, variant, seed, device, pending)
                     if job:
                         students.append(job)
