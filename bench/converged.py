@@ -105,6 +105,8 @@ VARIANTS = (
 VARIANT_KEYS = tuple(v.key for v in VARIANTS)
 PRIORITY = ("scratch", "kd", "dist", "ofa", "ofa-w1", "ofa+dist", "dkd", "fitnet", "rsd")
 """Order of the variants within one seed of one regime."""
+KEY_VARIANTS = PRIORITY[:6]
+"""The variants the significance tests compare: every seed of these runs before the other variants."""
 
 
 def uses_cache(method: str) -> bool:
@@ -328,9 +330,11 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
     ms = 0.55 + (0.2 if variant.method.startswith("ofa") else 0.05 if not scratch else 0.0)
     ms += TEACHERS[teacher_key].forward_ms if live else 0.0
     cost = images * ms / 1000 + regime.epochs * ((size.test_subset or 10000) if scratch else (size.val_subset or 10000)) * 0.25 / 1000
-    # regime by regime, then seed by seed, the key variants first within a seed: partial results
-    # cover the cells that matter most early
-    priority = -(regime_rank * 1000 + seed * 100 + (PRIORITY.index(variant.key) if variant.key in PRIORITY else 50))
+    # regime by regime; within a regime every seed of the key variants first, then the others, seed by seed:
+    # partial results hold the significance tests that matter most early
+    group = 0 if variant.key in KEY_VARIANTS else 1
+    order = PRIORITY.index(variant.key) if variant.key in PRIORITY else 50
+    priority = -(regime_rank * 10_000 + group * 1_000 + seed * 100 + order)
     label = f"{regime.key} {pair} {variant.key} s{seed}"
     log = str(out / "logs" / regime.key / folder(pair) / f"{variant.key}-s{seed}.log")
     return Job(label, steps, log, needs=tuple(needs), priority=priority, cost=cost, watch=str(path))
@@ -359,7 +363,7 @@ def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str
             label = f"{regime.key} {size.cka_pair} {variant} s{seed}"
             needs = tuple(n for n in (label, f"teacher {teacher_key}") if n in pending)
             jobs.append(Job(f"cka {label}", [Step(argv)], str(dest.parent / f"{dest.name}.log"), needs=needs,
-                            priority=-1000, cost=5))
+                            priority=-5_000, cost=5))
     return jobs
 
 
@@ -394,7 +398,7 @@ def all_jobs(out: Path, size: Size, device: str, ablation: bool = False) -> list
                 for variant in ABLATION:
                     job = student_job(out, size, regime, rank, pair, variant, seed, device, pending)
                     if job:
-                        job.priority -= 10_000
+                        job.priority -= 100_000
                         students.append(job)
     jobs += students
     pending |= {j.id for j in students}
