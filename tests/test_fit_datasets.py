@@ -133,16 +133,13 @@ def test_a_teacher_cache_refuses_another_teacher_and_feature_methods(tmp_path):
 TORCHRUN_FITS = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import torch.distributed
 from tests.test_fit_datasets import SETTINGS, Blobs, bf16_distiller
 import ofakd
 
 out = sys.argv[2]
-torch.distributed.init_process_group("gloo")  # one group for both fits (as the README says for several fits)
 ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="live", **SETTINGS)
 ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="cached", teacher_cache=out + "/cache",
           **SETTINGS)
-torch.distributed.destroy_process_group()
 """
 
 

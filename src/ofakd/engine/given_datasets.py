@@ -78,8 +78,8 @@ def fit(
     teacher weights, views and batch size replay them instead of running the teacher; a run for more epochs
     records the missing ones. The distiller gets its live teacher back when ``fit`` returns.
 
-    Under torchrun ``fit`` starts the process group and ends it; a script that calls it several times starts
-    the group itself (``torch.distributed.init_process_group()``), and ``fit`` uses it as it is.
+    Under torchrun the first ``fit`` starts the process group and leaves it open for the next (a script may
+    call it several times); it ends when the process does. A group the script started itself is used as is.
     """
     names = _class_names(train_set, class_names, num_classes(distiller.student))
     _check_data(distiller, train_set)
@@ -90,7 +90,8 @@ def fit(
     setup = given_setup(distiller, train_set, val_set, names, spec, cache_topk=cache_topk, log=log)
     live = distiller.teacher
     try:
-        with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder) as dist:
+        with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder,
+                         keep_group=True) as dist:
             resuming, taken = resume and (folder / LAST).is_file(), folder.exists()
             dist.barrier()  # every process has looked at the folder before rank 0 makes it
             if taken and not (resume or overwrite):

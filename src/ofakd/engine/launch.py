@@ -12,6 +12,7 @@ ever replaced atomically, so the last checkpoint stays whole and resumable.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -82,12 +83,13 @@ def current_context() -> DistContext:
 
 
 @contextlib.contextmanager
-def distributed(device: str = "auto", *, timeout_s: float = 1800.0, resume_hint: str | Path | None = None
-                ) -> Iterator[DistContext]:
+def distributed(device: str = "auto", *, timeout_s: float = 1800.0, resume_hint: str | Path | None = None,
+                keep_group: bool = False) -> Iterator[DistContext]:
     """The :class:`DistContext` of this process: one process unless torchrun started several.
 
     Starts the process group (NCCL on GPU, gloo on CPU, timeout ``timeout_s``) and destroys it at
-    the end. A collective that fails because another process is gone or silent raises
+    the end, or with ``keep_group`` leaves it for later calls in this process (starting a group again in
+    one process is not reliable) and destroys it when the process exits. A collective that fails because another process is gone or silent raises
     :class:`PeerLostError` naming this rank, the cause and how to resume (``resume_hint``: the run folder).
     """
     import torch.distributed as dist
@@ -131,9 +133,18 @@ def distributed(device: str = "auto", *, timeout_s: float = 1800.0, resume_hint:
             "(with the same or another number of processes)"
         ) from err
     finally:
-        if clean:  # after a failure the group may be unusable (NCCL would hang): the process exits anyway
-            with contextlib.suppress(Exception):
-                dist.destroy_process_group()
+        if clean and keep_group:
+            atexit.register(_destroy_group)
+        elif clean:  # after a failure the group may be unusable (NCCL would hang): the process exits anyway
+            _destroy_group()
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    with contextlib.suppress(Exception):
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def is_comm_failure(err: BaseException) -> bool:
