@@ -171,8 +171,9 @@ def test_fit_under_torchrun_records_each_rank_and_replays_the_live_run(tmp_path)
         (dict(method="crd", num_samples=10), ConfigError, r"create_distiller\(..., num_samples=len\(train_set\)\) \(64\)"),
         (dict(class_names=["a", "b"]), DataError, "2 class names for a student with 3 outputs"),
         (dict(exists=True), ConfigError, "already exists; pass resume=True to continue it, overwrite=True"),
+        (dict(cache_topk=2), ConfigError, "pass teacher_cache=FOLDER too"),
     ],
-    ids=["unknown-setting", "image-size", "memory-bank-size", "class-names", "run-exists"],
+    ids=["unknown-setting", "image-size", "memory-bank-size", "class-names", "run-exists", "topk-without-cache"],
 )
 def test_bad_input_names_the_problem_and_the_fix(tmp_path, change, error, message):
     change = dict(change)

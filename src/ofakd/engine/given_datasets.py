@@ -81,6 +81,9 @@ def fit(
     Under torchrun the first ``fit`` starts the process group and leaves it open for the next (a script may
     call it several times); it ends when the process does. A group the script started itself is used as is.
     """
+    if cache_topk is not None and teacher_cache is None:
+        raise ConfigError("cache_topk= sets how a teacher cache stores logits: pass teacher_cache=FOLDER too, "
+                          "or leave cache_topk out")
     names = _class_names(train_set, class_names, num_classes(distiller.student))
     _check_data(distiller, train_set)
     spec = _student_spec(distiller, mean, std)
