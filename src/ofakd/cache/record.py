@@ -33,7 +33,7 @@ from ..run_folder.digest import file_sha256
 from ..run_folder.lock import FolderLock, missing_folders
 from ..teacher.input_view import TeacherInput
 from ..teacher.live import LiveTeacher
-from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
+from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label, precision_words
 from .manifest import (
     FORMAT,
     VERSION,
@@ -129,9 +129,7 @@ def record_given(
     _, storage, k = _check_request(cfg, world_size, [bundle.rank], topk, num_classes)
     with _writer_locks(out, [bundle.rank]):
         _prepare_folder(out, overwrite=False)
-        mode = live.amp or run_amp
-        weights = next(live.model.parameters()).dtype
-        precision = mode if weights == torch.float32 else f"{mode}, bfloat16 weights"
+        precision = precision_words(live.amp or run_amp, next(live.model.parameters()).dtype)
         seen = live.input_view.output_spec if isinstance(live.input_view, TeacherInput) else student_spec
         manifest = _manifest(cfg, live.model, seen, student_spec, bundle, world_size=world_size, storage=storage, k=k,
                              precision=precision)

@@ -38,7 +38,11 @@ def teacher_precision(amp: str, dtype: str, run_amp: str) -> tuple[str, torch.dt
 def precision_label(amp: str, dtype: str, run_amp: str) -> str:
     """The teacher's precision in words (a cache's manifest records it): ``none``, ``bf16``, or
     ``bf16, bfloat16 weights``."""
-    mode, weights = teacher_precision(amp, dtype, run_amp)
+    return precision_words(*teacher_precision(amp, dtype, run_amp))
+
+
+def precision_words(mode: str, weights: torch.dtype) -> str:
+    """An autocast mode and a weight dtype in the words of :func:`precision_label`."""
     return mode if weights == torch.float32 else f"{mode}, bfloat16 weights"
 
 
