@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -71,6 +72,13 @@ def torchrun(args: list[str], *, nproc: int, port: int, nnodes: int = 1, node_ra
     return subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def launch_report(output: str, tail: int = 3000) -> str:
+    """A failed launch's output for an assertion message: every rank's own error lines (printed before the
+    launcher's summary, which the tail alone would show), then the tail."""
+    errors = [line for line in output.splitlines() if re.match(r"\[rank\d+\]: [\w.]*(Error|Exception)\b", line)]
+    return "\n".join(["errors by rank:", *errors, "...", output[-tail:]])
+
+
 def finish(process: subprocess.Popen, timeout: float = LAUNCH_TIMEOUT) -> tuple[int, str]:
     try:
         out, _ = process.communicate(timeout=timeout)
@@ -114,7 +122,7 @@ def one_process(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_two_processes_give_the_weights_of_one_process(one_process, tmp_path):
     code, out = finish(torchrun(distill_args(tmp_path, "two", batch=16), nproc=2, port=free_port()))
-    assert code == 0, out[-3000:]
+    assert code == 0, launch_report(out)
     run = tmp_path / "two"
     reference = weights(one_process)
     assert max_difference(weights(run), reference) < 1e-5
@@ -142,7 +150,7 @@ def test_two_nodes_give_the_weights_of_one_process(one_process, tmp_path):
              for rank in (0, 1)]
     results = [finish(node) for node in nodes]
     for code, out in results:
-        assert code == 0, out[-3000:]
+        assert code == 0, launch_report(out)
     run = tmp_path / "nodes"
     assert max_difference(weights(run), weights(one_process)) < 1e-5
     assert json.loads((run / "summary.json").read_text())["world_size"] == 2
@@ -153,7 +161,7 @@ def test_two_nodes_give_the_weights_of_one_process(one_process, tmp_path):
 def test_batchnorm_cnn_student_on_two_processes(tmp_path):
     args = distill_args(tmp_path, "bn", batch=16, student="test_resnet", method="kd", epochs=1, extra=("--sync-bn",))
     code, out = finish(torchrun(args, nproc=2, port=free_port()))
-    assert code == 0, out[-3000:]
+    assert code == 0, launch_report(out)
     assert "train.sync_bn needs GPUs" in out  # SyncBatchNorm is GPU-only: each process keeps its own statistics
     summary = json.loads((tmp_path / "bn" / "summary.json").read_text())
     assert summary["complete"] and summary["world_size"] == 2

@@ -45,10 +45,10 @@ import os, sys, time
 from ofakd.run_folder.lock import FolderLock
 lock = FolderLock(sys.argv[1], "x", mode="flock").acquire()
 if os.fork() == 0:  # a child forked while the lock is held, as a DataLoader worker is: it outlives its parent
-    print("child running", flush=True)  # after the fork hooks, so its copy is closed by now
+    os.write(1, b"child running\\n")  # after the fork hooks, so its copy is closed by now (one write: whole lines)
     time.sleep(600)
     os._exit(0)
-print("held", flush=True)
+os.write(1, b"held\\n")
 time.sleep(600)
 """
 
@@ -141,3 +141,29 @@ def test_release_removes_the_folders_made_for_the_lock_while_empty(tmp_path):
     (folder / "config.yaml").write_text("kept")
     FolderLock(folder / "run.lock", "x", remove_folders=made).acquire().release()
     assert sorted(os.listdir(folder)) == ["config.yaml"]
+
+
+@pytest.mark.parametrize("mode", ["flock", "lease"])
+def test_a_lock_whose_folder_another_holder_removed_makes_it_again(tmp_path, mode):
+    """Two recorders share ``locks/``: the first to finish removes it while empty, as the second comes to lock."""
+    folder = tmp_path / "cache" / "locks"
+    first = FolderLock(folder / "rank_0000.lock", "x", mode=mode, remove_folders=[folder]).acquire()
+    first.release()
+    assert not folder.exists()
+    with FolderLock(folder / "rank_0001.lock", "x", mode=mode) as second:
+        assert second.held_as == mode and (folder / "rank_0001.lock").is_file()
+
+
+@pytest.mark.parametrize("mode", ["flock", "lease"])
+def test_wait_takes_the_lock_once_its_holder_gives_it_back_and_else_names_the_holder(tmp_path, mode):
+    import threading
+
+    path = tmp_path / "setup.lock"
+    holder = FolderLock(path, "cache x (setup)", mode=mode).acquire()
+    with pytest.raises(FolderLocked, match="cache x \\(setup\\) is being written by pid"):
+        FolderLock(path, "cache x (setup)", mode=mode).wait(0.2)
+    threading.Timer(0.3, holder.release).start()
+    waiter = FolderLock(path, "cache x (setup)", mode=mode)
+    with waiter.wait(30) as held:  # entering a lock wait() took does not take it twice
+        assert held is waiter and held.held_as == mode and holder.held_as is None
+    assert not path.exists()

@@ -47,6 +47,9 @@ from .reader import TeacherCache, read_manifest, view_means
 from .storage import DONE, LOCKS, MANIFEST, Layout
 from .topk import encode_topk
 
+SETUP_WAIT_S = 120.0
+"""Seconds a recorder waits for another (rank) to finish setting the cache folder up."""
+
 
 def student_input_spec(cfg: RunConfig, num_classes: int) -> InputSpec:
     """The student's input spec, as the engine derives it: the config's input_size/mean/std, the rest
@@ -231,27 +234,29 @@ def _teacher_fields(cfg: RunConfig, teacher: nn.Module, spec: InputSpec, num_cla
 def _open_layout(out: Path, manifest: dict, num_classes: int, log: Callable[[str], None],
                  fix: str = "pass --overwrite to record afresh, or choose another --out folder") -> Layout:
     """The cache's files for ``manifest``: a cache already in ``out`` must be for the same settings (it is then
-    resumed, or extended to more epochs); files of the wrong size are allocated again; the manifest is written."""
-    if (out / MANIFEST).is_file():
-        old = read_manifest(out)
-        diff = resume_differences(old, manifest)
-        if diff is not None:
-            raise CacheMismatchError(out, *diff, fix)
-        manifest["epochs"] = max(int(old["epochs"]), manifest["epochs"])
-    layout = Layout(
-        out,
-        storage=manifest["storage"],
-        num_classes=num_classes,
-        k=manifest["k"],
-        rows_per_epoch=manifest["views_per_epoch"],
-        rows_per_rank=manifest["steps_per_epoch"] * manifest["batch_size"],
-    )
-    (out / DONE).mkdir(parents=True, exist_ok=True)
-    for epoch in range(manifest["epochs"]):
-        if layout.allocate(epoch):
-            log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
-    write_json(layout.manifest, manifest)
-    return layout
+    resumed, or extended to more epochs); files of the wrong size are allocated again; the manifest is written.
+    One recorder at a time does this (its ``setup.lock``): ranks recording at once each see the others' files whole."""
+    with FolderLock(out / LOCKS / "setup.lock", f"teacher cache {out} (setup)").wait(SETUP_WAIT_S):
+        if (out / MANIFEST).is_file():
+            old = read_manifest(out)
+            diff = resume_differences(old, manifest)
+            if diff is not None:
+                raise CacheMismatchError(out, *diff, fix)
+            manifest["epochs"] = max(int(old["epochs"]), manifest["epochs"])
+        layout = Layout(
+            out,
+            storage=manifest["storage"],
+            num_classes=num_classes,
+            k=manifest["k"],
+            rows_per_epoch=manifest["views_per_epoch"],
+            rows_per_rank=manifest["steps_per_epoch"] * manifest["batch_size"],
+        )
+        (out / DONE).mkdir(parents=True, exist_ok=True)
+        for epoch in range(manifest["epochs"]):
+            if layout.allocate(epoch):
+                log(f"epoch {epoch}: a file had the wrong size; recording that epoch again")
+        write_json(layout.manifest, manifest)
+        return layout
 
 
 def _record_block(
@@ -322,11 +327,10 @@ def _writer_locks(out: Path, ranks: Sequence[int]) -> Iterator[None]:
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
     if out.is_dir():
-        ours = [  # with another rank's manifest being written, when the ranks record at once
-            p for p in out.iterdir()
-            if p.name in (MANIFEST, DONE, LOCKS) or p.name.startswith("epoch_") or is_temporary(p)
-        ]
-        others = [p for p in out.iterdir() if p not in ours]
+        listed = list(out.iterdir())  # one listing: another rank's manifest may come and go as the ranks record
+        ours = [p for p in listed
+                if p.name in (MANIFEST, DONE, LOCKS) or p.name.startswith("epoch_") or is_temporary(p)]
+        others = [p for p in listed if p not in ours]
         if not (out / MANIFEST).is_file() and others:
             raise CacheError(
                 f"--out {out} holds other files ({others[0].name}, ...) and no cache; choose an empty "

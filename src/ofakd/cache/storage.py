@@ -10,6 +10,7 @@
     DIR/done/epoch_0000.rank_0000         marker: that rank's rows of that epoch are written, with the
                                           sha256 of those rows in each array ({"rows": N, "sha256": {...}})
     DIR/locks/rank_0000.lock              while a recorder writes that rank: its lock (``ofakd.run_folder.lock``)
+    DIR/locks/setup.lock                  while a recorder checks the manifest and sizes the files
 
 Raw little-endian arrays without headers, read and written through ``numpy.memmap``. An epoch's
 V = world_size x steps_per_epoch x batch_size rows are in (rank, step, position in batch) order,
@@ -180,7 +181,7 @@ class Layout:
                 os.close(fd)
         if reset:
             for marker in (self.directory / DONE).glob(f"epoch_{epoch:04d}.rank_*"):
-                marker.unlink()
+                marker.unlink(missing_ok=True)  # (another recorder may have just removed it)
         return reset
 
     def reserve(self, epoch: int, rank: int) -> None:

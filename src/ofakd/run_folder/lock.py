@@ -140,8 +140,20 @@ class FolderLock:
                 f"{_describe(self.lost)} took it over; stopping before writing anything more"
             )
 
+    def wait(self, seconds: float, poll: float = 0.05) -> FolderLock:
+        """Take the lock, waiting up to ``seconds`` for its holder to give it back (for a short critical section
+        that several processes pass through in turn); :class:`FolderLocked` when it is still held then."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.acquire()
+            except FolderLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(poll)
+
     def __enter__(self) -> FolderLock:
-        return self.acquire()
+        return self if self.held_as is not None else self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
@@ -249,7 +261,16 @@ def _describe(holder: dict | None) -> str:
 
 
 def _open(path: Path, flags: int) -> int:
-    return os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    """Open the lock file; its folder is made again when another holder removed it on release meanwhile."""
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    for _ in range(3):
+        try:
+            return os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            if not flags & os.O_CREAT:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, flags, 0o644)
 
 
 def _same_file(fd: int, path: Path) -> bool:
