@@ -120,10 +120,12 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def slow_run_in_child(args, *, sleep: float, log: Path, gate: Path | None = None, env: dict | None = None) -> int:
+def slow_run_in_child(args, *, sleep: float, log: Path, gate: Path | None = None, gate_after: int = 2,
+                      env: dict | None = None) -> int:
     """Fork a training process (the test process's modules, no import cost) running ``ofakd ARGS``
     with a slowed step; its output goes to ``log``. Returns its pid. With ``gate``, every step after the
-    second waits while that file exists; ``env`` is added to the child's environment."""
+    first ``gate_after`` of this process waits while that file exists; ``env`` is added to the child's
+    environment."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 70
@@ -139,7 +141,7 @@ def slow_run_in_child(args, *, sleep: float, log: Path, gate: Path | None = None
             def slow_step(self, *a, **k):
                 time.sleep(sleep)
                 calls.append(1)
-                while gate is not None and len(calls) > 2 and gate.exists():
+                while gate is not None and len(calls) > gate_after and gate.exists():
                     time.sleep(0.02)
                 return step(self, *a, **k)
 
@@ -215,15 +217,18 @@ def test_sigint_then_sigkill_lose_nothing(runs, tmp_path, capsys):
     first = load_state(run / "last.pt")
     assert 2 <= first["step"] < STEPS_PER_EPOCH
 
-    pid = slow_run_in_child(["train", "--resume", run], sleep=0.1, log=tmp_path / "2.log")
+    gate = tmp_path / "gate"  # the resumed run stops before step 18 (however slow this process is), is killed there
+    gate.touch()
+    pid = slow_run_in_child(["train", "--resume", run], sleep=0.0, log=tmp_path / "2.log", gate=gate,
+                            gate_after=17 - first["step"])
     wait_for_step(run, 17, lambda: child_alive(pid))
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
     killed = load_state(run / "last.pt")  # whole: atomic replacement
-    assert killed["step"] in (15, 20) and killed["epoch"] == 1 and killed["epoch_step"] == killed["step"] - 12
+    assert killed["step"] == 15 and killed["epoch"] == 1 and killed["epoch_step"] == 15 - STEPS_PER_EPOCH
     assert load_state(previous_path(run / "last.pt"))["step"] < killed["step"]  # the one before is kept too
-    assert max(train_steps(run)) > killed["step"]  # steps after it were logged, then lost with the process
+    assert max(train_steps(run)) == 17  # steps 16 and 17 were logged, then lost with the process
     assert not list(run.glob(".*tmp*"))
 
     code, out, err = cli("train", "--resume", run, capsys=capsys)
