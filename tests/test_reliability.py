@@ -106,15 +106,18 @@ def copy_run(runs: Path, name: str, dest: Path) -> Path:
 # ----------------------------------------------------------------------------- signals
 
 DRIVER = """
-import sys, time
+import os, sys, time
 import torch
 torch.set_num_threads(1)
 from ofakd.engine import amp as precision
 _step = precision.Precision.step
-def slow_step(self, *args, **kwargs):  # a slower training step, so the signal lands mid-epoch
-    time.sleep(float(sys.argv[1]))
+calls = []
+def gated_step(self, *args, **kwargs):  # steps after the third wait while the gate file exists
+    calls.append(1)
+    while len(calls) > 3 and os.path.exists(sys.argv[1]):
+        time.sleep(0.02)
     return _step(self, *args, **kwargs)
-precision.Precision.step = slow_step
+precision.Precision.step = gated_step
 from ofakd.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -178,13 +181,15 @@ def child_alive(pid: int) -> bool:
 def test_sigterm_saves_a_recovery_checkpoint_and_resume_is_exact(runs, tmp_path, capsys):
     """SIGTERM to a real `python -m ofakd`-style process: exit 75 after a checkpoint inside the epoch;
     --resume then ends exactly where the uninterrupted run ends."""
-    run = tmp_path / "run"
+    run, gate = tmp_path / "run", tmp_path / "gate"
+    gate.touch()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "0.15", *run_args(tmp_path, "run")],
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(gate), *run_args(tmp_path, "run")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        wait_for_step(run, 3, lambda: proc.poll() is None)
+        wait_for_step(run, 3, lambda: proc.poll() is None)  # then it waits at step 4's gate
         proc.send_signal(signal.SIGTERM)
+        gate.unlink()  # step 4 runs, and the run stops after it
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -195,7 +200,7 @@ def test_sigterm_saves_a_recovery_checkpoint_and_resume_is_exact(runs, tmp_path,
     assert last_line.startswith("ofakd train: interrupted: SIGTERM received: saved ")
     assert f"--resume {run}" in last_line
     ckpt = load_state(run / "last.pt")
-    assert ckpt["epoch"] == 0 and 3 <= ckpt["epoch_step"] < STEPS_PER_EPOCH  # stopped inside epoch 1
+    assert ckpt["epoch"] == 0 and ckpt["epoch_step"] == 4  # stopped inside epoch 1, at the step it was on
     assert ckpt["step"] == ckpt["epoch_step"] == max(train_steps(run))  # at the step boundary
     code, out, err = cli("train", "--resume", run, capsys=capsys)
     assert code == 0, err
