@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from torch.utils.data import Dataset
 
 from ..autocast import resolve_amp
-from ..cache import CachedTeacher, TeacherCache
+from ..cache import CachedTeacher
 from ..cache.record import record_given
 from ..config.messages import config_error
 from ..config.schema import RunConfig
@@ -38,7 +38,7 @@ from ..run_folder import LAST, default_name, sanitize_name
 from ..teacher.live import LiveTeacher
 from .launch import distributed
 from .processes import DistContext
-from .setup import Setup, SetupBuilder
+from .setup import Setup, SetupBuilder, replayed_cache
 from .trainer import Trainer
 
 
@@ -146,10 +146,7 @@ def _replayed_teacher(distiller: Distiller, cfg: RunConfig, views: DataBundle, s
     record_given(live, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
                  run_amp=run_amp, topk=topk, log=log)
     dist.barrier()  # every rank's share recorded before any is checked
-    cache = TeacherCache(cfg.teacher.cache)
-    cache.check_run(cfg, fingerprint=views.fingerprint, student_spec=spec, world_size=dist.world_size,
-                    cycle=cfg.teacher.cache_cycle, method=distiller)
-    return CachedTeacher(cache, rank=dist.rank)
+    return replayed_cache(cfg, views.fingerprint, spec, dist, distiller)
 
 
 def _quiet(line: str) -> None:

@@ -65,12 +65,9 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
     bundle = run_data(cfg, student_spec, world_size=dist.world_size, rank=dist.rank,
                       with_indices=method.needs_sample_indices, pin_memory=device.type == "cuda",
                       persistent_workers=True)
-    if cfg.teacher.cache:  # every mismatch stops the run here, before its first step
-        cache = TeacherCache(cfg.teacher.cache)
-        cache.check_run(cfg, fingerprint=bundle.fingerprint, student_spec=student_spec, world_size=dist.world_size,
-                        cycle=cfg.teacher.cache_cycle, method=method,
-                        precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
-        teacher = CachedTeacher(cache, rank=dist.rank)
+    if cfg.teacher.cache:
+        teacher = replayed_cache(cfg, bundle.fingerprint, student_spec, dist, method,
+                                 precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
     distiller = create_distiller(
         cfg.method.name,
         teacher=teacher,
@@ -81,3 +78,13 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
     )
     distiller.to(device)
     return Setup(distiller, student, teacher, bundle, student_spec)
+
+
+def replayed_cache(cfg: RunConfig, fingerprint: str, student_spec: InputSpec, dist: DistContext, method,
+                   precision: str | None = None) -> CachedTeacher:
+    """This process's replay of the run's teacher-output cache (``teacher.cache``), checked against the run
+    first: every mismatch stops it here, before its first step."""
+    cache = TeacherCache(cfg.teacher.cache)
+    cache.check_run(cfg, fingerprint=fingerprint, student_spec=student_spec, world_size=dist.world_size,
+                    cycle=cfg.teacher.cache_cycle, method=method, precision=precision)
+    return CachedTeacher(cache, rank=dist.rank)
