@@ -65,10 +65,12 @@ def distill_args(out_dir: Path, name: str, *, batch: int, student: str = "vit", 
     ]
 
 
-def torchrun(args: list[str], *, nproc: int, port: int, nnodes: int = 1, node_rank: int = 0) -> subprocess.Popen:
-    """Start ``torchrun ... -m ofakd ARGS`` (a static rendezvous at 127.0.0.1:port)."""
+def torchrun(args: list[str], *, nproc: int, port: int, nnodes: int = 1, node_rank: int = 0,
+             program: tuple[str, ...] = ("-m", "ofakd")) -> subprocess.Popen:
+    """Start ``torchrun ... PROGRAM ARGS`` (``-m ofakd`` unless a script is given; a static rendezvous at
+    127.0.0.1:port)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--nnodes={nnodes}",
-           f"--node_rank={node_rank}", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "ofakd", *args]
+           f"--node_rank={node_rank}", "--master_addr=127.0.0.1", f"--master_port={port}", *program, *args]
     return subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

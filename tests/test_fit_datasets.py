@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -145,14 +143,13 @@ ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="cache
 
 @pytest.mark.slow
 def test_fit_under_torchrun_records_each_rank_and_replays_the_live_run(tmp_path):
-    from .test_distributed import LAUNCH_TIMEOUT, child_env, free_port, launch_report
+    from .test_distributed import LAUNCH_TIMEOUT, finish, free_port, launch_report, torchrun
 
     script = tmp_path / "fits.py"
     script.write_text(TORCHRUN_FITS)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(script), str(Path(__file__).parents[1]), str(tmp_path)]
-    done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=2 * LAUNCH_TIMEOUT)
-    assert done.returncode == 0, launch_report(done.stdout + done.stderr)
+    code, out = finish(torchrun([str(Path(__file__).parents[1]), str(tmp_path)], nproc=2, port=free_port(),
+                                program=(str(script),)), timeout=2 * LAUNCH_TIMEOUT)
+    assert code == 0, launch_report(out)
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["steps_per_epoch"] == 2  # 64 images, 2 ranks x batch 16
     summary = json.loads((tmp_path / "cached" / "summary.json").read_text())

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -148,14 +146,13 @@ with distributed("cpu") as dist:
 
 @pytest.mark.slow
 def test_torchrun_syncs_and_all_reduces_once_per_log_step_and_skips_alike(tmp_path):
-    from .test_distributed import LAUNCH_TIMEOUT, child_env, free_port, launch_report
+    from .test_distributed import finish, free_port, launch_report, torchrun
 
     script = tmp_path / "count.py"
     script.write_text(SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(script), str(Path(__file__).parent), str(tmp_path)]
-    done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
-    assert done.returncode == 0, launch_report(done.stdout + done.stderr)
+    code, out = finish(torchrun([str(Path(__file__).parent), str(tmp_path)], nproc=2, port=free_port(),
+                                program=(str(script),)))
+    assert code == 0, launch_report(out)
     results = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(r["rank"] for r in results) == [0, 1] and {r["world"] for r in results} == {2}
     for r in results:  # the 20 steps hold two reads, each one all-reduce of the step records and one host sync
