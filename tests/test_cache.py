@@ -254,11 +254,12 @@ def recorded_spec(cache) -> InputSpec:
     return InputSpec(tuple(m["input_size"]), tuple(m["mean"]), tuple(m["std"]))
 
 
-def check(cache, cfg, *, fingerprint=None, spec=None, world_size=1, **kw):
+def check(cache, cfg, *, fingerprint=None, views=None, spec=None, world_size=1, **kw):
     spec = spec or recorded_spec(cache)
     cache.check_run(
         cfg,
         fingerprint=fingerprint or cache.manifest["dataset"]["fingerprint"],
+        views=views or cache.manifest["dataset"]["views"],
         student_spec=spec,
         world_size=world_size,
         **kw,
@@ -304,6 +305,7 @@ def test_each_manifest_mismatch_names_field_recorded_and_requested(full_cache, t
             cache.manifest["dataset"]["fingerprint"],
             other_fp,
         ),
+        ("dataset.views", dict(views="batched"), "'per_image'", "'batched'"),
         ("transforms.reprob", dict(cfg=[("augment.reprob", 0.5)]), "0.25", "0.5"),
         (
             "transforms.auto_augment",
@@ -596,14 +598,22 @@ def test_cached_run_losses_equal_the_live_run_step_by_step(
         assert any(abs(a["kd"] - b["kd"]) > 1e-2 for a, b in zip(live[8:], cached[8:]))
 
 
-def test_a_bf16_teacher_from_the_cache_trains_the_same_student_as_live(teacher_file, tmp_path):
-    """The recorder calls the same live teacher a run builds (input view, precision, folded BatchNorms),
-    so with ``teacher.amp: bf16`` the cached logits are the live ones and the students end the same."""
+BATCHED_AUGMENT = [("augment.auto_augment", None), ("augment.color_jitter", 0.0), ("augment.interpolation", "random")]
+"""The same recipe without RandAugment and colour jitter: random-resized crops with random interpolation, flips,
+erasing, mixup/cutmix and smoothing, all on the batched path."""
+
+
+@pytest.mark.parametrize("path", ["per_image", "batched"])
+def test_a_bf16_teacher_from_the_cache_trains_the_same_student_as_live(teacher_file, tmp_path, path):
+    """The recorder calls the same live teacher a run builds (input view, precision, folded BatchNorms) over the
+    same views, so with ``teacher.amp: bf16`` the cached logits are the live ones and the students end the same,
+    bit for bit, on either data path."""
     from ofakd.engine import fit
 
-    common = [("method", {"name": "kd"}), ("teacher.amp", "bf16")]
+    common = [("method", {"name": "kd"}), ("teacher.amp", "bf16"), ("data.loader", path),
+              *(BATCHED_AUGMENT if path == "batched" else [])]
     cache = record_cache(make_cfg(teacher_file, None, *common), tmp_path / "cache", **QUIET)
-    assert cache.manifest["precision"] == "bf16"
+    assert cache.manifest["precision"] == "bf16" and cache.manifest["dataset"]["views"] == path
     quiet = {"progress": False, "tensorboard": False, "log": lambda _msg: None}
     fit(make_cfg(teacher_file, tmp_path, *common, ("run.name", "live")), **quiet)
     fit(make_cfg(teacher_file, tmp_path, *common, ("run.name", "cached"), ("teacher.cache", str(cache.directory))),

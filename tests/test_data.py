@@ -73,8 +73,9 @@ def test_digits_raw_data_and_stratified_split():
     assert len(train) == 1438 and len(val) == 359 and not set(train) & set(val)
     assert np.bincount(targets[val]).tolist() == [36, 36, 35, 37, 36, 36, 36, 36, 35, 36]
     b = build(DataConfig(name="digits"), channels=1, size=8)
-    # 16 gray levels scaled to 0..255; no resampling at 8 px
-    np.testing.assert_array_equal(b.val_loader.dataset.images, np.round(images[val] * 255 / 16))
+    # 16 gray levels scaled to 0..255; no resampling at 8 px (held as one (N, 1, 8, 8) uint8 tensor: batched path)
+    assert b.path.name == "batched"
+    np.testing.assert_array_equal(b.val_loader.dataset.images[:, 0].numpy(), np.round(images[val] * 255 / 16))
     x, y = next(iter(b.val_loader))
     assert set((x * 255).round().flatten().tolist()) <= {float(round(k * 255 / 16)) for k in range(17)}
     assert y.tolist() == targets[val[:8]].tolist()
@@ -84,7 +85,7 @@ def test_digits_split_does_not_depend_on_training_seed():
     a = build(DataConfig(name="digits"), seed=1)
     b = build(DataConfig(name="digits"), seed=2)
     assert a.fingerprint == b.fingerprint and a.fingerprint.startswith("digits-train1438-val359-")
-    np.testing.assert_array_equal(a.val_loader.dataset.images, b.val_loader.dataset.images)
+    assert torch.equal(a.val_loader.dataset.images, b.val_loader.dataset.images)
 
 
 def test_normalisation_uses_given_mean_std_and_averages_for_one_channel():
@@ -288,9 +289,9 @@ def test_subset_larger_than_dataset(tmp_path):
 
 
 def test_subsets_are_fixed_random_and_independent_of_seed():
-    full = build(DataConfig(name="digits"))
-    a = build(DataConfig(name="digits", train_subset=100, val_subset=50), seed=1)
-    b = build(DataConfig(name="digits", train_subset=100, val_subset=50), seed=2)
+    full = build(DataConfig(name="digits", loader="per_image"))
+    a = build(DataConfig(name="digits", train_subset=100, val_subset=50, loader="per_image"), seed=1)
+    b = build(DataConfig(name="digits", train_subset=100, val_subset=50, loader="per_image"), seed=2)
     assert len(a.train_loader.dataset) == 100 and len(a.val_loader.dataset) == 50
     assert a.fingerprint == b.fingerprint != full.fingerprint
     sub = plain_dataset(a).images
@@ -309,9 +310,8 @@ def test_no_full_batch_is_an_error():
 
 
 def test_with_indices_match_dataset_items():
-    b = build(
-        DataConfig(name="digits", train_subset=64, val_subset=24), size=16, batch_size=8, with_indices=True
-    )
+    b = build(DataConfig(name="digits", train_subset=64, val_subset=24, loader="per_image"), size=16, batch_size=8,
+              with_indices=True)
     base = plain_dataset(b)
     order = list(b.train_sampler)
     x, y, idx = next(iter(b.train_loader))

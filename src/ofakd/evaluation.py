@@ -19,11 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from torch.utils.data import DataLoader
 
 from .config.messages import config_error
 from .config.schema import RunConfig
 from .data import build_data, dataset_num_classes, seed_everything
+from .data.build import reordered
 from .data.config import DataConfig
 from .data.samplers import ShardSampler
 from .data.views import ViewSampler
@@ -109,17 +109,11 @@ def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False
     augment = cfg.augment.model_copy(update=PLAIN_TRAIN) if split == "train" else cfg.augment
     bundle = build_data(cfg.data, augment, input_size=spec.input_size, mean=spec.mean, std=spec.std,
                         batch_size=cfg.train.batch_size, seed=0, drop_last=False,
-                        world_size=dist.world_size, rank=dist.rank)
+                        world_size=dist.world_size, rank=dist.rank, device=device)
     loader = bundle.train_loader if split == "train" else bundle.val_loader
     if split == "train" and dist.distributed:  # each image once over the processes (the train sampler pads)
-        loader = _shard_loader(loader, dist, workers=cfg.data.workers)
+        shard = ShardSampler(loader.dataset, world_size=dist.world_size, rank=dist.rank)
+        loader = reordered(loader, ViewSampler(shard, world_size=dist.world_size, rank=dist.rank))
     result = evaluate(model, loader, device=device, precision=Precision(cfg.train.amp, device), dist=dist)
     return result, list(bundle.class_names)
 
-
-def _shard_loader(train_loader: DataLoader, dist: DistContext, *, workers: int) -> DataLoader:
-    """``train_loader``'s images and collate over this process's :class:`ShardSampler` share, in order."""
-    shard = ShardSampler(train_loader.dataset, world_size=dist.world_size, rank=dist.rank)
-    return DataLoader(train_loader.dataset, batch_size=train_loader.batch_size, num_workers=workers,
-                      sampler=ViewSampler(shard, world_size=dist.world_size, rank=dist.rank),
-                      collate_fn=train_loader.collate_fn)

@@ -9,7 +9,8 @@ Fields (JSON)::
                                branches), input_size / mean / std / interpolation (its input spec)
     student_input              input_size, mean, std: what the data is prepared for (the teacher saw
                                these views after the engine's teacher-input adapter)
-    dataset                    name, fingerprint (contents and split), num_classes
+    dataset                    name, fingerprint (contents and split), num_classes, views (the data
+                               path that made the views: batched or per_image)
     transforms                 the augment fields that shape a training view (every one but
                                crop_pct, which is validation only, and smoothing, which touches
                                targets only)
@@ -80,7 +81,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def request_fields(cfg, *, fingerprint: str, student_spec, world_size: int) -> dict[str, Any]:
+def request_fields(cfg, *, fingerprint: str, views: str, student_spec, world_size: int) -> dict[str, Any]:
     """The manifest fields a run with config ``cfg`` needs, dotted (``teacher.*`` only where the
     config names the teacher: a cache can stand in for an unnamed one)."""
     fields: dict[str, Any] = {}
@@ -98,6 +99,7 @@ def request_fields(cfg, *, fingerprint: str, student_spec, world_size: int) -> d
         if getattr(teacher, name) is not None:
             fields[f"teacher.{name}"] = getattr(teacher, name)
     fields["dataset.fingerprint"] = fingerprint
+    fields["dataset.views"] = views
     fields.update({f"transforms.{k}": v for k, v in view_transforms(cfg.augment).items()})
     fields.update({f"student_input.{k}": v for k, v in spec_dict(student_spec).items()})
     fields["data_seed"] = cfg.data_seed

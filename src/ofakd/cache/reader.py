@@ -219,6 +219,7 @@ class TeacherCache:
         cfg,
         *,
         fingerprint: str,
+        views: str,
         student_spec,
         world_size: int,
         cycle: bool = False,
@@ -240,7 +241,7 @@ class TeacherCache:
         if teacher_dim is not None and int(teacher_dim) != self.teacher_dim:
             raise CacheMismatchError(self.directory, "teacher.num_features", self.teacher_dim, teacher_dim)
         requested = request_fields(
-            cfg, fingerprint=fingerprint, student_spec=student_spec, world_size=world_size
+            cfg, fingerprint=fingerprint, views=views, student_spec=student_spec, world_size=world_size
         )
         check_fields(self.directory, self.manifest, requested)
         epochs = cfg.train.epochs

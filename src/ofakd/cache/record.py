@@ -97,7 +97,7 @@ def record_cache(
         seed_everything(cfg.train.seed)  # as a run does before building its models
         student_spec = student_input_spec(cfg, num_classes)
         teacher, teacher_spec = build_teacher_model(cfg.teacher, num_classes)
-        bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True)
+        bundle = run_data(cfg, student_spec, world_size=world_size, rank=ranks[0], with_indices=True, device=device)
         manifest = _manifest(cfg, teacher, teacher_spec, student_spec, bundle, world_size=world_size, storage=storage,
                              k=k, precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
         layout = _open_layout(out, manifest, num_classes, log)
@@ -200,7 +200,8 @@ def _manifest(cfg: RunConfig, teacher: nn.Module, teacher_spec: InputSpec, stude
         "version": VERSION,
         "teacher": _teacher_fields(cfg, teacher, teacher_spec, num_classes),  # before folding changes the weights
         "student_input": spec_dict(student_spec),
-        "dataset": {"name": cfg.data.name, "fingerprint": bundle.fingerprint, "num_classes": num_classes},
+        "dataset": {"name": cfg.data.name, "fingerprint": bundle.fingerprint, "num_classes": num_classes,
+                    "views": bundle.path.name},
         "transforms": view_transforms(cfg.augment),
         "data_seed": cfg.data_seed,
         "batch_size": batch,
@@ -287,7 +288,7 @@ def _record_block(
                 values, classes, lse = encode_topk(logits, layout.k)
                 _check_finite(values, epoch, step, rank)
                 arrays["values"][rows], arrays["indices"][rows], arrays["lse"][rows] = values, classes, lse
-            arrays["index"][rows] = indices.numpy().astype(np.int32)
+            arrays["index"][rows] = indices.cpu().numpy().astype(np.int32)
             arrays["check"][rows] = view_means(images)
             done += 1
             if on_step is not None:

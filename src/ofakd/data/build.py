@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from timm.data import Mixup
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError, DataError
+from .batched.choice import BATCHED, DataPath, choose_path
+from .batched.loader import BatchedLoader
+from .batched.resident import ResidentImages
+from .batched.transforms import BatchedEvalTransform, BatchedTrainTransform
 from .config import AugmentConfig, DataConfig
-from .datasets import IndexedDataset
+from .datasets import ArrayImageDataset, IndexedDataset
 from .fingerprint import fingerprint as compute_fingerprint
 from .loaders import Loading, make_loader
 from .samplers import train_sampler, val_sampler
 from .sources import load_source, source_num_classes
-from .transforms import build_eval_transform, build_train_transform
+from .transforms import build_eval_transform, build_train_transform, check_input_size
 from .views import KeyedViewDataset, ViewCollate, ViewSampler
 
 if TYPE_CHECKING:
@@ -42,6 +48,8 @@ class DataBundle:
     smoothing folded in) is applied inside ``train_loader`` under keyed generators."""
     rank: int = 0
     views: TrainViews | None = field(default=None, repr=False)
+    path: DataPath = DataPath("per_image")
+    """The data path the views take (batched or per_image) and, when ``data.loader: auto`` fell back, why."""
 
     @property
     def world_size(self) -> int:
@@ -92,15 +100,13 @@ def build_mixup(augment: AugmentConfig, num_classes: int) -> Mixup | None:
 class TrainViews:
     """The keyed training views of one world size: any rank's index sampler and loader over them."""
 
-    dataset: Dataset
-    """The (keyed) training set: a view is a function of the data seed, epoch and position only."""
-    collate: ViewCollate
+    dataset: Dataset | ResidentImages
+    """The training set: a view is a function of the data seed, epoch and position only."""
     seed: int
     batch_size: int
     world_size: int
     repeated_aug: int
     drop_last: bool
-    loading: Loading
 
     def sampler(self, rank: int) -> Sampler:
         """``rank``'s order of dataset indices (call ``set_epoch`` before each epoch)."""
@@ -109,8 +115,19 @@ class TrainViews:
             repeated_aug=self.repeated_aug,
         )
 
-    def loader(self, rank: int, sampler: Sampler) -> DataLoader:
+    def loader(self, rank: int, sampler: Sampler) -> DataLoader | BatchedLoader:
         """``rank``'s batches of views in ``sampler``'s order."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PerImageViews(TrainViews):
+    """Views made image by image (a PIL transform under each view's generators) in DataLoader workers."""
+
+    collate: ViewCollate | None = None
+    loading: Loading = Loading()
+
+    def loader(self, rank: int, sampler: Sampler) -> DataLoader:
         return make_loader(
             self.dataset,
             batch_size=self.batch_size,
@@ -120,6 +137,28 @@ class TrainViews:
             loading=self.loading,
             collate_fn=self.collate,
         )
+
+
+@dataclass(frozen=True)
+class BatchedViews(TrainViews):
+    """Views made a batch at a time from resident images on their device (:mod:`ofakd.data.batched`)."""
+
+    transform: Callable | None = None
+    mixup: Callable | None = None
+    with_indices: bool = False
+
+    def loader(self, rank: int, sampler: Sampler) -> BatchedLoader:
+        return BatchedLoader(self.dataset, self.transform, ViewSampler(sampler, world_size=self.world_size, rank=rank),
+                             batch_size=self.batch_size, drop_last=self.drop_last, seed=self.seed, mixup=self.mixup,
+                             with_indices=self.with_indices)
+
+
+def reordered(loader: DataLoader | BatchedLoader, sampler: Sampler) -> DataLoader | BatchedLoader:
+    """``loader``'s images and transforms (or collate) in ``sampler``'s order, one pass, no workers kept."""
+    if isinstance(loader, BatchedLoader):
+        return loader.with_sampler(sampler)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, num_workers=loader.num_workers,
+                      sampler=sampler, collate_fn=loader.collate_fn)
 
 
 def _check_batching(batch_size: int, world_size: int, rank: int, mixup_on: bool) -> None:
@@ -158,6 +197,7 @@ def build_data(
     drop_last: bool = True,
     pin_memory: bool = False,
     persistent_workers: bool = False,
+    device: torch.device | str = "cpu",
 ) -> DataBundle:
     """Build train/val loaders for the student's ``input_size`` (C, H, W) and ``mean``/``std``.
 
@@ -166,23 +206,33 @@ def build_data(
     ``world_size`` ranks. Batches are ``[images, targets]`` or, with ``with_indices``,
     ``[images, targets, indices]``; train targets are soft rows (B, K) when mixup/cutmix is on
     (``bundle.soft_targets``), class indices otherwise. ``pin_memory`` and ``persistent_workers``: see
-    :class:`~ofakd.data.loaders.Loading` (a training run on a GPU wants both).
+    :class:`~ofakd.data.loaders.Loading` (a training run on a GPU wants both). The data path follows
+    ``data.loader`` (:func:`~ofakd.data.batched.choice.choose_path`); a batched one keeps the images on
+    ``device`` and its batches come out there.
     """
     mixup_on = augment.mixup > 0 or augment.cutmix > 0
     _check_batching(batch_size, world_size, rank, mixup_on)
-    train_tf = build_train_transform(augment, input_size, mean, std)
-    val_tf = build_eval_transform(augment, input_size, mean, std)
-
+    check_input_size(input_size)
     source = load_source(data)
     train_ds: Dataset = _subset(source.train, data.train_subset, "train_subset", "training", source.location)
     val_ds: Dataset = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
     fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
-    train_ds.transform, val_ds.transform = train_tf, val_tf
     mixup = build_mixup(augment, len(source.class_names)) if mixup_on else None
-    return _bundle(train_ds, val_ds, source.class_names, fp, source.location, mixup=mixup, batch_size=batch_size,
-                   seed=seed, world_size=world_size, rank=rank, with_indices=with_indices, drop_last=drop_last,
-                   repeated_aug=augment.repeated_aug,
-                   loading=Loading(data.workers, data.prefetch, pin_memory, persistent_workers))
+    in_memory = isinstance(train_ds, ArrayImageDataset) and isinstance(val_ds, ArrayImageDataset)
+    path = choose_path(data, augment, input_size, in_memory=in_memory)
+    batching = dict(mixup=mixup, batch_size=batch_size, seed=seed, world_size=world_size, rank=rank,
+                    with_indices=with_indices, drop_last=drop_last, repeated_aug=augment.repeated_aug)
+    if path.name == BATCHED:
+        train_images = ResidentImages.from_arrays(train_ds, device)
+        val_images = ResidentImages.from_arrays(val_ds, device)
+        return _batched_bundle(train_images, val_images, source.class_names, fp, source.location,
+                               train_transform=BatchedTrainTransform(augment, input_size, mean, std),
+                               val_transform=BatchedEvalTransform(augment, input_size, mean, std), **batching)
+    train_ds.transform = build_train_transform(augment, input_size, mean, std)
+    val_ds.transform = build_eval_transform(augment, input_size, mean, std)
+    bundle = _bundle(train_ds, val_ds, source.class_names, fp, source.location, **batching,
+                     loading=Loading(data.workers, data.prefetch, pin_memory, persistent_workers))
+    return replace(bundle, path=path)
 
 
 def given_data(
@@ -219,13 +269,11 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
     validation split shared among ranks."""
     if with_indices:
         train_ds, val_ds = IndexedDataset(train_ds), IndexedDataset(val_ds)
-    views = TrainViews(
+    views = PerImageViews(
         dataset=KeyedViewDataset(train_ds, seed), collate=ViewCollate(seed, mixup), seed=seed,
         batch_size=batch_size, world_size=world_size, repeated_aug=repeated_aug, drop_last=drop_last,
         loading=loading,
     )
-    sampler = views.sampler(rank)
-    _check_epoch(sampler, batch_size, drop_last, mixup is not None, location)
     val_loader = make_loader(
         val_ds,
         batch_size=batch_size,
@@ -234,6 +282,29 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
         drop_last=False,
         loading=loading,
     )
+    return _views_bundle(views, val_loader, class_names, fp, location, rank=rank, mixup_on=mixup is not None)
+
+
+def _batched_bundle(train_images: ResidentImages, val_images: ResidentImages, class_names: list[str], fp: str,
+                    location: str, *, train_transform: Callable, val_transform: Callable, mixup, batch_size: int,
+                    seed: int, world_size: int, rank: int, with_indices: bool, drop_last: bool,
+                    repeated_aug: int) -> DataBundle:
+    """The loaders of resident train/val images on the batched path (keyed training views, mixup per batch)."""
+    views = BatchedViews(
+        dataset=train_images, seed=seed, batch_size=batch_size, world_size=world_size, repeated_aug=repeated_aug,
+        drop_last=drop_last, transform=train_transform, mixup=mixup, with_indices=with_indices,
+    )
+    val_loader = BatchedLoader(val_images, val_transform, val_sampler(val_images, world_size=world_size, rank=rank),
+                               batch_size=batch_size, drop_last=False, with_indices=with_indices)
+    bundle = _views_bundle(views, val_loader, class_names, fp, location, rank=rank, mixup_on=mixup is not None)
+    return replace(bundle, path=DataPath(BATCHED))
+
+
+def _views_bundle(views: TrainViews, val_loader, class_names: list[str], fp: str, location: str, *, rank: int,
+                  mixup_on: bool) -> DataBundle:
+    """The bundle of ``rank``'s training views beside the validation loader."""
+    sampler = views.sampler(rank)
+    _check_epoch(sampler, views.batch_size, views.drop_last, mixup_on, location)
     return DataBundle(
         train_loader=views.loader(rank, sampler),
         val_loader=val_loader,
@@ -241,14 +312,15 @@ def _bundle(train_ds: Dataset, val_ds: Dataset, class_names: list[str], fp: str,
         class_names=list(class_names),
         train_sampler=sampler,
         fingerprint=fp,
-        soft_targets=mixup is not None,
+        soft_targets=mixup_on,
         rank=rank,
         views=views,
     )
 
 
 def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: int, with_indices: bool,
-             pin_memory: bool = False, persistent_workers: bool = False) -> DataBundle:
+             pin_memory: bool = False, persistent_workers: bool = False,
+             device: torch.device | str = "cpu") -> DataBundle:
     """The data of a run of ``cfg``: the student's input spec, the data seed, full batches only. A live
     run and ``ofakd cache record`` both draw their views through this, so they draw the same ones."""
     return build_data(
@@ -265,4 +337,5 @@ def run_data(cfg: RunConfig, student_spec: InputSpec, *, world_size: int, rank: 
         drop_last=True,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers,
+        device=device,
     )

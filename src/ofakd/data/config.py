@@ -7,6 +7,7 @@ from typing import Literal
 import pydantic
 
 DatasetName = Literal["digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "python"]
+LoaderName = Literal["auto", "batched", "per_image"]
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming", "random")
 DOWNLOADABLE = ("fashion-mnist", "cifar10", "cifar100")
 
@@ -30,6 +31,12 @@ class DataConfig(pydantic.BaseModel, extra="forbid"):
     """Batches each loader worker prepares ahead (DataLoader's prefetch_factor; with data.workers > 0)."""
     skip_corrupt: bool = False
     """imagefolder: skip unreadable images with a warning instead of failing on them."""
+    loader: LoaderName = "auto"
+    """The data path. batched: the data set held in memory as one uint8 tensor on the training device, each
+    batch gathered and augmented there with tensor ops (digits, fashion-mnist, cifar, arrays given to ofakd.fit);
+    per_image: a PIL transform per image in loader workers (any data set, every augmentation); auto: batched
+    where it applies, else per_image (saying why when the data set is in memory). data.workers applies to
+    per_image only."""
 
     @pydantic.field_validator("train_subset", "val_subset")
     @classmethod
@@ -76,6 +83,9 @@ class AugmentConfig(pydantic.BaseModel, extra="forbid"):
     train_resize_only: bool = False
     """Plain resize + optional hflip instead of random-resized-crop (tiny images: digits, fashion-mnist);
     colour jitter is then off, auto_augment and reprob still apply."""
+    crop_padding: int = 0
+    """With train_resize_only: after the resize, a random crop of the input size out of the image zero-padded
+    by this many pixels on each side (the classic CIFAR recipe's 4); 0 is off."""
     repeated_aug: int = 0
     """Repeated augmentation count (timm RepeatAugSampler); 0 or 1 is off."""
 
@@ -120,6 +130,15 @@ class AugmentConfig(pydantic.BaseModel, extra="forbid"):
         if v not in INTERPOLATIONS:
             raise ValueError(f"must be one of {', '.join(INTERPOLATIONS)}")
         return v
+
+    @pydantic.model_validator(mode="after")
+    def _padding_with_plain_resize(self) -> AugmentConfig:
+        if self.crop_padding < 0:
+            raise ValueError("crop_padding must be >= 0 (0 turns the padded crop off)")
+        if self.crop_padding and not self.train_resize_only:
+            raise ValueError("crop_padding applies after a plain resize: set train_resize_only true, or "
+                             "crop_padding 0 (the random-resized crop already crops)")
+        return self
 
     @pydantic.field_validator("repeated_aug")
     @classmethod

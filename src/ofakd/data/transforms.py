@@ -70,7 +70,7 @@ def channel_stats(values: Sequence[float], channels: int, what: str) -> tuple[fl
     )
 
 
-def _check_channels(input_size: Sequence[int]) -> tuple[int, int, int]:
+def check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
     if len(input_size) != 3 or input_size[0] not in (1, 3) or min(input_size[1:]) < 1:
         raise ConfigError(f"input_size must be (C, H, W) with C 1 or 3, got {tuple(input_size)}")
     c, h, w = (int(v) for v in input_size)
@@ -86,14 +86,16 @@ def _final(channels: int, mean, std, reprob: float) -> list:
 
 
 def build_train_transform(augment: AugmentConfig, input_size: Sequence[int], mean, std) -> T.Compose:
-    """Random training transform: timm's random-resized-crop (or plain resize), flip, RandAugment or
-    colour jitter, then tensor, normalise, random erasing."""
-    c, h, w = _check_channels(input_size)
+    """Random training transform: timm's random-resized-crop (or plain resize and an optional padded random
+    crop), flip, RandAugment or colour jitter, then tensor, normalise, random erasing."""
+    c, h, w = check_input_size(input_size)
     mean_c, std_c = channel_stats(mean, c, "mean"), channel_stats(std, c, "std")
     mean3 = channel_stats(mean_c, 3, "mean") if c == 1 else mean_c
     if augment.train_resize_only:
         interp = "bicubic" if augment.interpolation == "random" else augment.interpolation
         pil = [T.Resize((h, w), interpolation=str_to_interp_mode(interp))]
+        if augment.crop_padding:
+            pil.append(T.RandomCrop((h, w), padding=augment.crop_padding))
         if augment.hflip > 0:
             pil.append(T.RandomHorizontalFlip(augment.hflip))
         if augment.auto_augment:
@@ -124,7 +126,7 @@ def _timm_train_stages(augment: AugmentConfig, h: int, w: int, mean3, std) -> tu
 
 def build_eval_transform(augment: AugmentConfig, input_size: Sequence[int], mean, std) -> T.Compose:
     """Deterministic transform: resize to H×W, or with ``crop_pct`` timm's resize + center crop."""
-    c, h, w = _check_channels(input_size)
+    c, h, w = check_input_size(input_size)
     mean_c, std_c = channel_stats(mean, c, "mean"), channel_stats(std, c, "std")
     interp = "bicubic" if augment.interpolation == "random" else augment.interpolation
     if augment.crop_pct is None:

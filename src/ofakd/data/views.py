@@ -33,6 +33,8 @@ VIEW_KEY = 0
 """Domain tag of a single view's key."""
 MIX_KEY = 1
 """Domain tag of a batch's mixup/cutmix key."""
+BATCHED_VIEW_KEY = 2
+"""Domain tag of a view's key on the batched path (:mod:`ofakd.data.batched`)."""
 
 
 def key_state(*key: int) -> np.ndarray:
@@ -149,6 +151,12 @@ class ViewCollate:
         batch = list(default_collate([item for _, item in pairs]))
         if self.mixup is not None:
             _, epoch, first = keys[0]
-            with keyed_rng(MIX_KEY, self.seed, epoch, first):
-                batch[0], batch[1] = self.mixup(batch[0], batch[1])
+            batch[0], batch[1] = keyed_mix(self.mixup, self.seed, epoch, first, batch[0], batch[1])
         return batch
+
+
+def keyed_mix(mixup: Callable, seed: int, epoch: int, first_position: int, images, targets):
+    """``mixup(images, targets)`` under the RNG of the batch's key ``(seed, epoch, first view's global position)``:
+    the same λ, mode and box for the same batch on either data path."""
+    with keyed_rng(MIX_KEY, seed, epoch, first_position):
+        return mixup(images, targets)

@@ -146,7 +146,7 @@ def _replayed_teacher(distiller: Distiller, cfg: RunConfig, views: DataBundle, s
     record_given(live, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
                  run_amp=run_amp, topk=topk, log=log)
     dist.barrier()  # every rank's share recorded before any is checked
-    return replayed_cache(cfg, views.fingerprint, spec, dist, distiller)
+    return replayed_cache(cfg, views, spec, dist, distiller)
 
 
 def _quiet(line: str) -> None:

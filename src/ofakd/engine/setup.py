@@ -64,9 +64,9 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
         teacher = live_teacher(model, spec, student_spec, amp=cfg.teacher.amp, dtype=cfg.teacher.dtype, run_amp=run_amp)
     bundle = run_data(cfg, student_spec, world_size=dist.world_size, rank=dist.rank,
                       with_indices=method.needs_sample_indices, pin_memory=device.type == "cuda",
-                      persistent_workers=True)
+                      persistent_workers=True, device=device)
     if cfg.teacher.cache:
-        teacher = replayed_cache(cfg, bundle.fingerprint, student_spec, dist, method,
+        teacher = replayed_cache(cfg, bundle, student_spec, dist, method,
                                  precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
     distiller = create_distiller(
         cfg.method.name,
@@ -80,11 +80,12 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
     return Setup(distiller, student, teacher, bundle, student_spec)
 
 
-def replayed_cache(cfg: RunConfig, fingerprint: str, student_spec: InputSpec, dist: DistContext, method,
+def replayed_cache(cfg: RunConfig, data: DataBundle, student_spec: InputSpec, dist: DistContext, method,
                    precision: str | None = None) -> CachedTeacher:
-    """This process's replay of the run's teacher-output cache (``teacher.cache``), checked against the run
-    first: every mismatch stops it here, before its first step."""
+    """This process's replay of the run's teacher-output cache (``teacher.cache``), checked against the run and
+    its ``data`` first: every mismatch stops it here, before its first step."""
     cache = TeacherCache(cfg.teacher.cache)
-    cache.check_run(cfg, fingerprint=fingerprint, student_spec=student_spec, world_size=dist.world_size,
+    cache.check_run(cfg, fingerprint=data.fingerprint, views=data.path.name, student_spec=student_spec,
+                    world_size=dist.world_size,
                     cycle=cfg.teacher.cache_cycle, method=method, precision=precision)
     return CachedTeacher(cache, rank=dist.rank)

@@ -280,6 +280,8 @@ class Trainer:
             purge_step=self._step_now() + 1 if self.resume is not None else None,
         )
         self.log(self._run_line())
+        if self.setup.bundle.path.note:
+            self.log(f"note: {self.setup.bundle.path.note}")
         ctx = self._step_context()
         self._session_start = time.time() - self._setup_seconds
         self.stop.install()  # SIGTERM/SIGINT: a recovery checkpoint at the next step boundary, then exit 75
@@ -303,7 +305,7 @@ class Trainer:
         return (
             f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
             f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
-            f"val images), device {self.device} ({self.threads} CPU thread{'s' if self.threads != 1 else ''}), "
+            f"val images, {setup.bundle.path.name.replace('_', '-')} data path), device {self.device} ({self.threads} CPU thread{'s' if self.threads != 1 else ''}), "
             f"amp {self.precision.mode}"
             + (f", teacher amp {setup.teacher.amp}" if isinstance(setup.teacher, LiveTeacher) else "")
             + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
