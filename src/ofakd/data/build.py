@@ -15,7 +15,7 @@ from ..errors import ConfigError, DataError
 from .batched.choice import BATCHED, DataPath, choose_path
 from .batched.loader import BatchedLoader
 from .batched.resident import ResidentImages
-from .batched.transforms import BatchedEvalTransform, BatchedTrainTransform
+from .batched.batch_transforms import BatchedEvalTransform, BatchedTrainTransform
 from .config import AugmentConfig, DataConfig
 from .datasets import ArrayImageDataset, IndexedDataset
 from .fingerprint import fingerprint as compute_fingerprint

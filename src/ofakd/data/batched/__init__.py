@@ -5,6 +5,6 @@
 * :mod:`.keyed_uniforms` — a view's random numbers as a pure function of (data seed, epoch, position);
 * :mod:`.crop_params`, :mod:`.erasing` — timm's random-resized crop and random erasing, for a whole batch;
 * :mod:`.resample` — PIL's resampling as per-view matrices (crop, resize, padded crop, flip);
-* :mod:`.transforms` — the training and validation transforms built from them;
+* :mod:`.batch_transforms` — the training and validation transforms built from them;
 * :mod:`.loader` — :class:`~.loader.BatchedLoader`, what the engine iterates.
 """
