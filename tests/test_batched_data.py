@@ -13,11 +13,11 @@ from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
 from ofakd.data import AugmentConfig, DataConfig, build_data, seed_everything
+from ofakd.data.batched.batch_transforms import CROP, FLIP, to_channels
 from ofakd.data.batched.crop_params import random_resized_boxes
 from ofakd.data.batched.erasing import DRAWS, erase
 from ofakd.data.batched.keyed_uniforms import keyed_uniforms, keyed_words
 from ofakd.data.batched.resample import axis_weights, resample, rows_go_first
-from ofakd.data.batched.batch_transforms import CROP, FLIP, to_channels
 from ofakd.errors import ConfigError
 
 PLAIN = AugmentConfig(train_resize_only=True, hflip=0.0, color_jitter=0.0, interpolation="bilinear")

@@ -52,7 +52,8 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def distill_args(out_dir: Path, name: str, *, batch: int, student: str = "vit", method: str = "ofa",
                  epochs: int = 2, extra: tuple[str, ...] = ()) -> list[str]:
-    """``ofakd distill`` on 64 digits at 16 px (2 steps an epoch at a global batch of 32)."""
+    """``ofakd distill`` on 64 digits at 16 px (2 steps an epoch at a global batch of 32), on the batched data path
+    with a random flip and random erasing per view."""
     model = (["--student", "vit_tiny_patch16_224", "--student.kwargs", json.dumps(VIT)] if student == "vit"
              else ["--student", student, "--student.kwargs", "{}"])
     return [
@@ -61,6 +62,7 @@ def distill_args(out_dir: Path, name: str, *, batch: int, student: str = "vit", 
         "--train.optimizer", "sgd", "--train.lr", "0.05",  # AdamW would magnify rounding in near-zero gradients
         "--teacher", "test_byobnet", "--teacher.input_size", "[3, 16, 16]", *model,
         "--student.input_size", "[3, 16, 16]", "--method", method, "--train.batch_size", str(batch),
+        "--augment.hflip", "0.5", "--augment.reprob", "0.25",
         "--out-dir", str(out_dir), "--name", name, *extra,
     ]
 
@@ -131,6 +133,7 @@ def test_two_processes_give_the_weights_of_one_process(one_process, tmp_path):
     assert max_difference(reference, initial_weights(one_process)) > 1e-3  # training moved the weights
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_batch"] == 32 and summary["complete"]
+    assert summary["data_path"] == "batched"
     assert json.loads((one_process / "summary.json").read_text())["global_batch"] == 32
     # rank 0 alone logs: one record per step, the loss averaged over both processes = the global batch's loss
     ours = [r for r in read_records(run / "metrics.jsonl") if r["kind"] == "train"]

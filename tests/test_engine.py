@@ -272,7 +272,7 @@ def resumed_pair(tmp_path_factory):
 
 def test_resume_continues_exactly(resumed_pair):
     out, full, first, resumed = resumed_pair
-    assert first["epochs_done"] == 1 and not first["complete"]
+    assert first["epochs_done"] == 1 and not first["complete"] and first["data_path"] == "batched"
     assert resumed["complete"] and resumed["epochs_done"] == 2
     a = torch.load(out / "full" / "last.pt", weights_only=True)
     b = torch.load(out / "part" / "last.pt", weights_only=True)

@@ -12,10 +12,10 @@ from timm.data import Mixup
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError, DataError
+from .batched.batch_transforms import BatchedEvalTransform, BatchedTrainTransform
 from .batched.choice import BATCHED, DataPath, choose_path
 from .batched.loader import BatchedLoader
 from .batched.resident import ResidentImages
-from .batched.batch_transforms import BatchedEvalTransform, BatchedTrainTransform
 from .config import AugmentConfig, DataConfig
 from .datasets import ArrayImageDataset, IndexedDataset
 from .fingerprint import fingerprint as compute_fingerprint

@@ -507,6 +507,7 @@ class Trainer:
             "train_images": len(setup.bundle.train_loader.dataset),
             "val_images": len(setup.bundle.val_loader.dataset),
             "fingerprint": setup.bundle.fingerprint,
+            "data_path": setup.bundle.path.name,
             "device": str(self.device),
             "amp": self.precision.mode,
             "world_size": self.dist.world_size,
