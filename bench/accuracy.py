@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="--converged: also run the OFA ablation (eps, w_ofa, stages, T; bench/converged.py ABLATION) "
                         "in the low-data regime, after the main grid")
     parser.add_argument("--device", default="cpu", help="--converged: torch device of every run (cpu, cuda)")
+    parser.add_argument("--results", metavar="DIR",
+                        help="--converged: the result store (default: bench/results/converged in the repository; "
+                        "with --smoke, OUT/results)")
     args = parser.parse_args(argv)
     if args.converged:
         from converged_main import run

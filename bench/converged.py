@@ -9,6 +9,10 @@ test images (``ofakd eval --weights last``): the tables report that number.
 
 Logit-only variants (KD, DKD, DIST, OFA, OFA+DIST) read the teacher from a teacher-output cache
 recorded once per (teacher, regime); FitNet and RSD need teacher features and run it live.
+
+Every finished run leaves a record in the result store (:mod:`records`; ``bench/results/converged/`` for the
+full size), the teachers their weights: a run whose record matches its grid cell is not run again, on this
+machine or any other, and the tables are written from the records alone.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from pool import MLP_NAME, Job, Step
+from records import Store, digest
 
 RECIPE = str(Path(__file__).resolve().with_name("converged.yaml"))
+DATA_LOADER = "batched"
+"""Every run's data path (``--data.loader``): a record names it, and records of another path never mix."""
 INPUT = [1, 28, 28]
 MEAN_STD = {"mean": [0.286], "std": [0.353]}
 
@@ -184,11 +193,36 @@ SIZES = {
 }
 
 
+def _plain(value) -> dict:
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(value)))
+
+
+def teacher_cell(size: Size, teacher: Teacher) -> dict:
+    """What decides a teacher's weights: the recipe, the data path, its model, lr, epochs, images and seed."""
+    return {"recipe": digest(yaml.safe_load(Path(RECIPE).read_text())), "data_loader": DATA_LOADER, "model": _plain(teacher.model),
+            "lr": teacher.lr, "epochs": size.teacher_epochs[teacher.key], "train_subset": size.teacher_subset,
+            "test_subset": size.test_subset, "seed": 0}
+
+
+def student_cell(size: Size, regime: Regime, pair: str, variant: Variant, seed: int) -> dict:
+    """What decides a student run's result: the recipe, the data path, the regime, the student, the method and its
+    options, the seed, the validation images, and (distilled) its teacher's cell."""
+    teacher_key, student = PAIRS[pair]
+    scratch = variant.method == "vanilla"
+    return {"recipe": digest(yaml.safe_load(Path(RECIPE).read_text())), "data_loader": DATA_LOADER, "regime": _plain(regime),
+            "student": _plain(student), "variant": {"method": variant.method, "options": variant.options},
+            "seed": seed, "val_subset": size.test_subset if scratch else size.val_subset,
+            "test_subset": size.test_subset,
+            "teacher": None if scratch else digest(teacher_cell(size, TEACHERS[teacher_key]))}
+
+
 def grid(size: Size) -> dict:
     """Everything that decides what the runs compute: kept in OUT/grid.json, checked when OUT is reused."""
     from dataclasses import asdict
 
-    return {"recipe": Path(RECIPE).read_text(), "size": json.loads(json.dumps(asdict(size))),
+    return {"recipe": Path(RECIPE).read_text(), "data_loader": DATA_LOADER, "size": json.loads(json.dumps(asdict(size))),
             "teachers": {k: json.loads(json.dumps(asdict(t))) for k, t in TEACHERS.items()},
             "pairs": {p: [t, json.loads(json.dumps(asdict(m)))] for p, (t, m) in PAIRS.items()},
             "variants": [json.loads(json.dumps(asdict(v))) for v in VARIANTS]}
@@ -227,10 +261,13 @@ def scratch_pair(pair: str) -> str:
     return next(p for p, (_, s) in PAIRS.items() if s == student)
 
 
+def record_folder(pair: str, variant: str) -> str:
+    """The pair folder a variant's runs and records live in (scratch runs: the first pair with that student)."""
+    return folder(scratch_pair(pair) if variant == "scratch" else pair)
+
+
 def run_dir(out: Path, regime: str, pair: str, variant: str, seed: int) -> Path:
-    if variant == "scratch":
-        pair = scratch_pair(pair)
-    return out / "runs" / regime / folder(pair) / f"{variant}-s{seed}"
+    return out / "runs" / regime / record_folder(pair, variant) / f"{variant}-s{seed}"
 
 
 TEST_JSON = "test.json"
@@ -255,12 +292,18 @@ def _subset(flag: str, n: int | None) -> list[str]:
 
 
 def _common(device: str) -> list[str]:
-    return ["--config", RECIPE, "--device", device]
+    return ["--config", RECIPE, "--device", device, "--data.loader", DATA_LOADER]
 
 
-def teacher_job(out: Path, size: Size, teacher: Teacher, device: str) -> Job | None:
+def teacher_job(out: Path, size: Size, teacher: Teacher, device: str, store: Store) -> Job | None:
+    """Train the teacher unless the store holds it; keep its weights and record there."""
+    cell = teacher_cell(size, teacher)
+    if store.teacher(teacher.key, digest(cell)) is not None:
+        return None
     path = out / "teachers" / teacher.key
+    keep = lambda job, path=path, cell=cell: store.keep_teacher(teacher.key, path, cell)  # noqa: E731
     if finished(path):
+        keep(None)
         return None
     log = str(out / "logs" / f"teacher-{teacher.key}.log")
     if (path / "last.pt").is_file():  # interrupted: continue it exactly
@@ -272,19 +315,20 @@ def teacher_job(out: Path, size: Size, teacher: Teacher, device: str) -> Job | N
                 "--out-dir", str(path.parent), "--name", teacher.key, "--overwrite"]
     epochs = size.teacher_epochs[teacher.key]
     cost = epochs * (size.teacher_subset or 60000) * teacher.train_ms / 1000
-    return Job(f"teacher {teacher.key}", [Step(argv)], log, priority=1000 + cost, cost=cost, watch=str(path))
+    return Job(f"teacher {teacher.key}", [Step(argv)], log, priority=1000 + cost, cost=cost, watch=str(path), after=keep)
 
 
 def cache_path(out: Path, teacher: str, regime: Regime) -> Path:
     return out / "caches" / f"{teacher}-{regime.key}"
 
 
-def cache_job(out: Path, size: Size, teacher: Teacher, regime: Regime, device: str, teacher_pending: bool) -> Job | None:
+def cache_job(out: Path, size: Size, teacher: Teacher, regime: Regime, device: str, teacher_pending: bool,
+              store: Store) -> Job | None:
     path = cache_path(out, teacher.key, regime)
     marker = path.with_name(path.name + ".done")
     if marker.is_file():
         return None
-    argv = ["cache", "record", *_common(device), "--teacher-run", str(out / "teachers" / teacher.key),
+    argv = ["cache", "record", *_common(device), "--teacher-run", str(store.teacher_dir(teacher.key)),
             "--epochs", str(regime.epochs), *_subset("data.train_subset", regime.train_subset),
             *_subset("data.val_subset", size.val_subset), "--out", str(path), "--overwrite"]
     cost = regime.epochs * (regime.train_subset or 60000) * (teacher.forward_ms + 0.25) / 1000
@@ -294,9 +338,19 @@ def cache_job(out: Path, size: Size, teacher: Teacher, regime: Regime, device: s
 
 
 def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: str, variant: Variant, seed: int,
-                device: str, pending: set[str]) -> Job | None:
+                device: str, pending: set[str], store: Store) -> Job | None:
+    """Train and evaluate one student unless the store holds its record; write the record when it is done."""
     path = run_dir(out, regime.key, pair, variant.key, seed)
-    if evaluated(path):
+    cell = student_cell(size, regime, pair, variant, seed)
+    where = (regime.key, record_folder(pair, variant.key), variant.key, seed)
+    if store.run(*where, cell_digest=digest(cell)) is not None:
+        return None
+
+    def keep(job, path=path, where=where, cell=cell) -> None:
+        store.keep_run(*where, path, json.loads((path / TEST_JSON).read_text()), cell)
+
+    if evaluated(path) and (path / "config.yaml").is_file():
+        keep(None)  # finished before its record was written
         return None
     teacher_key, student = PAIRS[pair]
     scratch = variant.method == "vanilla"
@@ -311,7 +365,7 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
                     *_subset("data.train_subset", regime.train_subset), *_subset("data.val_subset", val),
                     "--out-dir", str(path.parent), "--name", path.name, "--overwrite"]
             if not scratch:
-                argv += ["--teacher-run", str(out / "teachers" / teacher_key)]
+                argv += ["--teacher-run", str(store.teacher_dir(teacher_key))]
             if uses_cache(variant.method):
                 argv += ["--teacher-cache", str(cache_path(out, teacher_key, regime))]
             for key, value in variant.options.items():
@@ -337,22 +391,35 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
     priority = -(regime_rank * 10_000 + group * 1_000 + seed * 100 + order)
     label = f"{regime.key} {pair} {variant.key} s{seed}"
     log = str(out / "logs" / regime.key / folder(pair) / f"{variant.key}-s{seed}.log")
-    return Job(label, steps, log, needs=tuple(needs), priority=priority, cost=cost, watch=str(path))
+    return Job(label, steps, log, needs=tuple(needs), priority=priority, cost=cost, watch=str(path), after=keep)
 
 
-def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str]) -> list[Job]:
-    """Teacher-vs-student stage CKA of the CKA pair's students (every seed of each CKA variant)."""
+def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str], store: Store) -> list[Job]:
+    """Teacher-vs-student stage CKA of the CKA pair's students (every seed of each CKA variant) whose run folder is
+    here (a record alone holds no weights)."""
     teacher_key, student = PAIRS[size.cka_pair]
     teacher = TEACHERS[teacher_key]
+    variants = {v.key: v for v in VARIANTS}
     jobs = []
     for variant in size.cka_variants:
         for seed in size.seeds:
             path = run_dir(out, regime.key, size.cka_pair, variant, seed)
+            cell = {"student": digest(student_cell(size, regime, size.cka_pair, variants[variant], seed)),
+                    "teacher": digest(teacher_cell(size, teacher)), "images": size.cka_images}
+            where = (regime.key, record_folder(size.cka_pair, variant), variant, seed)
+            label = f"{regime.key} {size.cka_pair} {variant} s{seed}"
+            if store.cka(*where, cell_digest=digest(cell)) is not None or (label not in pending and not finished(path)):
+                continue
             dest = out / "cka" / regime.key / folder(size.cka_pair) / f"{variant}-s{seed}"
+
+            def keep(job, where=where, dest=dest, cell=cell) -> None:
+                store.keep_cka(*where, dest / "cka.json", cell)
+
             if (dest / "cka.json").is_file():
+                keep(None)
                 continue
             argv = ["cka", "--model-a", teacher.model.name,
-                    "--checkpoint-a", str(out / "teachers" / teacher_key / "best.safetensors"),
+                    "--checkpoint-a", str(store.teacher_dir(teacher_key) / "best.safetensors"),
                     "--kwargs-a", *teacher.model.cka_kwargs(),
                     "--model-b", student.name, "--checkpoint-b", str(path / "best.safetensors"),
                     "--kwargs-b", *student.cka_kwargs(),
@@ -360,27 +427,23 @@ def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str
                     "--out", str(dest), "--no-progress", "--device", device]
             if size.cka_images is not None:
                 argv += ["--val-subset", str(size.cka_images)]
-            label = f"{regime.key} {size.cka_pair} {variant} s{seed}"
             needs = tuple(n for n in (label, f"teacher {teacher_key}") if n in pending)
             jobs.append(Job(f"cka {label}", [Step(argv)], str(dest.parent / f"{dest.name}.log"), needs=needs,
-                            priority=-5_000, cost=5))
+                            priority=-5_000, cost=5, after=keep))
     return jobs
 
 
-def all_jobs(out: Path, size: Size, device: str, ablation: bool = False) -> list[Job]:
+def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = False) -> list[Job]:
     jobs: list[Job] = []
     teachers = [TEACHERS[k] for k in dict.fromkeys(PAIRS[p][0] for p in size.pairs)]
     for teacher in teachers:
-        job = teacher_job(out, size, teacher, device)
+        job = teacher_job(out, size, teacher, device, store)
         if job:
             jobs.append(job)
     pending = {j.id for j in jobs}
-    for regime in size.regimes:
-        for teacher in teachers:
-            job = cache_job(out, size, teacher, regime, device, f"teacher {teacher.key}" in pending)
-            if job:
-                jobs.append(job)
-    pending = {j.id for j in jobs}
+    caches = [job for regime in size.regimes for teacher in teachers
+              if (job := cache_job(out, size, teacher, regime, device, f"teacher {teacher.key}" in pending, store))]
+    pending |= {j.id for j in caches}
     students = []
     for rank, regime in enumerate(size.regimes):
         for seed in size.seeds:
@@ -388,7 +451,7 @@ def all_jobs(out: Path, size: Size, device: str, ablation: bool = False) -> list
                 for variant in VARIANTS:
                     if variant.key == "scratch" and scratch_pair(pair) != pair and scratch_pair(pair) in size.pairs:
                         continue  # the same run as another pair's
-                    job = student_job(out, size, regime, rank, pair, variant, seed, device, pending)
+                    job = student_job(out, size, regime, rank, pair, variant, seed, device, pending, store)
                     if job:
                         students.append(job)
     if ablation:  # after the main grid: lowest priority
@@ -396,13 +459,15 @@ def all_jobs(out: Path, size: Size, device: str, ablation: bool = False) -> list
         for seed in size.seeds:
             for pair in size.pairs:
                 for variant in ABLATION:
-                    job = student_job(out, size, regime, rank, pair, variant, seed, device, pending)
+                    job = student_job(out, size, regime, rank, pair, variant, seed, device, pending, store)
                     if job:
                         job.priority -= 100_000
                         students.append(job)
+    needed = {n for job in students for n in job.needs}
+    jobs += [job for job in caches if job.id in needed]  # a cache only for runs still to train
     jobs += students
-    pending |= {j.id for j in students}
+    pending = {j.id for j in jobs}
     for regime in size.regimes:
         if regime.key in size.cka_regimes:
-            jobs += cka_job(out, size, regime, device, pending)
+            jobs += cka_job(out, size, regime, device, pending, store)
     return jobs

@@ -1,10 +1,11 @@
 """``bench/accuracy.py --converged``: run the converged benchmark's job graph, then write its tables.
 
-Resumable: finished runs (``summary.json`` complete + ``test.json``) and recorded caches are skipped;
-an interrupted teacher or student resumes from its ``last.pt``. ``--report-only`` writes the tables
-from whatever has finished. Output in OUT (default ``bench-out/accuracy-converged``): ``teachers/``,
-``caches/``, ``runs/REGIME/PAIR/VARIANT-sSEED/``, ``cka/``, ``logs/``, ``converged.md``,
-``converged.json`` and ``cka.png``.
+Resumable, on any machine: a run whose record is in the result store (``--results``; by default
+``bench/results/converged/`` in the repository, for the smoke size OUT/results) is not run again, a teacher
+in the store is not trained again, an interrupted teacher or student resumes from its ``last.pt``.
+``--report-only`` writes the tables from the records alone. Working files in OUT (default
+``bench-out/accuracy-converged``): ``teachers/``, ``caches/``, ``runs/REGIME/PAIR/VARIANT-sSEED/``, ``cka/``,
+``logs/``; the tables ``converged.md``, ``converged.json`` and ``cka.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from converged import SIZES, all_jobs, check_grid
 from converged_report import write
 from pool import fmt_s, register_models, run_jobs
+from records import RESULTS, Store
 
 
 def run(args) -> dict:
@@ -28,16 +30,17 @@ def run(args) -> dict:
     if args.fresh and out.exists() and not args.report_only:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    store = Store(Path(args.results) if args.results else out / "results" if args.smoke else RESULTS)
     register_models()
     failed: list[str] = []
     if not args.report_only:
         check_grid(out, size, args.ablation)
-        jobs = all_jobs(out, size, args.device, args.ablation)
+        jobs = all_jobs(out, size, args.device, store, args.ablation)
         start = time.perf_counter()
         failed = run_jobs(jobs, args.workers, title=f"{name} -> {out}")
         print(f"== ran {len(jobs)} job(s) in {fmt_s(time.perf_counter() - start)}"
               + (f"; {len(failed)} failed or skipped" if failed else ""), flush=True)
-    path, data = write(out, size, title, ablation=args.ablation or (out / "ablation.json").is_file())
+    path, data = write(out, store, size, title, ablation=args.ablation or (out / "ablation.json").is_file())
     from cka_figure import plot
 
     png = plot(data, size, out / "cka.png")

@@ -1,9 +1,10 @@
-"""Tables of the converged benchmark from whatever runs have finished (missing cells marked).
+"""Tables of the converged benchmark from the result store's records alone (missing cells marked).
 
 Per regime: the pair x variant table of final top-1 on the test images (mean ± sample std over
 seeds, with the seed count where some are missing), Welch's t-tests (OFA vs KD, OFA vs DIST, the
-best variant vs the runner-up), whether scratch plateaued, and the teachers against their floors.
-Plus the teacher-vs-student CKA summary when its runs exist. Writes ``converged.md`` and
+best variant vs the runner-up) with Holm's correction over every test of the regime's table, whether
+scratch plateaued, and the teachers against their floors. Plus the teacher-vs-student CKA summary
+when its records exist. Only records of the current grid's cells count. Writes ``converged.md`` and
 ``converged.json`` into OUT.
 """
 
@@ -20,109 +21,94 @@ from converged import (
     ABLATION_REGIME,
     PAIRS,
     TEACHERS,
-    TEST_JSON,
     VARIANT_KEYS,
     VARIANTS,
     Size,
-    finished,
-    folder,
-    run_dir,
+    record_folder,
+    student_cell,
+    teacher_cell,
 )
-from stats import welch
+from records import Store, digest
+from stats import holm, welch
 
 MISSING = "—"
 PLATEAU_EPOCHS = 3
 PLATEAU_POINTS = 0.3
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _eval_curve(path: Path) -> list[float]:
-    curve = []
-    try:
-        lines = (path / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return curve
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("kind") == "eval" and isinstance(entry.get("top1"), (int, float)):
-            curve.append(float(entry["top1"]))
-    return curve
-
-
-def teacher_rows(out: Path, size: Size) -> list[dict]:
+def teacher_rows(store: Store, size: Size) -> list[dict]:
     rows = []
     for teacher in (TEACHERS[k] for k in dict.fromkeys(PAIRS[p][0] for p in size.pairs)):
-        summary = _read(out / "teachers" / teacher.key / "summary.json") if finished(out / "teachers" / teacher.key) else None
-        top1 = None if summary is None else summary.get("final_top1")
+        record = store.teacher(teacher.key, digest(teacher_cell(size, teacher))) or {}
+        top1 = record.get("test_top1")
         rows.append({
             "teacher": teacher.key, "model": teacher.model.key, "final_top1": top1, "floor": teacher.floor,
-            "meets_floor": None if top1 is None else top1 >= teacher.floor,
-            "val_images": None if summary is None else summary.get("val_images"),
-            "epochs": None if summary is None else summary.get("epochs"),
-            "params": None if summary is None else summary.get("student_params"),
-            "wall_time_s": None if summary is None else summary.get("wall_time_s"),
+            "meets_floor": None if top1 is None else top1 >= teacher.floor, "val_images": record.get("test_images"),
+            "epochs": record.get("epochs"), "params": record.get("params"), "wall_time_s": record.get("wall_time_s"),
+            "weights_sha256": record.get("weights_sha256"), "device": record.get("device"),
         })
     return rows
 
 
-def _cell(out: Path, size: Size, regime: str, pair: str, variant: str) -> dict:
-    """Final test top-1 of every finished seed of one (regime, pair, variant)."""
-    values, seeds, walls, params = [], [], [], None
+VARIANT_BY_KEY = {v.key: v for v in (*VARIANTS, *ABLATION)}
+
+
+def _records(store: Store, size: Size, regime: str, pair: str, variant: str) -> dict[int, dict]:
+    """The records of one (regime, pair, variant) that match the grid, by seed."""
+    regime_spec = next(r for r in size.regimes if r.key == regime)
+    found = {}
     for seed in size.seeds:
-        path = run_dir(out, regime, pair, variant, seed)
-        test = _read(path / TEST_JSON) if finished(path) else None
-        if test is None or not isinstance(test.get("top1"), (int, float)):
-            continue
-        summary = _read(path / "summary.json") or {}
-        values.append(float(test["top1"]))
-        seeds.append(seed)
-        walls.append(summary.get("wall_time_s"))
-        params = summary.get("student_params")
+        cell = student_cell(size, regime_spec, pair, VARIANT_BY_KEY[variant], seed)
+        record = store.run(regime, record_folder(pair, variant), variant, seed, cell_digest=digest(cell))
+        if record is not None and isinstance(record.get("test_top1"), (int, float)):
+            found[seed] = record
+    return found
+
+
+def _cell(store: Store, size: Size, regime: str, pair: str, variant: str) -> dict:
+    """Final test top-1 of every recorded seed of one (regime, pair, variant)."""
+    records = _records(store, size, regime, pair, variant)
+    values = [float(r["test_top1"]) for r in records.values()]
     return {
-        "pair": pair, "variant": variant, "seeds": seeds, "top1": values,
+        "pair": pair, "variant": variant, "seeds": list(records), "top1": values,
         "mean": statistics.fmean(values) if values else None,
         "std": statistics.stdev(values) if len(values) > 1 else None,
-        "wall_time_s": walls, "params": params,
+        "wall_time_s": [r.get("wall_time_s") for r in records.values()],
+        "params": next((r.get("params") for r in records.values()), None),
+        "devices": sorted({str(r.get("device")) for r in records.values()}),
     }
 
 
-def collect(out: Path, size: Size, ablation: bool = False) -> dict:
+def collect(store: Store, size: Size, ablation: bool = False) -> dict:
     """Everything the tables need, as plain JSON-able data."""
     regimes = {}
     for regime in size.regimes:
-        cells = {f"{pair}|{v}": _cell(out, size, regime.key, pair, v) for pair in size.pairs for v in VARIANT_KEYS}
+        cells = {f"{pair}|{v}": _cell(store, size, regime.key, pair, v) for pair in size.pairs for v in VARIANT_KEYS}
         regimes[regime.key] = {
             "label": regime.label, "epochs": regime.epochs, "train_images": regime.train_subset or 60000,
-            "cells": cells, "tests": significance(cells, size), "plateau": plateau(out, size, regime.key),
+            "cells": cells, "tests": significance(cells, size), "plateau": plateau(store, size, regime.key),
         }
     data = {
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "seeds": list(size.seeds), "teachers": teacher_rows(out, size), "regimes": regimes, "cka": cka_summary(out, size),
+        "seeds": list(size.seeds), "teachers": teacher_rows(store, size), "regimes": regimes,
+        "cka": cka_summary(store, size),
     }
     if ablation:
-        data["ablation"] = ablation_cells(out, size, regimes)
+        data["ablation"] = ablation_cells(store, size, regimes)
     return data
 
 
-def ablation_cells(out: Path, size: Size, regimes: dict) -> dict:
+def ablation_cells(store: Store, size: Size, regimes: dict) -> dict:
     """The ablation variants' cells beside KD, OFA and OFA w1 of the same regime, with Welch's t against KD."""
     main = regimes[ABLATION_REGIME]["cells"]
     result = {"regime": ABLATION_REGIME, "cells": {}, "vs_kd": {}}
     for pair in size.pairs:
         for key in ("kd", "ofa", "ofa-w1", *(v.key for v in ABLATION)):
-            cell = main[f"{pair}|{key}"] if key in VARIANT_KEYS else _cell(out, size, ABLATION_REGIME, pair, key)
+            cell = main[f"{pair}|{key}"] if key in VARIANT_KEYS else _cell(store, size, ABLATION_REGIME, pair, key)
             result["cells"][f"{pair}|{key}"] = cell
             if key != "kd":
                 result["vs_kd"][f"{pair}|{key}"] = _test(cell, main[f"{pair}|kd"])
+    _correct(list(result["vs_kd"].values()))
     return result
 
 
@@ -143,7 +129,15 @@ def significance(cells: dict, size: Size) -> dict:
             entry["best vs runner-up"] = {**(_test(ranked[0], ranked[1]) or {}),
                                           "best": ranked[0]["variant"], "runner_up": ranked[1]["variant"]}
         tests[pair] = entry
+    _correct([t for entry in tests.values() for name, t in entry.items() if name != "best vs runner-up"])
     return tests
+
+
+def _correct(tests: list[dict | None]) -> None:
+    """Holm's step-down adjustment over a table's tests (family-wise error 5 %): each test gains ``p_holm``."""
+    present = [t for t in tests if t and "p" in t]
+    for test, adjusted in zip(present, holm([t["p"] for t in present])):
+        test["p_holm"] = round(adjusted, 4)
 
 
 def _test(a: dict, b: dict) -> dict | None:
@@ -151,14 +145,13 @@ def _test(a: dict, b: dict) -> dict | None:
     return None if result is None else {k: round(v, 4) for k, v in result.items()}
 
 
-def plateau(out: Path, size: Size, regime: str) -> dict:
+def plateau(store: Store, size: Size, regime: str) -> dict:
     """Scratch runs: did the last 3 epochs' top-1 (on the test images) lie within 0.3 points?"""
     result = {}
     for pair in size.pairs:
         per_seed = {}
-        for seed in size.seeds:
-            path = run_dir(out, regime, pair, "scratch", seed)
-            curve = _eval_curve(path) if finished(path) else []
+        for seed, record in _records(store, size, regime, pair, "scratch").items():
+            curve = record.get("curve") or []
             if len(curve) >= PLATEAU_EPOCHS:
                 last = curve[-PLATEAU_EPOCHS:]
                 per_seed[seed] = {"last": last, "spread": round(max(last) - min(last), 2),
@@ -167,8 +160,8 @@ def plateau(out: Path, size: Size, regime: str) -> dict:
     return result
 
 
-def cka_summary(out: Path, size: Size) -> dict:
-    """Mean teacher-vs-student CKA matrices per (regime, variant) over the seeds found."""
+def cka_summary(store: Store, size: Size) -> dict:
+    """Mean teacher-vs-student CKA matrices per (regime, variant) over the seeds recorded."""
     summary = {}
     for regime in size.regimes:
         if regime.key not in size.cka_regimes:
@@ -176,10 +169,10 @@ def cka_summary(out: Path, size: Size) -> dict:
         for variant in size.cka_variants:
             mats, names = [], None
             for seed in size.seeds:
-                data = _read(out / "cka" / regime.key / folder(size.cka_pair) / f"{variant}-s{seed}" / "cka.json")
+                data = store.cka(regime.key, record_folder(size.cka_pair, variant), variant, seed)
                 if data:
                     mats.append(data["matrix"])
-                    names = (data["names_a"], data["names_b"])
+                    names = (data["names_teacher"], data["names_student"])
             if mats:
                 mean = [[statistics.fmean(m[i][j] for m in mats) for j in range(len(mats[0][0]))]
                         for i in range(len(mats[0]))]
@@ -206,6 +199,10 @@ def _fmt_test(test: dict | None) -> str:
     if not test or "p" not in test:
         return MISSING
     mark = " *" if test["p"] < 0.05 else ""
+    holm_p = test.get("p_holm")
+    if holm_p is not None:
+        mark += " †" if holm_p < 0.05 else ""
+        return f"{test['diff']:+.2f} (p {_fmt_p(test['p'])}, Holm {_fmt_p(holm_p)}){mark}"
     return f"{test['diff']:+.2f} (p {_fmt_p(test['p'])}){mark}"
 
 
@@ -245,7 +242,8 @@ def render(data: dict, size: Size, title: str) -> str:
             rows.append([pair, student.key, MISSING if t1 is None else f"{t1:.2f}", *(texts[v] for v in VARIANT_KEYS)])
         lines.append(markdown_table(["pair", "student", "teacher", *VARIANT_KEYS], rows))
         lines.append("Welch's t-test (two-sided, unequal variances) on the per-seed top-1: difference of means in "
-                     "points (p-value); `*`: p < 0.05.\n")
+                     "points (p-value, and Holm's adjusted p over the table's tests but best vs runner-up); `*`: "
+                     "p < 0.05; `†`: still below 0.05 after Holm's correction.\n")
         test_cols = ["ofa vs kd", "ofa vs dist", "ofa-w1 vs kd", "ofa+dist vs kd", "ofa+dist vs dist"]
         rows = []
         for pair in size.pairs:
@@ -295,8 +293,8 @@ def render_ablation(ablation: dict, size: Size) -> list[str]:
     return lines
 
 
-def write(out: Path, size: Size, title: str, ablation: bool = False) -> tuple[Path, dict]:
-    data = collect(out, size, ablation)
+def write(out: Path, store: Store, size: Size, title: str, ablation: bool = False) -> tuple[Path, dict]:
+    data = collect(store, size, ablation)
     text = render(data, size, title)
     (out / "converged.md").write_text(text)
     (out / "converged.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")

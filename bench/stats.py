@@ -1,4 +1,5 @@
-"""Welch's t-test with the Student-t tail from the regularised incomplete beta function (no scipy needed)."""
+"""Welch's t-test with the Student-t tail from the regularised incomplete beta function (no scipy needed), and
+Holm's step-down correction for a family of tests."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict | None:
     t = (ma - mb) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return {"diff": ma - mb, "t": t, "df": df, "p": t_two_sided_p(t, df)}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the given order: the k-th smallest of m p-values becomes
+    ``max_{j <= k} min(1, (m - j + 1) · p_(j))``; a test survives a family-wise error rate α when its adjusted
+    p is below α."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -88,9 +88,32 @@ def test_converged_bench_smoke_fills_every_cell_with_tests_and_cka(tmp_path):
     table = (out / "converged.md").read_text()
     assert "Welch" in table and "| cnn->vit |" in table and "—" not in table.split("## Regime")[1].split("Welch")[0]
 
-    # resumable: a second run finds nothing to do; --report-only rewrites the tables
+    # every run left a record in the result store (OUT/results for the smoke size), the teacher its weights
+    results = out / "results"
+    records = sorted(p.relative_to(results).as_posix() for p in (results / "runs").rglob("*.json"))
+    assert len(records) == sum(len(size.seeds) * len(VARIANT_KEYS) for _ in size.regimes) * len(size.pairs)
+    record = json.loads((results / "runs" / "low" / "cnn-to-vit" / "ofa-s1.json").read_text())
+    assert record["test_top1"] == data["regimes"]["low"]["cells"]["cnn->vit|ofa"]["top1"][1]
+    assert record["data_path"] == "batched" and record["cell"]["data_loader"] == "batched" and record["commit"]
+    assert len(record["curve"]) == record["epochs"] and record["seed"] == 1
+    assert (results / "teachers" / "cnn" / "best.safetensors").is_file()
+    assert "teachers/cnn/best.safetensors" in config  # students distil from the stored teacher
+
+    # resumable from the records alone: without the working folders nothing runs again, and --report-only
+    # rebuilds the same tables
+    import shutil
+
+    for working in ("runs", "teachers", "caches", "cka"):
+        shutil.rmtree(out / working)
+    (out / "converged.md").unlink()
     proc = _bench("--converged", "--smoke", "--out", str(out))
     assert "ran 0 job(s)" in proc.stdout
-    (out / "converged.md").unlink()
     _bench("--converged", "--smoke", "--out", str(out), "--report-only")
-    assert (out / "converged.md").is_file()
+    again = json.loads((out / "converged.json").read_text())
+    assert again["regimes"] == data["regimes"] and again["cka"] == data["cka"] and again["teachers"] == data["teachers"]
+    # a record whose grid cell changed (here: its digest) no longer counts and its run is due again
+    record["cell_digest"] = "0" * 16
+    (results / "runs" / "low" / "cnn-to-vit" / "ofa-s1.json").write_text(json.dumps(record))
+    _bench("--converged", "--smoke", "--out", str(out), "--report-only")
+    stale = json.loads((out / "converged.json").read_text())["regimes"]["low"]["cells"]["cnn->vit|ofa"]
+    assert stale["seeds"] == [0]
