@@ -64,7 +64,7 @@ def test_crop_and_resize_matches_pil_within_one_gray_level(name, pil):
         expected = np.asarray(Image.fromarray(image).crop((left, top, right, bottom)).resize((width, height), pil))
         rows = axis_weights(torch.tensor([top]), torch.tensor([bottom - top]), height, 28, name)
         cols = axis_weights(torch.tensor([left]), torch.tensor([right - left]), width, 28, name)
-        first = rows_go_first(torch.tensor([bottom - top]), height, torch.tensor([right - left]), width)
+        first = rows_go_first(np.array([bottom - top]), height, np.array([right - left]), width)
         got = resample(pixels, rows, cols, first)[0, 0].numpy()
         assert got.shape == expected.shape
         if name == "nearest":  # a centre on a pixel border may round either way in PIL's fixed point

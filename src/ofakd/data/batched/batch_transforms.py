@@ -73,19 +73,20 @@ class BatchedTrainTransform:
     def __call__(self, images: torch.Tensor, key: Sequence[int], positions: np.ndarray) -> torch.Tensor:
         aug = self.augment
         pixels = to_channels(images, 1) if self.channels == 1 else images
-        rows, cols, rows_first = self.geometry(key, positions, images.shape[-2], images.shape[-1], images.device)
-        pixels = to_channels(resample(pixels.float(), rows, cols, rows_first), self.channels)
+        geometry = self.geometry(key, positions, images.shape[-2], images.shape[-1], images.device)
+        pixels = to_channels(resample(pixels.float(), *geometry), self.channels)
         out = self.normalise(pixels)
         if aug.reprob > 0:
             erase(out, keyed_uniforms(key, positions, ERASE, ERASE_DRAWS), keyed_words(key, positions, NOISE),
                   aug.reprob)
         return out
 
-    def geometry(self, key: Sequence[int], positions: np.ndarray, height: int, width: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each view's row and column resampling matrices (crop box, resize, padded crop and flip in one) and
-        whether PIL would resize its rows first."""
+    def geometry(self, key: Sequence[int], positions: np.ndarray, height: int, width: int, device: torch.device
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, np.ndarray, bool]:
+        """Each view's row and column resampling matrices (crop box, resize, padded crop and flip in one; None: the
+        axis stays as it is), whether PIL would resize its rows first, and whether the matrices only move pixels."""
         aug, batch = self.augment, len(positions)
+        same_size = (height, width) == (self.height, self.width)
         if aug.train_resize_only:
             boxes = whole_boxes(batch, height, width)
             filters = np.full(batch, "bicubic" if aug.interpolation == "random" else aug.interpolation)
@@ -93,19 +94,22 @@ class BatchedTrainTransform:
             boxes = random_resized_boxes(keyed_uniforms(key, positions, CROP, TRIES * 4), height, width,
                                          tuple(aug.scale), tuple(aug.ratio))
             filters = self._filters(key, positions)
-        rows = self.axis(boxes.top, boxes.height, self.height, height, filters, device)
-        cols = self.axis(boxes.left, boxes.width, self.width, width, filters, device)
-        rows_first = rows_go_first(torch.from_numpy(boxes.height), self.height, torch.from_numpy(boxes.width),
-                                   self.width).to(device)
+        moves_only = aug.train_resize_only and same_size  # no resampling: at most flips and shifts
+        rows = cols = None
+        if not moves_only:
+            rows = self.axis(boxes.top, boxes.height, self.height, height, filters, device)
+            cols = self.axis(boxes.left, boxes.width, self.width, width, filters, device)
         if aug.crop_padding:
             span = 2 * aug.crop_padding
             offsets = randint(keyed_uniforms(key, positions, PAD, 2), np.full((batch, 2), span))
-            rows = shift_rows(rows, torch.from_numpy(offsets[:, 0]).to(device), aug.crop_padding)
-            cols = shift_rows(cols, torch.from_numpy(offsets[:, 1]).to(device), aug.crop_padding)
+            rows = shift_rows(_or_identity(rows, batch, self.height, device), torch.from_numpy(offsets[:, 0]).to(device),
+                              aug.crop_padding)
+            cols = shift_rows(_or_identity(cols, batch, self.width, device), torch.from_numpy(offsets[:, 1]).to(device),
+                              aug.crop_padding)
         if aug.hflip > 0:
             flip = keyed_uniforms(key, positions, FLIP, 1)[:, 0] < aug.hflip
-            cols = flip_rows(cols, torch.from_numpy(flip).to(device))
-        return rows, cols, rows_first
+            cols = flip_rows(_or_identity(cols, batch, self.width, device), torch.from_numpy(flip).to(device))
+        return rows, cols, rows_go_first(boxes.height, self.height, boxes.width, self.width), moves_only
 
     def _filters(self, key: Sequence[int], positions: np.ndarray) -> np.ndarray:
         if self.augment.interpolation != "random":
@@ -135,11 +139,20 @@ class BatchedEvalTransform:
         if self.crop_pct is not None:
             scaled_h, scaled_w = (int(np.floor(s / self.crop_pct)) for s in (self.height, self.width))
         top, left = centre_crop_start(scaled_h, self.height), centre_crop_start(scaled_w, self.width)
-        rows = self.axis(whole.top, whole.height, scaled_h, height, filters, device)[:, top:top + self.height]
-        cols = self.axis(whole.left, whole.width, scaled_w, width, filters, device)[:, left:left + self.width]
-        rows_first = rows_go_first(torch.tensor([height]), scaled_h, torch.tensor([width]), scaled_w).expand(batch)
-        pixels = resample(pixels.float(), rows, cols, rows_first.to(device))
+        rows = cols = None  # the images' own size: nothing to resample
+        if (scaled_h, scaled_w, self.height, self.width) != (height, width, height, width):
+            rows = self.axis(whole.top, whole.height, scaled_h, height, filters, device)[:, top:top + self.height]
+            cols = self.axis(whole.left, whole.width, scaled_w, width, filters, device)[:, left:left + self.width]
+        rows_first = rows_go_first(np.full(batch, height), scaled_h, np.full(batch, width), scaled_w)
+        pixels = resample(pixels.float(), rows, cols, rows_first)
         return self.normalise(to_channels(pixels, self.channels))
+
+
+def _or_identity(weights: torch.Tensor | None, batch: int, size: int, device: torch.device) -> torch.Tensor:
+    """``weights``, or the identity of an axis left as it is."""
+    if weights is not None:
+        return weights
+    return torch.eye(size, device=device).expand(batch, size, size)
 
 
 class AxisTables:

@@ -20,6 +20,7 @@ on the same matrices, so the whole geometry of a view costs those two products.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 FILTERS = ("bilinear", "bicubic", "nearest")
@@ -75,23 +76,32 @@ class AxisTable:
         return self.weights[self.row[start, length].to(self.weights.device)]
 
 
-def resample(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-             rows_first: torch.Tensor | None = None) -> torch.Tensor:
+def resample(pixels: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None,
+             rows_first: np.ndarray | None = None, exact: bool = False) -> torch.Tensor:
     """``rows_b · pixels_b · cols_bᵀ`` for each image: (B, C, H, W) pixel values in [0, 255] with (B, h, H) and
-    (B, w, W) -> (B, C, h, w), rounded to whole pixel values after each pass as PIL's 8-bit resampling does.
-    PIL resamples columns first unless the rows shrink more (:func:`rows_go_first`); ``rows_first`` (B,) says
-    where, and a bicubic overshoot is clipped between the passes as there."""
-    across = _to_pixels(rows[:, None] @ _to_pixels(pixels @ cols[:, None].transpose(-1, -2)))
-    if rows_first is None or not bool(rows_first.any()):
+    (B, w, W) -> (B, C, h, w); None leaves that axis as it is. Each pass is rounded to whole pixel values as
+    PIL's 8-bit resampling rounds (``exact``: the matrices only move pixels — flips, shifts — and nothing needs
+    rounding). PIL resamples columns first unless the rows shrink more (:func:`rows_go_first`); ``rows_first``
+    (B,) says where, and a bicubic overshoot is clipped between the passes as there."""
+    pixels_out = _to_pixels if not exact else (lambda values: values)
+
+    def along_rows(values: torch.Tensor) -> torch.Tensor:
+        return values if rows is None else pixels_out(rows[:, None] @ values)
+
+    def along_cols(values: torch.Tensor) -> torch.Tensor:
+        return values if cols is None else pixels_out(values @ cols[:, None].transpose(-1, -2))
+
+    across = along_rows(along_cols(pixels))
+    if rows_first is None or rows is None or cols is None or not rows_first.any():
         return across
-    down = _to_pixels(_to_pixels(rows[:, None] @ pixels) @ cols[:, None].transpose(-1, -2))
-    return torch.where(rows_first[:, None, None, None], down, across)
+    down = along_cols(along_rows(pixels))
+    return torch.where(torch.from_numpy(rows_first).to(pixels.device)[:, None, None, None], down, across)
 
 
-def rows_go_first(row_length: torch.Tensor, out_height: int, col_length: torch.Tensor, out_width: int) -> torch.Tensor:
+def rows_go_first(row_length: np.ndarray, out_height: int, col_length: np.ndarray, out_width: int) -> np.ndarray:
     """Where PIL (Pillow 13, checked on 800 random boxes) resizes the rows first: where they shrink by a larger factor
     than the columns, ``min(h / box_h, 1) < min(w / box_w, 1)``."""
-    return (out_height / row_length.double()).clamp_max(1.0) < (out_width / col_length.double()).clamp_max(1.0)
+    return np.minimum(out_height / np.asarray(row_length), 1.0) < np.minimum(out_width / np.asarray(col_length), 1.0)
 
 
 def _to_pixels(values: torch.Tensor) -> torch.Tensor:
