@@ -8,8 +8,8 @@ For each case, side by side in one process with one thread (loading in the train
    the batched path) and with ``--data.loader batched``, one epoch on ``--images`` training images;
 3. the bare step again (the machine is shared: the two bare timings bracket the runs, their mean is the reference).
 
-A run's training images/s comes from its own ``metrics.jsonl``: the images of its logged windows after the first
-(warm-up) over their time — everything a training step waits for, the data path included, but not the
+A run's training images/s comes from its own ``metrics.jsonl``: the images of its logged windows (five an epoch)
+after the first (warm-up) over their time — everything a training step waits for, the data path included, but not the
 validation pass at the end of the epoch, which the table reports apart as the command's wall time.
 
 Cases: the converged benchmark's three students on Fashion-MNIST at 1×28×28 (batch 128, its recipe: resize +
@@ -122,7 +122,8 @@ def train_images_per_s(case: Case, loader: str, out: Path, *, images: int, batch
             "--set", f"student.kwargs={json.dumps(case.kwargs)}",
             "--set", f"student.input_size={json.dumps(list(case.input_size))}",
             *case.data_args, "--data.loader", loader, "--data.train_subset", str(images), "--data.val_subset", "1000",
-            "--epochs", "1", "--train.batch_size", str(batch_size), "--train.log_every", "10",
+            "--epochs", "1", "--train.batch_size", str(batch_size),
+            "--train.log_every", str(max(1, images // batch_size // 5)),
             "--train.threads", "1", "--out-dir", str(out), "--name", name, "--overwrite"]
     start = time.perf_counter()
     code = main(argv)
@@ -130,19 +131,20 @@ def train_images_per_s(case: Case, loader: str, out: Path, *, images: int, batch
     if code != 0:
         raise SystemExit(f"ofakd {' '.join(argv)} exited {code}")
     records = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
-    windows = [r for r in records if r.get("kind") == "train"][1:]
-    steps = np.diff([0] + [r["step"] for r in windows]) if windows else []
-    seconds = sum(s * batch_size / r["images_per_s"] for s, r in zip(steps, windows))
+    windows = [r for r in records if r.get("kind") == "train"]
+    steps = np.diff([0] + [r["step"] for r in windows])[1:]  # the first window holds the warm-up: left out
+    seconds = sum(s * batch_size / r["images_per_s"] for s, r in zip(steps, windows[1:]))
     return {"images_per_s": float(sum(steps) * batch_size / seconds), "wall_s": wall}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="*", help="case keys (default: all)")
     parser.add_argument("--images", type=int, default=12800, help="training images per run (one epoch)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default="bench-out/data_path")
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=30, help="timed bare steps (after 5 warm-up steps)")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     register_models()
     out = Path(args.out)
@@ -153,10 +155,10 @@ def main() -> None:
         for case in cases(cifar_root):
             if args.cases and case.key not in args.cases:
                 continue
-            before = bare_step_images_per_s(case, args.batch_size)
+            before = bare_step_images_per_s(case, args.batch_size, args.steps)
             runs = {loader: train_images_per_s(case, loader, out / "runs", images=args.images,
                                                batch_size=args.batch_size) for loader in ("per_image", "batched")}
-            after = bare_step_images_per_s(case, args.batch_size)
+            after = bare_step_images_per_s(case, args.batch_size, args.steps)
             bare = (before + after) / 2
             row = {"case": case.key, "bare_step": bare, "bare_step_range": [before, after],
                    **{f"{k}_{m}": v for k, run in runs.items() for m, v in run.items()},
@@ -176,6 +178,7 @@ def main() -> None:
                      f"{r['per_image_wall_s']:.1f} / {r['batched_wall_s']:.1f} |")
     (out / "data_path.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return rows
 
 
 if __name__ == "__main__":

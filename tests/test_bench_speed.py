@@ -1,5 +1,6 @@
-"""bench/overhead.py and bench/loader.py in their smallest modes: the bare loop computes the same loss as the
-engine's distiller, every case is measured and printed (timings are never asserted)."""
+"""bench/overhead.py, bench/loader.py and bench/data_path.py in their smallest modes: the bare loop computes the same
+loss as the engine's distiller, every case is measured and printed (timings are never asserted); and the converged
+benchmark's statistics (bench/stats.py) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -45,3 +47,34 @@ def test_loader_bench_measures_kept_and_restarted_workers(capsys):
     assert [(r["workers"], r["persistent"]) for r in rows] == [(0, False), (1, False), (1, True)]
     assert all(r["images_per_s"] > 0 for r in rows)
     assert "| 1 | yes |" in capsys.readouterr().out
+
+
+def test_data_path_bench_times_both_paths_of_a_run(tmp_path, capsys):
+    data_path = load("data_path")
+    rows = data_path.main(["--cases", "vit-p7-d48-L4", "--images", "256", "--batch-size", "32", "--steps", "2",
+                           "--out", str(tmp_path)])
+    assert [r["case"] for r in rows] == ["vit-p7-d48-L4"]
+    row = rows[0]
+    assert row["per_image_images_per_s"] > 0 and row["batched_images_per_s"] > 0 and row["bare_step"] > 0
+    assert row["ratio_batched"] == row["batched_images_per_s"] / row["bare_step"]
+    runs = tmp_path / "runs"
+    summaries = {p: __import__("json").loads((runs / f"vit-p7-d48-L4-{p}" / "summary.json").read_text())
+                 for p in ("per_image", "batched")}
+    assert {p: s["data_path"] for p, s in summaries.items()} == {"per_image": "per_image", "batched": "batched"}
+    assert "| vit-p7-d48-L4 |" in capsys.readouterr().out
+
+
+def test_holm_adjusts_a_family_of_p_values_by_hand():
+    stats = load("stats")
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1, never below an earlier step
+    assert stats.holm([]) == []
+
+
+def test_welch_matches_a_hand_computed_test():
+    stats = load("stats")
+    result = stats.welch([1.0, 2.0, 3.0], [4.0, 6.0, 8.0])
+    # means 2 and 6, variances 1 and 4: t = -4 / sqrt(1/3 + 4/3), df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2)
+    assert result["diff"] == -4.0 and result["t"] == pytest.approx(-4 / (5 / 3) ** 0.5)
+    assert result["df"] == pytest.approx((5 / 3) ** 2 / ((1 / 9) / 2 + (16 / 9) / 2))
+    assert result["p"] == pytest.approx(0.054787, abs=1e-5)  # scipy.stats.ttest_ind(..., equal_var=False)
