@@ -163,7 +163,7 @@ class Size:
     test_subset: int | None
     """Images of the final evaluation and of the scratch runs' per-epoch validation (None: all 10,000)."""
     pairs: tuple[str, ...] = tuple(PAIRS)
-    cka_pair: str = "cnn->vit"
+    cka_pairs: tuple[str, ...] = ("cnn->vit", "vit->cnn")
     cka_regimes: tuple[str, ...] = ("low", "full")
     cka_variants: tuple[str, ...] = ("scratch", "kd", "ofa", "ofa-w1")
     cka_images: int | None = 2000
@@ -187,6 +187,7 @@ SIZES = {
         val_subset=64,
         test_subset=128,
         pairs=("cnn->vit",),
+        cka_pairs=("cnn->vit",),
         cka_regimes=("full",),
         cka_images=64,
     ),
@@ -395,41 +396,42 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
 
 
 def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str], store: Store) -> list[Job]:
-    """Teacher-vs-student stage CKA of the CKA pair's students (every seed of each CKA variant) whose run folder is
+    """Teacher-vs-student stage CKA of the CKA pairs' students (every seed of each CKA variant) whose run folder is
     here (a record alone holds no weights)."""
-    teacher_key, student = PAIRS[size.cka_pair]
-    teacher = TEACHERS[teacher_key]
     variants = {v.key: v for v in VARIANTS}
     jobs = []
-    for variant in size.cka_variants:
-        for seed in size.seeds:
-            path = run_dir(out, regime.key, size.cka_pair, variant, seed)
-            cell = {"student": digest(student_cell(size, regime, size.cka_pair, variants[variant], seed)),
-                    "teacher": digest(teacher_cell(size, teacher)), "images": size.cka_images}
-            where = (regime.key, record_folder(size.cka_pair, variant), variant, seed)
-            label = f"{regime.key} {size.cka_pair} {variant} s{seed}"
-            if store.cka(*where, cell_digest=digest(cell)) is not None or (label not in pending and not finished(path)):
-                continue
-            dest = out / "cka" / regime.key / folder(size.cka_pair) / f"{variant}-s{seed}"
+    for pair in size.cka_pairs:
+        teacher_key, student = PAIRS[pair]
+        teacher = TEACHERS[teacher_key]
+        for variant in size.cka_variants:
+            for seed in size.seeds:
+                path = run_dir(out, regime.key, pair, variant, seed)
+                cell = {"student": digest(student_cell(size, regime, pair, variants[variant], seed)),
+                        "teacher": digest(teacher_cell(size, teacher)), "images": size.cka_images}
+                where = (regime.key, record_folder(pair, variant), variant, seed)
+                label = f"{regime.key} {pair} {variant} s{seed}"
+                if store.cka(*where, cell_digest=digest(cell)) is not None or (label not in pending and not finished(path)):
+                    continue
+                dest = out / "cka" / regime.key / record_folder(pair, variant) / f"{variant}-s{seed}"
 
-            def keep(job, where=where, dest=dest, cell=cell) -> None:
-                store.keep_cka(*where, dest / "cka.json", cell)
+                def keep(job, where=where, dest=dest, cell=cell) -> None:
+                    store.keep_cka(*where, dest / "cka.json", cell)
 
-            if (dest / "cka.json").is_file():
-                keep(None)
-                continue
-            argv = ["cka", "--model-a", teacher.model.name,
-                    "--checkpoint-a", str(store.teacher_dir(teacher_key) / "best.safetensors"),
-                    "--kwargs-a", *teacher.model.cka_kwargs(),
-                    "--model-b", student.name, "--checkpoint-b", str(path / "best.safetensors"),
-                    "--kwargs-b", *student.cka_kwargs(),
-                    "--num-classes", "10", "--data", "fashion-mnist", "--batch-size", "250",
-                    "--out", str(dest), "--no-progress", "--device", device]
-            if size.cka_images is not None:
-                argv += ["--val-subset", str(size.cka_images)]
-            needs = tuple(n for n in (label, f"teacher {teacher_key}") if n in pending)
-            jobs.append(Job(f"cka {label}", [Step(argv)], str(dest.parent / f"{dest.name}.log"), needs=needs,
-                            priority=-5_000, cost=5, after=keep))
+                if (dest / "cka.json").is_file():
+                    keep(None)
+                    continue
+                argv = ["cka", "--model-a", teacher.model.name,
+                        "--checkpoint-a", str(store.teacher_dir(teacher_key) / "best.safetensors"),
+                        "--kwargs-a", *teacher.model.cka_kwargs(),
+                        "--model-b", student.name, "--checkpoint-b", str(path / "best.safetensors"),
+                        "--kwargs-b", *student.cka_kwargs(),
+                        "--num-classes", "10", "--data", "fashion-mnist", "--batch-size", "250",
+                        "--out", str(dest), "--no-progress", "--device", device]
+                if size.cka_images is not None:
+                    argv += ["--val-subset", str(size.cka_images)]
+                needs = tuple(n for n in (label, f"teacher {teacher_key}") if n in pending)
+                jobs.append(Job(f"cka {label}", [Step(argv)], str(dest.parent / f"{dest.name}.log"), needs=needs,
+                                priority=-5_000, cost=5, after=keep))
     return jobs
 
 

@@ -5,7 +5,7 @@ Resumable, on any machine: a run whose record is in the result store (``--result
 in the store is not trained again, an interrupted teacher or student resumes from its ``last.pt``.
 ``--report-only`` writes the tables from the records alone. Working files in OUT (default
 ``bench-out/accuracy-converged``): ``teachers/``, ``caches/``, ``runs/REGIME/PAIR/VARIANT-sSEED/``, ``cka/``,
-``logs/``; the tables ``converged.md``, ``converged.json`` and ``cka.png``.
+``logs/``; the tables ``converged.md``, ``converged.json`` and the heatmaps ``cka-PAIR.png``.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ def run(args) -> dict:
     path, data = write(out, store, size, title, ablation=args.ablation or (out / "ablation.json").is_file())
     from cka_figure import plot
 
-    png = plot(data, size, out / "cka.png")
+    pngs = plot(data, size, out / "cka.png")
     print()
     print(path.read_text())
-    print(f"wrote {path}, {path.with_suffix('.json')}" + (f", {png}" if png else ""))
+    print(f"wrote {path}, {path.with_suffix('.json')}" + "".join(f", {png}" for png in pngs))
     if failed:
         raise SystemExit(f"{len(failed)} job(s) failed or could not run: {', '.join(failed[:10])}"
                          f"{' ...' if len(failed) > 10 else ''} (logs in {out / 'logs'})")

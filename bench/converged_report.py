@@ -161,24 +161,26 @@ def plateau(store: Store, size: Size, regime: str) -> dict:
 
 
 def cka_summary(store: Store, size: Size) -> dict:
-    """Mean teacher-vs-student CKA matrices per (regime, variant) over the seeds recorded."""
+    """Mean teacher-vs-student CKA matrices per (pair, regime, variant) over the seeds recorded."""
     summary = {}
-    for regime in size.regimes:
-        if regime.key not in size.cka_regimes:
-            continue
-        for variant in size.cka_variants:
-            mats, names = [], None
-            for seed in size.seeds:
-                data = store.cka(regime.key, record_folder(size.cka_pair, variant), variant, seed)
-                if data:
-                    mats.append(data["matrix"])
-                    names = (data["names_teacher"], data["names_student"])
-            if mats:
-                mean = [[statistics.fmean(m[i][j] for m in mats) for j in range(len(mats[0][0]))]
-                        for i in range(len(mats[0]))]
-                summary[f"{regime.key}|{variant}"] = {"regime": regime.key, "variant": variant, "seeds": len(mats),
-                                                      "matrix": mean, "names_teacher": names[0],
-                                                      "names_student": names[1]}
+    for pair in size.cka_pairs:
+        for regime in size.regimes:
+            if regime.key not in size.cka_regimes:
+                continue
+            for variant in size.cka_variants:
+                mats, names = [], None
+                for seed in size.seeds:
+                    data = store.cka(regime.key, record_folder(pair, variant), variant, seed)
+                    if data:
+                        mats.append(data["matrix"])
+                        names = (data["names_teacher"], data["names_student"])
+                if mats:
+                    mean = [[statistics.fmean(m[i][j] for m in mats) for j in range(len(mats[0][0]))]
+                            for i in range(len(mats[0]))]
+                    summary[f"{pair}|{regime.key}|{variant}"] = {
+                        "pair": pair, "regime": regime.key, "variant": variant, "seeds": len(mats), "matrix": mean,
+                        "names_teacher": names[0], "names_student": names[1],
+                        "diagonal": [statistics.fmean(m[i][i] for m in mats) for i in range(min(len(mean), len(mean[0])))]}
     return summary
 
 
@@ -262,16 +264,16 @@ def render(data: dict, size: Size, title: str) -> str:
             rows.append([pair, f"{held}/{len(seeds)}" if seeds else MISSING, spreads])
         lines.append(markdown_table(["pair", "criterion held", "spread"], rows))
     if data["cka"]:
-        lines.append(f"## Teacher-vs-student CKA ({size.cka_pair})\n")
+        lines.append("## Teacher-vs-student CKA\n")
         lines.append("Linear CKA (unbiased HSIC, `ofakd cka`) between teacher stage i and student stage i, mean over "
-                     "seeds; 'logits-side' is stage 4.\n")
+                     "seeds; stage 4 is the one next to the logits.\n")
         rows = []
         for entry in data["cka"].values():
-            diag = [entry["matrix"][i][i] for i in range(min(len(entry["matrix"]), len(entry["matrix"][0])))]
-            rows.append([entry["regime"], entry["variant"], str(entry["seeds"]), *(f"{d:.3f}" for d in diag),
-                         f"{statistics.fmean(diag):.3f}"])
-        lines.append(markdown_table(["regime", "student", "seeds", "stage 1", "stage 2", "stage 3", "stage 4", "mean"],
-                                    rows))
+            diag = entry["diagonal"]
+            rows.append([entry["pair"], entry["regime"], entry["variant"], str(entry["seeds"]),
+                         *(f"{d:.3f}" for d in diag), f"{statistics.fmean(diag):.3f}"])
+        lines.append(markdown_table(["pair", "regime", "student", "seeds", "stage 1", "stage 2", "stage 3", "stage 4",
+                                     "mean"], rows))
     if "ablation" in data:
         lines += render_ablation(data["ablation"], size)
     lines.append("Variants: " + notes + ".\n")

@@ -83,8 +83,8 @@ def test_converged_bench_smoke_fills_every_cell_with_tests_and_cka(tmp_path):
     assert uses_cache("ofa+dist") and uses_cache("kd") and not uses_cache("fitnet") and not uses_cache("vanilla")
     config = (out / "runs" / "full" / "cnn-to-vit" / "ofa+dist-s0" / "config.yaml").read_text()
     assert "caches/cnn-full" in config
-    assert set(data["cka"]) == {f"{r}|{v}" for r in size.cka_regimes for v in size.cka_variants}
-    assert (out / "cka.png").stat().st_size > 0
+    assert set(data["cka"]) == {f"{p}|{r}|{v}" for p in size.cka_pairs for r in size.cka_regimes for v in size.cka_variants}
+    assert (out / "cka-cnn-to-vit.png").stat().st_size > 0
     table = (out / "converged.md").read_text()
     assert "Welch" in table and "| cnn->vit |" in table and "—" not in table.split("## Regime")[1].split("Welch")[0]
 
