@@ -79,6 +79,8 @@ class Distiller(nn.Module):
     """True when the method needs teacher stage features or embedding (it then cannot use a logits-only cache)."""
     needs_sample_indices: ClassVar[bool] = False
     """True when ``forward`` needs ``sample_indices`` (dataset indices of the batch), e.g. CRD."""
+    solo_reason: ClassVar[str] = ""
+    """Why the method cannot be part of a combination (``a+b``); empty when it can."""
 
     def __init__(
         self,

@@ -15,6 +15,19 @@ from ..teacher.live import LiveTeacher
 from .base import Distiller, MethodOptions, as_teacher_source
 
 
+def live_teacher_source(method_name: str, teacher, kwargs: dict) -> LiveTeacher:
+    """``teacher`` as the live teacher a feature method needs (a model is wrapped, taking ``teacher_input`` and
+    ``teacher_channels_last`` out of ``kwargs``); any other source (a logits-only cache) is refused."""
+    source = as_teacher_source(teacher, kwargs.pop("teacher_input", None), kwargs.pop("teacher_channels_last", True),
+                               kwargs.get("teacher_stages"))
+    if not isinstance(source, LiveTeacher):
+        raise ModelError(
+            f"method {method_name!r} needs teacher features: give a teacher model run live "
+            "(a logits-only teacher cache cannot serve it)"
+        )
+    return source
+
+
 class FeatureDistiller(Distiller):
     """A Distiller reading student and teacher features: the stage features at the positions
     :meth:`stage_positions` gives (FitNet), or the penultimate embeddings (RKD, CRD, CC, RSD)."""
@@ -22,13 +35,7 @@ class FeatureDistiller(Distiller):
     needs_teacher_features = True
 
     def __init__(self, teacher, student: nn.Module, options: MethodOptions, **kwargs) -> None:
-        source = as_teacher_source(teacher, kwargs.pop("teacher_input", None), kwargs.pop("teacher_channels_last", True),
-                                   kwargs.get("teacher_stages"))
-        if not isinstance(source, LiveTeacher):
-            raise ModelError(
-                f"method {self.method_name!r} needs teacher features: give a teacher model run live "
-                "(a logits-only teacher cache cannot serve it)"
-            )
+        source = live_teacher_source(self.method_name, teacher, kwargs)
         student_positions, teacher_positions = self.stage_positions(
             options, student, source.model, student_modules=kwargs.get("student_stages"),
             teacher_modules=source.tap.modules,

@@ -47,7 +47,12 @@ def get_method(name: str) -> type[Distiller] | Combination:
             raise ConfigError(f"method {name!r}: join two or more method names with '+', e.g. 'ofa+rsd'")
         if len(set(names)) != len(names):
             raise ConfigError(f"method {name!r} names a method twice")
-        return Combination({part: get_method(part) for part in names})
+        parts = {part: get_method(part) for part in names}
+        for part, cls in parts.items():
+            if cls.solo_reason:
+                raise ConfigError(f"method {part!r} cannot be part of a combination ({cls.solo_reason}): "
+                                  f"use --method {part} alone")
+        return Combination(parts)
     if name not in _METHODS:
         close = difflib.get_close_matches(name, list(_METHODS), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -113,3 +113,30 @@ def stage_positions(
     if len(positions) != 4:
         raise ModelError(f"feature indices need 4 positions (one per stage 1-4), got {positions}")
     return [positions[stage - 1] for stage in stages]
+
+
+def stage_input_modules(
+    model: nn.Module, positions: Sequence[int], modules: Sequence[str] | None = None
+) -> list[tuple[str, int | None]]:
+    """For each of the four stage ``positions`` (:func:`stage_positions` of stages 1-4): the module whose input
+    is that stage's input, and the input's channel count when timm's ``feature_info`` tells it (else None).
+
+    * **named stage modules** (``modules``): stage *k*'s module itself;
+    * **feature_info**: stage *k* ≥ 2 starts at the module after stage *k*-1's (position ``p_{k-1} + 1``), stage 1
+      at the first module with stage 1's reduction (ViT at stages 1, 3, 9, 11: blocks 0, 2, 4, 10; ResNet: layer1,
+      after the stem's ``act1``; ConvNeXt/Swin: each stage, its downsampling included).
+    """
+    entries = feature_entries(model, modules)
+    if modules is not None:
+        return [(entries[p]["module"], None) for p in positions]
+    if positions[0] >= len(entries):
+        raise ModelError(f"stage 1 of {type(model).__name__} is its head input: pass other teacher_feature_indices")
+    first = next(i for i, entry in enumerate(entries) if entry["reduction"] == entries[positions[0]]["reduction"])
+    starts = [first] + [p + 1 for p in positions[:-1]]
+    for stage, start in enumerate(starts[1:], start=2):
+        if start >= len(entries):
+            raise ModelError(
+                f"stage {stage - 1} of {type(model).__name__} ends at its last feature module (position "
+                f"{positions[stage - 2]}), so no module starts stage {stage}: pass other teacher_feature_indices"
+            )
+    return [(entries[s]["module"], entries[max(s - 1, 0)].get("num_chs")) for s in starts]

@@ -12,7 +12,9 @@ for the teacher-output cache (``ofakd cache record``) compute exactly the same l
 * its feature tap: the stage features and embedding the methods asked for (:meth:`require`), by timm's
   ``feature_info`` or, for any nn.Module, by named stage modules (``stage_modules``).
 
-The outputs are plain float32 copies (inference tensors cannot be saved for backward).
+The outputs are plain float32 copies (inference tensors cannot be saved for backward). A method that
+trains modules inside the frozen teacher (PAT's prompts) runs it once more through
+:meth:`LiveTeacher.forward_adapted`: same view and precision, autograd on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 from ..autocast import autocast
 from ..models.fold_batchnorm import fold_batchnorm
 from ..models.info import num_classes, num_features
+from ..models.input_adapters import Adapter, adapted_inputs
 from ..models.tap import ModelOutput, ModelTap
 
 
@@ -108,6 +111,15 @@ class LiveTeacher(nn.Module):
             features={p: f.clone() for p, f in out.features.items()},
             embedding=out.embedding.clone() if out.embedding is not None else None,
         )
+
+    def forward_adapted(self, images: torch.Tensor, adapters: Sequence[tuple[str, Adapter]]) -> ModelOutput:
+        """The teacher's output on a student batch with autograd on and the input of each named module passed
+        through its adapter first (:func:`~ofakd.models.input_adapters.adapted_inputs`; PAT's prompts): the
+        weights stay frozen, gradients reach the adapters. Same input view, precision and tap as :meth:`forward`;
+        the outputs are the tap's own tensors (they carry the graph)."""
+        x = self.view(images)
+        with self._autocast(x.device.type), adapted_inputs(self.model, adapters):
+            return self.tap(x)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's logits for a student batch (float32)."""
