@@ -2,7 +2,8 @@
 
 One definition, used by ``tests/test_golden.py`` (compare) and ``tests/fixtures/make_golden.py``
 (regenerate). A case's values are the loss terms of one training-mode forward
-(``student_logits, losses = distiller(images, targets)``) and, for OFA, the sum and the absolute
+(``student_logits, losses = distiller(images, targets)``; a few in a row, each followed by
+``on_step_end``, where a method carries state from step to step) and, for OFA, the sum and the absolute
 sum of each branch's logits. Every random draw is seeded here (teacher, student, the method's own
 modules and memory bank, inputs, CRD's negatives), so a case's values do not depend on what ran
 before it. The models are defined here, not borrowed from ``tiny_models.py``, so that other tests
@@ -15,6 +16,7 @@ torch/timm versions may round or initialise differently: see make_golden.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +75,18 @@ class Case:
     options: dict = field(default_factory=dict)
     image_size: int = 32
     forwards: int = 1
-    """Forwards in a row on the same batch (CRD: the second scores against the bank the first updated)."""
+    """Forwards in a row on the same batch, each followed by ``on_step_end`` as the engine calls it (CRD: the
+    second scores against the bank the first updated; PAT: the second reads the first's feedback)."""
+    prepare: Callable | None = None
+    """Applied to the built distiller before the first forward (e.g. :func:`open_prompts`)."""
+
+
+def open_prompts(distiller) -> None:
+    """PAT's prompt gates β start at 0 (the prompted teacher equals the plain one); set them to 0.5, as training
+    would move them, so that the prompts and their feedback change the teacher in the values."""
+    with torch.no_grad():
+        for prompt in distiller.branches["prompts"]:
+            prompt.beta.fill_(0.5)
 
 
 OFA_EPS_PER_STAGE = [1.2, 1.4, 1.6, 1.8, 1.5]
@@ -94,6 +107,10 @@ CASES = {
     "ofa_token_student": Case("ofa", "cnn", "vit_56_tokens", {"eps": [1.5]}, image_size=56),
     "ofa_mixer_student": Case("ofa", "cnn", "mixer", {"eps": [1.5]}),
     "ofa_ls": Case("ofa", "vit", "cnn", {"eps": OFA_EPS_PER_STAGE, "temperature": 2.0, "logit_standardization": True}),
+    "pat_cnn_to_vit": Case("pat", "cnn", "vit", {"temperature": 2.0}, forwards=2, prepare=open_prompts),
+    "pat_vit_to_cnn": Case("pat", "vit", "cnn", {"prompt_stages": [2, 4], "num_queries": 16, "query_dim": 64},
+                           forwards=2, prepare=open_prompts),
+    "pat_cnn_to_mixer": Case("pat", "cnn", "mixer", forwards=2, prepare=open_prompts),
 }
 
 
@@ -141,11 +158,14 @@ def compute_values(name: str) -> dict[str, float]:
     values: dict[str, float] = {}
     if case.method == "ofa":
         record_branch_logits(distiller, values)
+    if case.prepare is not None:
+        case.prepare(distiller)
     torch.manual_seed(SEEDS["forward"])  # CRD's negatives
     for forward in range(1, case.forwards + 1):
         prefix = "" if forward == 1 else f"forward{forward}."
         with torch.no_grad():
             _, losses = distiller(images, targets, sample_indices=torch.tensor(SAMPLE_INDICES))
+        distiller.on_step_end()
         values.update({f"{prefix}loss.{term}": loss.item() for term, loss in losses.items()})
     return values
 

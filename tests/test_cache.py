@@ -343,7 +343,7 @@ def test_each_manifest_mismatch_names_field_recorded_and_requested(full_cache, t
 
 def test_methods_that_need_teacher_features_refuse_a_cache(full_cache, teacher_file):
     cfg = make_cfg(teacher_file)
-    for method in ("fitnet", "ofa+rkd"):
+    for method in ("fitnet", "ofa+rkd", "pat"):
         with pytest.raises(
             CacheError, match="needs teacher features .*needs_teacher_features.*drop --teacher-cache"
         ):

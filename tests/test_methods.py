@@ -124,7 +124,7 @@ def test_crd_needs_indices_and_dataset_size():
         ofakd.create_distiller("crd", tiny("resnet"), tiny("mixer"), input_size=(3, 32, 32))
 
 
-@pytest.mark.parametrize("method", ["fitnet", "rkd", "crd", "cc", "rsd", "ofa+rsd"])
+@pytest.mark.parametrize("method", ["fitnet", "rkd", "crd", "cc", "rsd", "ofa+rsd", "pat"])
 def test_feature_methods_refuse_a_logits_only_cache(method):
     assert get_method(method).needs_teacher_features
     with pytest.raises(ModelError, match="teacher"):
@@ -154,7 +154,7 @@ def test_dkd_warmup():
         _build("dkd", "resnet", "mixer", warmup_epochs=-1)
 
 
-@pytest.mark.parametrize("method", ["kd", "dkd", "dist", "ofa", "fitnet", "rkd", "crd", "cc", "rsd", "ofa+fitnet"])
+@pytest.mark.parametrize("method", ["kd", "dkd", "dist", "ofa", "fitnet", "rkd", "crd", "cc", "rsd", "ofa+fitnet", "pat"])
 def test_every_method_takes_a_teacher_built_at_its_own_img_size(method):
     """A ViT teacher built for 32 px beside a CNN student (whose pretrained config says 224): the teacher's
     features are read at the size it is built for, not at the student config's."""

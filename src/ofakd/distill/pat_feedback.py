@@ -42,8 +42,9 @@ class FeedbackMemory(nn.Module):
         return [torch.zeros(layout.shape(batch), device=self.anchor.device) for layout in self.layouts], False
 
     def stage(self, gaps: list[torch.Tensor]) -> None:
-        """This step's gaps, committed by :meth:`commit` once the step is taken."""
-        self.pending = [gap.detach().float() for gap in gaps]
+        """This step's gaps, committed by :meth:`commit` once the step is taken (contiguous: a resumed run reads them
+        in the layout it saved them in, so its convolutions add up in the same order)."""
+        self.pending = [gap.detach().float().contiguous() for gap in gaps]
 
     def commit(self) -> None:
         if self.pending is not None:
@@ -60,4 +61,4 @@ class FeedbackMemory(nn.Module):
             self.gaps = None
             return
         parts = state.to(self.anchor.device, torch.float32).split(self.sizes, dim=1)
-        self.gaps = [part.reshape(layout.shape(state.shape[0])) for part, layout in zip(parts, self.layouts)]
+        self.gaps = [part.reshape(layout.shape(state.shape[0])).contiguous() for part, layout in zip(parts, self.layouts)]

@@ -124,7 +124,8 @@ def stage_input_modules(
     * **named stage modules** (``modules``): stage *k*'s module itself;
     * **feature_info**: stage *k* ≥ 2 starts at the module after stage *k*-1's (position ``p_{k-1} + 1``), stage 1
       at the first module with stage 1's reduction (ViT at stages 1, 3, 9, 11: blocks 0, 2, 4, 10; ResNet: layer1,
-      after the stem's ``act1``; ConvNeXt/Swin: each stage, its downsampling included).
+      after the stem's ``act1``; ConvNeXt/Swin: each stage, its downsampling included); a stage that repeats the
+      previous one's position (a model with fewer stages) starts where that one starts.
     """
     entries = feature_entries(model, modules)
     if modules is not None:
@@ -132,7 +133,9 @@ def stage_input_modules(
     if positions[0] >= len(entries):
         raise ModelError(f"stage 1 of {type(model).__name__} is its head input: pass other teacher_feature_indices")
     first = next(i for i, entry in enumerate(entries) if entry["reduction"] == entries[positions[0]]["reduction"])
-    starts = [first] + [p + 1 for p in positions[:-1]]
+    starts = [first]
+    for previous, position in zip(positions[:-1], positions[1:]):
+        starts.append(starts[-1] if position == previous else previous + 1)
     for stage, start in enumerate(starts[1:], start=2):
         if start >= len(entries):
             raise ModelError(
