@@ -242,7 +242,8 @@ def test_methods_command_lists_every_method_and_option(capsys):
 def _ddp_memory_worker(rank, world, init_file):
     import torch.distributed as dist
 
-    from ofakd.distill.crd import ContrastMemory, gather_rows, mean_over_processes
+    from ofakd.distill.collectives import gather_rows, mean_over_processes
+    from ofakd.distill.crd import ContrastMemory
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:

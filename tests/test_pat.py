@@ -229,10 +229,11 @@ def test_the_feedback_is_saved_resumed_and_never_a_buffer():
     distiller = build()
     optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.05)
     key = "branches.feedback._extra_state"
-    assert distiller.state_dict()[key].shape == (0, 8 * 64 + 16 * 16 + 32 * 4 + 64)  # none before the first step
+    width = 1 + 8 * 64 + 16 * 16 + 32 * 4 + 64  # the process's rank, then the four stages' gaps (8@8x8, ...)
+    assert distiller.state_dict()[key].shape == (0, width)  # none before the first step
     _step(distiller, optimizer, 1)
     state = {k: v.clone() for k, v in distiller.state_dict().items()}
-    assert state[key].shape == (4, 8 * 64 + 16 * 16 + 32 * 4 + 64) and state[key].abs().sum() > 0
+    assert state[key].shape == (4, width) and not state[key][:, 0].any() and state[key].abs().sum() > 0
     # not a buffer: DDP and the engine's evaluation broadcast buffers from process 0, the feedback stays each one's
     feedback_buffers = [(name, b.numel()) for name, b in distiller.named_buffers() if name.startswith("branches.feedback")]
     assert feedback_buffers == [("branches.feedback.anchor", 0)]  # (an empty one that follows .to(device))
@@ -245,7 +246,7 @@ def test_the_feedback_is_saved_resumed_and_never_a_buffer():
     assert {k: v.item() for k, v in resumed(images, targets)[1].items()} == expected
     # without the feedback the same step differs: the feedback is what was resumed
     fresh = build()
-    fresh.load_state_dict({**state, key: torch.zeros(0, state[key].shape[1])})
+    fresh.load_state_dict({**state, key: torch.zeros(0, width)})
     assert fresh(images, targets)[1]["pat_mse"].item() != expected["pat_mse"]
 
 
@@ -318,19 +319,22 @@ def test_a_pat_run_exports_the_plain_student(pat_runs, tmp_path, ofakd_cli):
     assert isinstance(exported, nn.Module) and exported.state_dict().keys() == student.state_dict().keys()
 
 
-# ---- under DDP: one static graph, shared prompts, each process its own feedback ------------------------------
+# ---- under DDP: one static graph, shared prompts, each process its own feedback, saved and resumed ------------
 def _ddp_worker(rank, world, init_file):
     import torch.distributed as dist
 
     from ofakd.engine.ddp import training_module
     from ofakd.engine.processes import DistContext
 
+    def build():
+        torch.manual_seed(0)
+        return ofakd.create_distiller("pat", cnn(SIZE), vit(SIZE), input_size=(3, SIZE, SIZE), query_dim=64).train()
+
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)
-        distiller = ofakd.create_distiller("pat", cnn(SIZE), vit(SIZE), input_size=(3, SIZE, SIZE), query_dim=64)
+        distiller = build()
         context = DistContext(rank=rank, world_size=world, backend="gloo")
-        module = training_module(distiller.train(), dist=context, device=torch.device("cpu"))  # as the engine does
+        module = training_module(distiller, dist=context, device=torch.device("cpu"))  # as the engine does
         optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=0.05)
         for step in range(3):  # step 0 has no feedback: the same parameters train all the same (static graph)
             torch.manual_seed(100 * step + rank)  # each process its own batch
@@ -341,12 +345,21 @@ def _ddp_worker(rank, world, init_file):
             distiller.on_step_end()
         context.broadcast_buffers(distiller)  # what the engine does before evaluating
         prompts = torch.cat([p.detach().flatten() for p in distiller.branches["prompts"].parameters()])
-        feedback = distiller.state_dict()["branches.feedback._extra_state"]
-        both = [torch.zeros_like(prompts) for _ in range(world)], [torch.zeros_like(feedback) for _ in range(world)]
-        dist.all_gather(both[0], prompts)
-        dist.all_gather(both[1], feedback)
-        assert torch.equal(both[0][0], both[0][1])  # the prompts are trained together
-        assert not torch.equal(both[1][0], both[1][1])  # the feedback is each process's own
+        everyone = [torch.zeros_like(prompts) for _ in range(world)]
+        dist.all_gather(everyone, prompts)
+        assert torch.equal(everyone[0], everyone[1])  # the prompts are trained together
+        own = [gap.clone() for gap in distiller.branches["feedback"].gaps]
+        # a checkpoint: every process gathers, the main process saves, every process resumes from that file
+        distiller.before_checkpoint()
+        saved = [distiller.state_dict() if rank == 0 else None]
+        dist.broadcast_object_list(saved, src=0)
+        assert saved[0]["branches.feedback._extra_state"][:, 0].tolist() == [0.0] * 4 + [1.0] * 4
+        resumed = build()
+        resumed.load_state_dict(saved[0])
+        assert all(torch.equal(a, b) for a, b in zip(resumed.branches["feedback"].gaps, own))  # its own, exactly
+        others = [torch.zeros_like(own[0]) for _ in range(world)]
+        dist.all_gather(others, own[0])
+        assert not torch.equal(others[0], others[1])  # and the processes' feedback differs
     finally:
         dist.destroy_process_group()
 

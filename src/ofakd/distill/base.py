@@ -206,6 +206,10 @@ class Distiller(nn.Module):
     def on_step_end(self) -> None:
         """Hook the engine calls after each optimizer step (e.g. momentum updates). Default: nothing."""
 
+    def before_checkpoint(self) -> None:
+        """Hook every process calls just before the main process saves the run's state (collectives allowed), e.g.
+        to gather what each process keeps for itself into what is saved (PAT's feedback). Default: nothing."""
+
     def set_epoch(self, epoch: int) -> None:
         """Hook the engine calls at the start of each epoch (0-based), also after a resume.
 

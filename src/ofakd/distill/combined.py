@@ -185,3 +185,7 @@ class CombinedDistiller(Distiller):
     def set_epoch(self, epoch: int) -> None:
         for part in self.members.values():
             part.set_epoch(epoch)
+
+    def before_checkpoint(self) -> None:
+        for part in self.members.values():
+            part.before_checkpoint()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
@@ -26,6 +25,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.tap import ModelOutput
 from .base import LossWeight, MethodOptions
+from .collectives import gather_rows, mean_over_processes
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
@@ -61,32 +61,6 @@ def sample_negatives(indices: torch.Tensor, num_samples: int, k: int) -> torch.T
 def momentum_update(rows: torch.Tensor, new: torch.Tensor, momentum: float) -> torch.Tensor:
     """``normalize(momentum · rows + (1 - momentum) · new)`` (L2, per row)."""
     return F.normalize(rows * momentum + new * (1 - momentum), p=2, dim=1)
-
-
-def gather_rows(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (N_r, ...) of every process in the default group concatenated along dim 0 (rank order;
-    N_r may differ between processes); ``x`` itself when not distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    world = dist.get_world_size()
-    count = torch.tensor([x.shape[0]], device=x.device)
-    counts = [torch.zeros_like(count) for _ in range(world)]
-    dist.all_gather(counts, count)
-    longest = max(int(c) for c in counts)
-    padded = x.new_zeros((longest, *x.shape[1:]))
-    padded[: x.shape[0]] = x
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[: int(c)] for part, c in zip(parts, counts)])
-
-
-def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
-    """The mean of ``x`` over the processes of the default group; ``x`` when not distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    x = x.clone()
-    dist.all_reduce(x)
-    return x / dist.get_world_size()
 
 
 class Embed(nn.Module):

@@ -212,3 +212,7 @@ class PAT(Distiller):
     def on_step_end(self) -> None:
         """The step was taken: its gaps are the next step's feedback."""
         self.branches["feedback"].commit()
+
+    def before_checkpoint(self) -> None:
+        """Every process's feedback into the state the main process saves."""
+        self.branches["feedback"].gather()

@@ -1,14 +1,18 @@
 """PAT's feedback: the previous step's gap between the aligned student and the prompted teacher, per
 prompted stage, which the prompts read in the next step (:class:`FeedbackMemory`).
 
-It is state of the run, kept by each process for its own batches:
+It is state of the run, and each process keeps its own (the gaps of its own batches, as the authors'
+processes do):
 
 * a step's forward :meth:`~FeedbackMemory.stage`\\ s its gaps (detached, float32); the engine's
   ``on_step_end`` (called after a step the optimizer took, never after a skipped non-finite one)
   :meth:`~FeedbackMemory.commit`\\ s them for the next forward;
-* the committed gaps are the module's *extra state*: ``state_dict()`` holds them as one float32 tensor
-  (B, Σ_k |gap_k|) — (0, ·) before the first step — so a checkpoint resumes them exactly; they are not
-  buffers, so neither DDP nor the engine's evaluation broadcasts process 0's to the others;
+* the committed gaps are the module's *extra state*, not buffers, so neither DDP nor the engine's
+  evaluation broadcasts process 0's to the others. ``state_dict()`` holds them as one float32 tensor of
+  rows ``[rank, gap_1, ..., gap_k]`` (one per sample, the gaps flattened; no rows before the first step);
+  before a checkpoint every process calls :meth:`~FeedbackMemory.gather`, so the main process saves every
+  process's rows, and on loading each process takes the rows of its own rank: a resume under torchrun
+  continues each process's feedback exactly;
 * a batch of another size than the previous one (the short last batch of an epoch without drop_last)
   gets no feedback, as the first step.
 """
@@ -20,6 +24,7 @@ import math
 import torch
 from torch import nn
 
+from .collectives import gather_rows, process_rank
 from .pat_layout import Layout
 
 
@@ -33,6 +38,8 @@ class FeedbackMemory(nn.Module):
         self.gaps: list[torch.Tensor] | None = None
         """The committed gaps, (B, ...) each: what the next forward reads."""
         self.pending: list[torch.Tensor] | None = None
+        self.gathered: torch.Tensor | None = None
+        """Every process's rows, from :meth:`gather` until the next commit."""
         self.register_buffer("anchor", torch.empty(0), persistent=False)  # follows .to(): the state's device
 
     def read(self, batch: int) -> tuple[list[torch.Tensor], bool]:
@@ -48,17 +55,29 @@ class FeedbackMemory(nn.Module):
 
     def commit(self) -> None:
         if self.pending is not None:
-            self.gaps, self.pending = self.pending, None
+            self.gaps, self.pending, self.gathered = self.pending, None, None
+
+    def gather(self) -> None:
+        """Every process's rows into this one's state (a collective: every process calls it)."""
+        self.gathered = gather_rows(self.rows())
+
+    def rows(self) -> torch.Tensor:
+        """This process's rows ``[rank, gaps...]``: (B, 1 + Σ sizes), or (0, 1 + Σ sizes) without feedback."""
+        if self.gaps is None:
+            return torch.zeros(0, 1 + sum(self.sizes), device=self.anchor.device)
+        gaps = [gap.to(self.anchor.device).flatten(1) for gap in self.gaps]
+        rank = torch.full((gaps[0].shape[0], 1), float(process_rank()), device=self.anchor.device)
+        return torch.cat([rank, *gaps], dim=1)
 
     def get_extra_state(self) -> torch.Tensor:
-        if self.gaps is None:
-            return torch.zeros(0, sum(self.sizes), device=self.anchor.device)
-        return torch.cat([gap.flatten(1) for gap in self.gaps], dim=1)
+        return self.gathered if self.gathered is not None else self.rows()
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        self.pending = None
-        if state.shape[0] == 0:
+        rows = state.to(self.anchor.device, torch.float32)
+        rows = rows[rows[:, 0] == process_rank(), 1:]
+        self.pending, self.gathered = None, None
+        if rows.shape[0] == 0:
             self.gaps = None
             return
-        parts = state.to(self.anchor.device, torch.float32).split(self.sizes, dim=1)
-        self.gaps = [part.reshape(layout.shape(state.shape[0])).contiguous() for part, layout in zip(parts, self.layouts)]
+        parts = rows.split(self.sizes, dim=1)
+        self.gaps = [part.reshape(layout.shape(rows.shape[0])).contiguous() for part, layout in zip(parts, self.layouts)]

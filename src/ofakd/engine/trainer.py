@@ -345,6 +345,7 @@ class Trainer:
         finally:
             bar.close()
         if result.stopped:  # a signal: save where the epoch stands and stop
+            setup.distiller.before_checkpoint()
             if main:
                 self._save_last(result)
             raise self._interrupted()
@@ -360,6 +361,7 @@ class Trainer:
         now = time.time()
         state.wall_time_s += now - self._session_start
         self._session_start = now
+        setup.distiller.before_checkpoint()
         if main:
             metrics.eval(epoch=epoch + 1, step=state.step, results=evals)
             self._save_last()
@@ -416,6 +418,7 @@ class Trainer:
 
     def _save_inside(self, step: int, result: EpochResult) -> None:
         """A periodic last.pt inside an epoch (train.checkpoint_every), from the main process."""
+        self.setup.distiller.before_checkpoint()
         if self.dist.is_main:
             self._save_last(result)
 
