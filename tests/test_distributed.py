@@ -176,6 +176,19 @@ def test_batchnorm_cnn_student_on_two_processes(tmp_path):
     assert any(m.abs().sum() > 0 for m in means)  # the statistics were updated (they start at 0)
 
 
+@pytest.mark.slow
+def test_pat_saves_the_feedback_of_every_process(tmp_path):
+    """PAT's feedback is each process's own: the main process's last.pt holds every process's rows (the
+    engine gathers them before saving; each process taking its own back is tests/test_pat.py's DDP test)."""
+    args = distill_args(tmp_path, "pat", batch=16, method="pat", epochs=1,
+                        extra=("--method.query_dim", "64", "--method.num_queries", "16"))
+    code, out = finish(torchrun(args, nproc=2, port=free_port()))
+    assert code == 0, launch_report(out)
+    rows = weights(tmp_path / "pat")["branches.feedback._extra_state"]
+    assert rows[:, 0].tolist() == [0.0] * 16 + [1.0] * 16  # the last step's 16 samples of each process
+    assert not torch.equal(rows[:16, 1:], rows[16:, 1:])
+
+
 # ----------------------------------------------------------------------------- a rank that dies
 
 
@@ -325,7 +338,7 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert max(top1) > top1[0] and max(top1) > 20  # 10 classes: chance is 10 %
 
 
-@pytest.mark.parametrize("method", ["kd", "fitnet"])  # logits only, and teacher stage features
+@pytest.mark.parametrize("method", ["kd", "fitnet", "pat"])  # logits only, teacher stage features, prompted teacher
 def test_bf16_teacher_with_a_float32_student(tmp_path, method):
     from ofakd.engine.trainer import Trainer
 
