@@ -141,6 +141,14 @@ ABLATION = (
 Every other option is the authors' (eps 1, T 1, stages 1-4, kd_weight 1). At eps 1 and T 1 OFA's term on
 the final logits is KD's (soft-label cross-entropy = KL + a constant), so OFA vs KD isolates the branches."""
 ABLATION_REGIME = "low"
+SUCCESSORS = (
+    Variant("pat", "pat", note="PAT (ICCV 2025), the authors' defaults: prompts at stages 1-4, 64 queries, dim 512"),
+)
+"""``--successors`` (issue 30): heterogeneous-distillation methods published after OFA-KD, every pair, in the
+low-data regime, after the grid and the ablation. They read teacher features (a live teacher) and cost several
+OFA steps each (PAT: about 8)."""
+COST_FACTOR = {"pat": 8.0}
+"""A method's step cost relative to OFA's, for the progress estimate."""
 
 
 @dataclass(frozen=True)
@@ -229,14 +237,12 @@ def grid(size: Size) -> dict:
             "variants": [json.loads(json.dumps(asdict(v))) for v in VARIANTS]}
 
 
-def check_grid(out: Path, size: Size, ablation: bool = False) -> None:
+def check_grid(out: Path, size: Size, ablation: bool = False, successors: bool = False) -> None:
     """Refuse to mix runs of another grid into OUT (finished runs are skipped by folder name alone)."""
     _check(out / "grid.json", grid(size))
-    if ablation:
-        from dataclasses import asdict
-
-        _check(out / "ablation.json", {"regime": ABLATION_REGIME,
-                                       "variants": [json.loads(json.dumps(asdict(v))) for v in ABLATION]})
+    for wanted, name, variants in ((ablation, "ablation", ABLATION), (successors, "successors", SUCCESSORS)):
+        if wanted:
+            _check(out / f"{name}.json", {"regime": ABLATION_REGIME, "variants": [_plain(v) for v in variants]})
 
 
 def _check(path: Path, current: dict) -> None:
@@ -383,6 +389,7 @@ def student_job(out: Path, size: Size, regime: Regime, regime_rank: int, pair: s
     live = not scratch and not uses_cache(variant.method)
     images = regime.epochs * (regime.train_subset or 60000)
     ms = 0.55 + (0.2 if variant.method.startswith("ofa") else 0.05 if not scratch else 0.0)
+    ms *= COST_FACTOR.get(variant.method, 1.0)
     ms += TEACHERS[teacher_key].forward_ms if live else 0.0
     cost = images * ms / 1000 + regime.epochs * ((size.test_subset or 10000) if scratch else (size.val_subset or 10000)) * 0.25 / 1000
     # regime by regime; within a regime every seed of the key variants first, then the others, seed by seed:
@@ -435,7 +442,8 @@ def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str
     return jobs
 
 
-def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = False) -> list[Job]:
+def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = False,
+             successors: bool = False) -> list[Job]:
     jobs: list[Job] = []
     teachers = [TEACHERS[k] for k in dict.fromkeys(PAIRS[p][0] for p in size.pairs)]
     for teacher in teachers:
@@ -456,14 +464,16 @@ def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = 
                     job = student_job(out, size, regime, rank, pair, variant, seed, device, pending, store)
                     if job:
                         students.append(job)
-    if ablation:  # after the main grid: lowest priority
-        rank, regime = next((i, r) for i, r in enumerate(size.regimes) if r.key == ABLATION_REGIME)
+    rank, regime = next((i, r) for i, r in enumerate(size.regimes) if r.key == ABLATION_REGIME)
+    extras = [(ABLATION, 100_000)] if ablation else []  # after the main grid
+    extras += [(SUCCESSORS, 200_000)] if successors else []  # after the ablation: the costliest runs
+    for variants, later in extras:
         for seed in size.seeds:
             for pair in size.pairs:
-                for variant in ABLATION:
+                for variant in variants:
                     job = student_job(out, size, regime, rank, pair, variant, seed, device, pending, store)
                     if job:
-                        job.priority -= 100_000
+                        job.priority -= later
                         students.append(job)
     needed = {n for job in students for n in job.needs}
     jobs += [job for job in caches if job.id in needed]  # a cache only for runs still to train

@@ -34,13 +34,14 @@ def run(args) -> dict:
     register_models()
     failed: list[str] = []
     if not args.report_only:
-        check_grid(out, size, args.ablation)
-        jobs = all_jobs(out, size, args.device, store, args.ablation)
+        check_grid(out, size, args.ablation, args.successors)
+        jobs = all_jobs(out, size, args.device, store, args.ablation, args.successors)
         start = time.perf_counter()
         failed = run_jobs(jobs, args.workers, title=f"{name} -> {out}")
         print(f"== ran {len(jobs)} job(s) in {fmt_s(time.perf_counter() - start)}"
               + (f"; {len(failed)} failed or skipped" if failed else ""), flush=True)
-    path, data = write(out, store, size, title, ablation=args.ablation or (out / "ablation.json").is_file())
+    path, data = write(out, store, size, title, ablation=args.ablation or (out / "ablation.json").is_file(),
+                       successors=args.successors or (out / "successors.json").is_file())
     from cka_figure import plot
 
     pngs = plot(data, size, out / "cka.png")

@@ -20,6 +20,7 @@ from converged import (
     ABLATION,
     ABLATION_REGIME,
     PAIRS,
+    SUCCESSORS,
     TEACHERS,
     VARIANT_KEYS,
     VARIANTS,
@@ -50,7 +51,9 @@ def teacher_rows(store: Store, size: Size) -> list[dict]:
     return rows
 
 
-VARIANT_BY_KEY = {v.key: v for v in (*VARIANTS, *ABLATION)}
+VARIANT_BY_KEY = {v.key: v for v in (*VARIANTS, *ABLATION, *SUCCESSORS)}
+SUCCESSOR_RIVALS = ("kd", "dist", "ofa", "ofa-w1")
+"""What a successor is compared with (Welch's t, Holm over the table)."""
 
 
 def _records(store: Store, size: Size, regime: str, pair: str, variant: str) -> dict[int, dict]:
@@ -79,7 +82,7 @@ def _cell(store: Store, size: Size, regime: str, pair: str, variant: str) -> dic
     }
 
 
-def collect(store: Store, size: Size, ablation: bool = False) -> dict:
+def collect(store: Store, size: Size, ablation: bool = False, successors: bool = False) -> dict:
     """Everything the tables need, as plain JSON-able data."""
     regimes = {}
     for regime in size.regimes:
@@ -95,7 +98,23 @@ def collect(store: Store, size: Size, ablation: bool = False) -> dict:
     }
     if ablation:
         data["ablation"] = ablation_cells(store, size, regimes)
+    if successors:
+        data["successors"] = successor_cells(store, size, regimes)
     return data
+
+
+def successor_cells(store: Store, size: Size, regimes: dict) -> dict:
+    """The successors' cells beside KD, DIST, OFA and OFA w1 of the same regime, with Welch's t against each."""
+    main = regimes[ABLATION_REGIME]["cells"]
+    result = {"regime": ABLATION_REGIME, "cells": {}, "tests": {}}
+    for pair in size.pairs:
+        for variant in SUCCESSORS:
+            cell = _cell(store, size, ABLATION_REGIME, pair, variant.key)
+            result["cells"][f"{pair}|{variant.key}"] = cell
+            for rival in SUCCESSOR_RIVALS:
+                result["tests"][f"{pair}|{variant.key} vs {rival}"] = _test(cell, main[f"{pair}|{rival}"])
+    _correct(list(result["tests"].values()))
+    return result
 
 
 def ablation_cells(store: Store, size: Size, regimes: dict) -> dict:
@@ -276,6 +295,8 @@ def render(data: dict, size: Size, title: str) -> str:
                                      "mean"], rows))
     if "ablation" in data:
         lines += render_ablation(data["ablation"], size)
+    if "successors" in data:
+        lines += render_successors(data["successors"], data["regimes"][ABLATION_REGIME]["cells"], size)
     lines.append("Variants: " + notes + ".\n")
     return "\n".join(lines)
 
@@ -295,8 +316,27 @@ def render_ablation(ablation: dict, size: Size) -> list[str]:
     return lines
 
 
-def write(out: Path, store: Store, size: Size, title: str, ablation: bool = False) -> tuple[Path, dict]:
-    data = collect(store, size, ablation)
+def render_successors(successors: dict, main: dict, size: Size) -> list[str]:
+    n = len(size.seeds)
+    lines = [f"## After OFA-KD (regime `{successors['regime']}`)\n",
+             "Methods published after OFA-KD, with their authors' defaults, beside KD, DIST and OFA of the same regime: "
+             "final top-1 on the test images, mean ± std over seeds, and the difference to each (Welch's p, Holm over "
+             "this table).\n"]
+    rows = []
+    for pair in size.pairs:
+        for variant in SUCCESSORS:
+            cell = successors["cells"][f"{pair}|{variant.key}"]
+            rows.append([pair, variant.key, _fmt_cell(cell, n), *(_fmt_cell(main[f"{pair}|{r}"], n) for r in SUCCESSOR_RIVALS),
+                         *(_fmt_test(successors["tests"].get(f"{pair}|{variant.key} vs {r}")) for r in SUCCESSOR_RIVALS)])
+    lines.append(markdown_table(["pair", "method", "top-1", *SUCCESSOR_RIVALS, *(f"vs {r}" for r in SUCCESSOR_RIVALS)],
+                                rows))
+    lines.append("Methods: " + " · ".join(f"{v.key}: {v.note}" for v in SUCCESSORS) + ".\n")
+    return lines
+
+
+def write(out: Path, store: Store, size: Size, title: str, ablation: bool = False,
+          successors: bool = False) -> tuple[Path, dict]:
+    data = collect(store, size, ablation, successors)
     text = render(data, size, title)
     (out / "converged.md").write_text(text)
     (out / "converged.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")

@@ -60,9 +60,12 @@ def test_converged_bench_smoke_fills_every_cell_with_tests_and_cka(tmp_path):
         sys.path.remove(str(BENCH.parent))
     size = SIZES["converged-smoke"]
     out = tmp_path / "conv"
-    _bench("--converged", "--smoke", "--out", str(out))
+    _bench("--converged", "--smoke", "--successors", "--out", str(out))
 
     data = json.loads((out / "converged.json").read_text())
+    pat = data["successors"]["cells"]["cnn->vit|pat"]  # PAT beside KD, DIST and OFA in the low regime
+    assert pat["seeds"] == list(size.seeds) and all(0.0 <= v <= 100.0 for v in pat["top1"])
+    assert set(data["successors"]["tests"]) == {f"cnn->vit|pat vs {r}" for r in ("kd", "dist", "ofa", "ofa-w1")}
     assert list(data["regimes"]) == [r.key for r in size.regimes]
     for key, regime in data["regimes"].items():
         for pair in size.pairs:
@@ -91,7 +94,7 @@ def test_converged_bench_smoke_fills_every_cell_with_tests_and_cka(tmp_path):
     # every run left a record in the result store (OUT/results for the smoke size), the teacher its weights
     results = out / "results"
     records = sorted(p.relative_to(results).as_posix() for p in (results / "runs").rglob("*.json"))
-    assert len(records) == sum(len(size.seeds) * len(VARIANT_KEYS) for _ in size.regimes) * len(size.pairs)
+    assert len(records) == (sum(len(size.seeds) * len(VARIANT_KEYS) for _ in size.regimes) + len(size.seeds)) * len(size.pairs)
     record = json.loads((results / "runs" / "low" / "cnn-to-vit" / "ofa-s1.json").read_text())
     assert record["test_top1"] == data["regimes"]["low"]["cells"]["cnn->vit|ofa"]["top1"][1]
     assert record["data_path"] == "batched" and record["cell"]["data_loader"] == "batched" and record["commit"]
