@@ -104,6 +104,15 @@ def test_overrides_parse_yaml_values():
     assert parse_value("1e-3") == 1e-3 and parse_value("yes") is True and parse_value("a b") == "a b"
 
 
+def test_an_override_inside_a_section_given_as_a_mapping_leaves_the_callers_mapping_alone():
+    teacher = {"name": "test_byobnet", "kwargs": {}}
+    cached = load_config("demo", [("teacher", teacher), ("teacher.cache", "caches/t"), ("teacher.kwargs.depth", 2)])
+    live = load_config("demo", [("teacher", teacher)])
+    assert cached.teacher.cache == "caches/t" and cached.teacher.kwargs == {"depth": 2}
+    assert live.teacher.cache is None and live.teacher.kwargs == {}
+    assert teacher == {"name": "test_byobnet", "kwargs": {}}
+
+
 def test_unknown_key_names_the_nearest_valid_key():
     with pytest.raises(ConfigError, match=r"unknown key 'train.lrr' — did you mean 'train.lr'\?"):
         load_config("demo", [("train.lrr", 0.1)])

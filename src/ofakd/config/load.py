@@ -146,7 +146,8 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Set dotted ``key`` (e.g. ``train.lr``) to ``value`` in ``raw``, creating mappings on the way."""
+    """Set dotted ``key`` (e.g. ``train.lr``) to a copy of ``value`` in ``raw``, creating mappings on the way (a later
+    override of a key inside ``value`` then changes the copy, never the caller's object)."""
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"config: override key {key!r} is not a dotted path like train.lr")
@@ -159,7 +160,7 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
             where = ".".join(parts[: depth + 1])
             raise ConfigError(f"config: cannot set {key!r}: {where!r} is a value, not a section")
         node = child
-    node[parts[-1]] = value
+    node[parts[-1]] = copy.deepcopy(value)
 
 
 def split_override(text: str) -> tuple[str, Any]:
