@@ -64,6 +64,10 @@ class Sizes:
     workers: int
     """Loader processes of the teacher-cache recording."""
 
+    def __post_init__(self) -> None:
+        if self.speed_batch * self.speed_steps < self.speed_classes:  # an ImageFolder needs every class in train/
+            raise ValueError(f"{self.speed_batch} x {self.speed_steps} speed images cannot cover {self.speed_classes} classes")
+
 
 VIT_32 = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 

@@ -19,6 +19,7 @@ autocast, with contiguous and channels-last images:
 from __future__ import annotations
 
 import pickle
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ def image_folder(ctx: Context) -> Path:
     if "images" not in ctx.shared:
         s = ctx.sizes
         root = ctx.folder("speed", "images")
+        shutil.rmtree(root)  # a --work folder used before may hold another size's images
         write_jpegs(root, s.speed_batch * s.speed_steps, s.speed_size, classes=s.speed_classes)
         ctx.shared["images"] = root
     return ctx.shared["images"]

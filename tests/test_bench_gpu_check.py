@@ -187,3 +187,9 @@ def test_the_runner_reports_each_failure_and_goes_on(runner):
     assert got["slow"]["reason"].startswith("ran past its 0.5s budget") and 0.5 <= got["slow"]["seconds"] < 5
     assert got["late"]["reason"] == "no time left of the 3s total" and got["late"]["seconds"] == 0.0
     assert lines[4].startswith("slow: timeout") and len(lines) == 6
+
+
+def test_the_budgets_fit_eight_minutes_with_start_up(runner):
+    gpu_check, _, _ = runner
+    assert [c.name for c in gpu_check.CHECKS] == CHECKS
+    assert sum(c.budget_s for c in gpu_check.CHECKS) <= gpu_check.GPU_TOTAL_S <= 450  # imports, the report: 30 s
