@@ -11,8 +11,8 @@ step's loss within a stated tolerance of the float32 eager run's; a run from the
 live run; a resumed run equals an uninterrupted one; ``torchrun --nproc_per_node 1`` with an NCCL process group runs
 ``ofakd distill``. Speed (``gpu_check_speed.py``): at 224 px, batch 128, bf16, the images/s and peak memory of the
 engine's step for the student alone and for OFA with a live and a cached teacher, DeiT-T -> ResNet18 and
-ResNet50 -> DeiT-T, and the teacher-cache recording's images/s; CIFAR-size data on the in-memory batched path once
-it exists. Every check runs ofakd's own entry points (the engine, ``ofakd.fit``, the cache recorder, the command
+ResNet50 -> DeiT-T, and the teacher-cache recording's images/s; CIFAR-size data end to end on the per-image and the
+in-memory batched data path. Every check runs ofakd's own entry points (the engine, ``ofakd.fit``, the cache recorder, the command
 line); nothing is re-implemented here.
 
 A check that fails, raises or runs out of its budget is reported with what it compared and the next one runs; a
@@ -51,7 +51,7 @@ from gpu_check_correctness import (
     torchrun_worker,
 )
 from gpu_check_report import markdown
-from gpu_check_speed import cifar_batched, speed_check
+from gpu_check_speed import cifar_loaders, speed_check
 
 from ofakd.finite_json import dumps as finite_dumps
 
@@ -88,7 +88,8 @@ CHECKS = [  # each method one compiled variant besides gpu_check_correctness.EAG
           torchrun_check, 35),
     *(Check(p.name, f"{p.label}: images/s and peak memory of the step, cache recording", speed_check(p.name), 60)
       for p in GPU.pairs),
-    Check("speed_cifar_batched", "CIFAR-size data, per-image vs in-memory batched loader (issue 23)", cifar_batched, 30),
+    Check("speed_cifar_loaders", "CIFAR-size data end to end: per-image vs in-memory batched data path", cifar_loaders,
+          30),
 ]
 
 

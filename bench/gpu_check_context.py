@@ -61,8 +61,10 @@ class Sizes:
     speed_rounds: int
     speed_warmup: int
     speed_classes: int
+    cifar_steps: int
+    """Steps per epoch of the CIFAR-size data paths' runs (batch ``speed_batch``)."""
     workers: int
-    """Loader processes of the teacher-cache recording."""
+    """Loader processes of the teacher-cache recording and of the per-image CIFAR-size path."""
 
     def __post_init__(self) -> None:
         if self.speed_batch * self.speed_steps < self.speed_classes:  # an ImageFolder needs every class in train/
@@ -81,7 +83,8 @@ GPU = Sizes(
         Pair("speed_deit_t_to_resnet18", "DeiT-T -> ResNet18", "deit_tiny_patch16_224", {}, "resnet18", {}, "imagenet-cnn"),
         Pair("speed_resnet50_to_deit_t", "ResNet50 -> DeiT-T", "resnet50", {}, "deit_tiny_patch16_224", {}, "imagenet-vit-mlp"),
     ),
-    speed_size=224, speed_batch=128, speed_steps=10, speed_rounds=3, speed_warmup=3, speed_classes=1000, workers=8,
+    speed_size=224, speed_batch=128, speed_steps=10, speed_rounds=3, speed_warmup=3, speed_classes=1000,
+    cifar_steps=50, workers=8,
 )
 SMOKE = Sizes(
     size=32, batch=8, steps=3,
@@ -92,7 +95,8 @@ SMOKE = Sizes(
         Pair("speed_deit_t_to_resnet18", "DeiT-T -> ResNet18", "vit_tiny_patch16_224", VIT_32, "test_resnet", {}, "imagenet-cnn"),
         Pair("speed_resnet50_to_deit_t", "ResNet50 -> DeiT-T", "test_resnet", {}, "vit_tiny_patch16_224", VIT_32, "imagenet-vit-mlp"),
     ),
-    speed_size=32, speed_batch=8, speed_steps=2, speed_rounds=2, speed_warmup=1, speed_classes=10, workers=0,
+    speed_size=32, speed_batch=8, speed_steps=2, speed_rounds=2, speed_warmup=1, speed_classes=10,
+    cifar_steps=2, workers=0,
 )
 
 LOSS_RTOL = {"fp32": 1e-3, "bf16": 3e-2, "fp16": 1e-2}

@@ -101,6 +101,7 @@ def equality(ctx: Context, details: dict, runs: dict[str, Path], same: tuple[str
     states = {name: checkpoint(path)["distiller"] for name, path in runs.items()}
     diff = state_difference(states[same[0]], states[same[1]])
     details.update(compared=f"{same[0]} vs {same[1]}", max_abs_diff=diff, atol=ctx.state_atol,
+                   data_path=json.loads((runs[same[0]] / "summary.json").read_text())["data_path"],
                    bitwise_equal=diff == 0.0, repeat_max_abs_diff=state_difference(*(states[r] for r in repeat)))
     return diff <= ctx.state_atol
 
@@ -167,7 +168,7 @@ def run_variant(ctx: Context, method: str, student: str, variant: Variant, row: 
     finally:
         if variant.compile:
             torch._dynamo.reset()  # the next variant compiles afresh
-    row["seconds"] = round(time.monotonic() - started, 2)
+    row.update(seconds=round(time.monotonic() - started, 2), data_path=summary["data_path"])
     if not summary["complete"]:
         raise RuntimeError(f"the run stopped after {summary['steps']} steps")
     if variant.amp == "fp16":
@@ -292,6 +293,7 @@ def torchrun_check(ctx: Context, details: dict) -> bool:
     expected = "nccl" if ctx.cuda else "gloo"
     details.update(backend=worker["backend"], expected_backend=expected, world_size=worker["world_size"],
                    all_reduce=worker["all_reduce"], cli_exit_code=worker["exit_code"], run_device=summary["device"],
+                   data_path=summary["data_path"],
                    run_complete=summary["complete"], losses_finite=all_finite(losses))
     return (worker["backend"] == expected and worker["world_size"] == 1 and worker["all_reduce"] == 1.0
             and worker["exit_code"] == 0 and summary["complete"] and all_finite(losses))

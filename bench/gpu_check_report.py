@@ -52,11 +52,11 @@ def _equality_table(checks: list[dict]) -> list[str]:
     if not rows:
         return []
     lines = ["", "Runs that must end equal (largest absolute difference of any weight or buffer):", "",
-             "| check | compared | max abs difference | tolerance | bit for bit | a plain repeat differs by |",
-             "|---|---|---:|---:|---|---:|"]
+             "| check | compared | data path | max abs difference | tolerance | bit for bit | a plain repeat differs by |",
+             "|---|---|---|---:|---:|---|---:|"]
     for c in rows:
         d = c["details"]
-        lines.append(f"| {c['name']} | {d['compared']} | {_number(d['max_abs_diff'])} | {_number(d['atol'])} | "
+        lines.append(f"| {c['name']} | {d['compared']} | {d['data_path']} | {_number(d['max_abs_diff'])} | {_number(d['atol'])} | "
                      f"{'yes' if d['bitwise_equal'] else 'no'} | {_number(d['repeat_max_abs_diff'])} |")
     return lines
 
@@ -86,10 +86,13 @@ def _speed_tables(checks: list[dict]) -> list[str]:
             forward = next((r["teacher_forward_images_per_s"] for r in d["rows"] if "teacher_forward_images_per_s" in r), None)
             lines.append(f"| {d['pair']} | {d['teacher']} | {_number(rec.get('steady_images_per_s'), 4)} | "
                          f"{_number(rec.get('images_per_s'), 4)} | {rec.get('workers', '—')} | {_number(forward, 4)} |")
-    batched = next((c for c in checks if c["name"] == "speed_cifar_batched"), None)
-    if batched is not None:
-        rows = batched["details"].get("rows") or []
-        lines += ["", "CIFAR-size data (32 px), end-to-end images/s by loader: "
-                  + (", ".join(f"{r['loader']} {r['images_per_s']:.0f}" for r in rows) or
-                     f"{batched['status']} ({_cell(batched.get('reason'))})")]
+    cifar = next((c for c in checks if c["name"] == "speed_cifar_loaders" and c["details"].get("rows")), None)
+    if cifar is not None:
+        d = cifar["details"]
+        lines += ["", f"CIFAR-size data end to end (`fit`, {d['student']} alone, 32 px, batch {d['batch']}, "
+                  f"{d['steps_per_epoch']} steps an epoch; the second epoch, loading included):", "",
+                  "| data path | loader workers | images/s | peak allocated (MiB) |", "|---|---:|---:|---:|"]
+        for r in d["rows"]:
+            lines.append(f"| {r['data_path']} | {r['workers']} | {r['images_per_s']:.0f} | "
+                         f"{_number(r.get('peak_allocated_mib'), 5)} |")
     return lines

@@ -12,8 +12,8 @@ autocast, with contiguous and channels-last images:
 * peak memory of each (CUDA: peak allocated, everything the variant holds; CPU: resident-set growth), and on
   CUDA the synchronizing calls one timed round makes.
 
-``cifar_batched``: the place for CIFAR-size data on the in-memory batched path (issue 23); skipped until the
-``data.loader`` setting exists.
+``cifar_loaders``: CIFAR-size data end to end through ``fit`` on the per-image and the in-memory batched data
+path (``data.loader``), images/s and peak memory of each.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpu_check_context import Context, Pair, Skip, quiet, release_memory
+from gpu_check_context import Context, Pair, quiet, release_memory
 from loader import write_jpegs
 from ofakd.cache import record_cache
 from ofakd.config import load_config
-from ofakd.data.config import DataConfig
 from ofakd.engine import Trainer, fit
 from ofakd.engine.loop import train_one_epoch
 from ofakd.engine.metrics_log import read_records
@@ -170,32 +169,37 @@ def teacher_forward_rate(ctx: Context, teacher, images: torch.Tensor, precision)
     return s.speed_steps * images.shape[0] / (time.perf_counter() - start)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# PLACEHOLDER: CIFAR-size data on the in-memory batched path (issue 23, `data.loader: auto|batched|per_image`).
-# Skipped until DataConfig has `loader`. Once it lands, check that the settings below are the ones it names, and
-# the row appears: end-to-end `fit` images/s of a ResNet18 student alone at 32 px, per-image loader vs batched.
-# ----------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- CIFAR-size data, both data paths
 
 
-def cifar_batched(ctx: Context, details: dict) -> bool:
-    if "loader" not in DataConfig.model_fields:
-        raise Skip("data.loader does not exist yet: the in-memory batched path (issue 23) has not landed")
-    s = ctx.sizes
-    root = write_cifar100(ctx.folder("cifar", "data"), s.speed_batch * s.speed_steps)
-    details.update(student=ctx.sizes.map_student["name"], size=32, batch=s.speed_batch, rows=[])
+def cifar_loaders(ctx: Context, details: dict) -> bool:
+    """CIFAR-size data (random 32-px RGB images in CIFAR-100's files) end to end through ``fit``, the map student
+    alone at 32 px (recipe ``cifar-cnn``), on the per-image path (PIL transforms in ``workers`` loader processes)
+    and on the in-memory batched path (``data.loader: batched``: the images on the device, augmented there):
+    images/s of the second epoch, loading included, and peak memory of the whole run."""
+    s, device = ctx.sizes, ctx.device
+    root = write_cifar100(ctx.folder("cifar", "data"), s.speed_batch * s.cifar_steps)
+    details.update(student=s.map_student["name"], size=32, batch=s.speed_batch, steps_per_epoch=s.cifar_steps,
+                   amp="bf16", rows=[])
     for loader in ("per_image", "batched"):
         cfg = load_config("cifar-cnn", [
-            ("data.root", str(root)), ("data.loader", loader), ("train.batch_size", s.speed_batch),
-            ("train.epochs", 2), ("train.log_every", s.speed_steps), ("train.amp", "bf16"),
-            ("train.device", str(ctx.device)), ("method", {"name": "vanilla"}), ("teacher", {}),
-            ("student", {**ctx.sizes.map_student, "input_size": [3, 32, 32]}),
+            ("data.root", str(root)), ("data.loader", loader), ("data.workers", s.workers if loader == "per_image" else 0),
+            ("train.batch_size", s.speed_batch), ("train.epochs", 2), ("train.warmup_epochs", 0),
+            ("train.log_every", s.cifar_steps), ("train.amp", "bf16"), ("train.device", str(device)),
+            ("method", {"name": "vanilla"}), ("teacher", {}), ("student", {**s.map_student, "input_size": [3, 32, 32]}),
             ("run.out_dir", str(ctx.folder("cifar"))), ("run.name", loader),
         ])
-        fit(cfg, overwrite=True, progress=False, tensorboard=False, log=quiet)
-        last_epoch = [r["images_per_s"] for r in read_records(ctx.work / "cifar" / loader / "metrics.jsonl")
-                      if r["kind"] == "train" and r["epoch"] == 2]
-        details["rows"].append({"loader": loader, "images_per_s": statistics.median(last_epoch)})
-    return all(r["images_per_s"] > 0 for r in details["rows"])
+        with PeakMemory(device) as peak:
+            summary = fit(cfg, overwrite=True, progress=False, tensorboard=False, log=quiet)
+        second = [r["images_per_s"] for r in read_records(ctx.work / "cifar" / loader / "metrics.jsonl")
+                  if r["kind"] == "train" and r["epoch"] == 2]
+        row = {"loader": loader, "data_path": summary["data_path"], "workers": cfg.data.workers,
+               "images_per_s": statistics.median(second), "growth_mib": peak.peak / 2**20}
+        if device.type == "cuda":
+            row["peak_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        details["rows"].append(row)
+        release_memory(device)
+    return all(r["images_per_s"] > 0 and r["data_path"] == r["loader"] for r in details["rows"])
 
 
 def write_cifar100(root: Path, images: int) -> Path:

@@ -14,14 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ofakd.data.config import DataConfig
-
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CHECKS = ["precision_ofa_map", "precision_ofa_token", "precision_kd", "cache_equals_live",
           "resume_equals_uninterrupted", "torchrun_nccl", "speed_deit_t_to_resnet18", "speed_resnet50_to_deit_t",
-          "speed_cifar_batched"]
-BATCHED_PATH = "loader" in DataConfig.model_fields
-"""Issue 23's in-memory batched path exists: its speed check runs instead of being skipped."""
+          "speed_cifar_loaders"]
 
 
 def gpu_check(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -42,20 +38,15 @@ def by_name(report: dict) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_the_smoke_run_passes_every_check_that_can_run_on_a_cpu(smoke):
+def test_the_smoke_run_passes_every_check(smoke):
     report, _ = smoke
     checks = by_name(report)
     assert list(checks) == CHECKS
-    expected = {name: "pass" for name in CHECKS}
-    if not BATCHED_PATH:
-        expected["speed_cifar_batched"] = "skipped"
-        assert "data.loader does not exist yet" in checks["speed_cifar_batched"]["reason"]
-    assert {name: c["status"] for name, c in checks.items()} == expected
+    assert {name: c["status"] for name, c in checks.items()} == dict.fromkeys(CHECKS, "pass")
     env = report["environment"]
     assert env["mode"] == "smoke" and env["device"] == "cpu" and env["torch"] == torch.__version__
     assert env["device_name"] and env["driver"] is None and env["ofakd"]
-    assert report["counts"] == {"pass": len(CHECKS) - (not BATCHED_PATH), "fail": 0, "error": 0, "timeout": 0,
-                                "skipped": int(not BATCHED_PATH)}
+    assert report["counts"] == {"pass": len(CHECKS), "fail": 0, "error": 0, "timeout": 0, "skipped": 0}
 
 
 @pytest.mark.slow
@@ -76,6 +67,7 @@ def test_each_precision_is_compared_step_by_step_with_float32(smoke):
                 assert variant["reference_losses"] == reference and variant["max_rel_diff"] == pytest.approx(worst)
                 assert variant["rtol"] == report["loss_rtol"][variant["precision"]] and worst <= variant["rtol"]
                 assert variant["status"] == "pass"
+        assert {v.get("data_path") for v in rows.values()} == {"batched", None}  # the digits in memory; fp16 not run
         assert rows["bf16 eager"]["max_rel_diff"] > 0  # bf16 rounds differently: the comparison is of real values
         assert f"| {name} | bf16 eager | pass |" in table
         # dynamo traced the OFA training forwards (eager backend); KD compiles under fp16, which needs a GPU
@@ -91,7 +83,8 @@ def test_a_cached_teacher_and_a_resume_inside_an_epoch_end_bit_for_bit_equal_on_
         d = checks[name]["details"]
         assert (d["compared"], d["max_abs_diff"], d["atol"], d["bitwise_equal"]) == (compared, 0.0, 0.0, True)
         assert d["repeat_max_abs_diff"] == 0.0
-        assert f"| {name} | {compared} | 0 | 0 | yes | 0 |" in table
+        assert f"| {name} | {compared} | per_image | 0 | 0 | yes | 0 |" in table
+        assert d["data_path"] == "per_image"  # a Dataset given to ofakd.fit
     resume = checks["resume_equals_uninterrupted"]["details"]
     assert resume["resumed_from_step"] == 4 and resume["resumed_inside_epoch"]  # 3 steps an epoch: 1 into epoch 2
 
@@ -102,6 +95,7 @@ def test_torchrun_runs_ofakd_distill_in_a_process_group_of_its_own(smoke):
     d = by_name(report)["torchrun_nccl"]["details"]
     assert (d["backend"], d["expected_backend"], d["world_size"], d["all_reduce"]) == ("gloo", "gloo", 1, 1.0)
     assert d["cli_exit_code"] == 0 and d["run_complete"] and d["losses_finite"] and d["run_device"] == "cpu"
+    assert d["data_path"] == "batched"  # the bundled digits, held in memory
 
 
 @pytest.mark.slow
@@ -120,6 +114,16 @@ def test_the_speed_table_has_every_variant_of_both_pairs(smoke):
         recording = d["recording"]
         assert recording["images"] == 16 and recording["images_per_s"] > 0 and recording["workers"] == 0
         assert f"| {label} | {d['recipe']} | channels-last | OFA cached teacher |" in table
+
+
+@pytest.mark.slow
+def test_cifar_size_data_runs_end_to_end_on_both_data_paths(smoke):
+    report, table = smoke
+    d = by_name(report)["speed_cifar_loaders"]["details"]
+    assert [(r["loader"], r["data_path"], r["workers"]) for r in d["rows"]] == [("per_image", "per_image", 0),
+                                                                               ("batched", "batched", 0)]
+    assert all(r["images_per_s"] > 0 for r in d["rows"]) and d["steps_per_epoch"] == 2
+    assert "| batched | 0 |" in table
 
 
 @pytest.mark.slow
