@@ -70,6 +70,7 @@ class Check:
 
 
 SMOKE_BUDGET_S = 120.0
+STATUSES = ("pass", "fail", "error", "timeout", "skipped")
 GPU_TOTAL_S = 450.0
 """Seconds for all checks on a GPU: with imports, the environment and the report, under 8 minutes."""
 CHECKS = [  # each method one compiled variant besides gpu_check_correctness.EAGER (compiling is the slow part)
@@ -113,8 +114,10 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 def run_checks(checks: list[Check], ctx: Context, *, total_s: float, smoke: bool,
-               log: Callable[[str], None] = print) -> list[dict]:
-    """Each check under its budget (none past ``total_s`` from now); one result each, whatever happened."""
+               log: Callable[[str], None] = print,
+               after_each: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Each check under its budget (none past ``total_s`` from now); one result each, whatever happened.
+    ``after_each(results so far)`` runs after every check (the report is written then, so a killed run keeps it)."""
     end = time.monotonic() + total_s
     results = []
     for check in checks:
@@ -144,6 +147,8 @@ def run_checks(checks: list[Check], ctx: Context, *, total_s: float, smoke: bool
             release_memory(ctx.device)
         log(f"{check.name}: {result['status']} ({result['seconds']:.1f}s of {budget:.0f}s)"
             + (f" - {result['reason']}" if result.get("reason") else ""))
+        if after_each is not None:
+            after_each(results)
     return results
 
 
@@ -221,25 +226,30 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is visible here; use --device cpu --smoke for the CPU smoke run")
+    sys.stdout.reconfigure(line_buffering=True)  # each check's line as it ends, also into a log file
     checks = [c for c in CHECKS if args.only is None or c.name in args.only]
     total_s = args.budget_s or (len(checks) * SMOKE_BUDGET_S if args.smoke else GPU_TOTAL_S)
     started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = environment(device, args.smoke)
+    print(f"gpu_check on {env['device_name']} ({device}), torch {env['torch']}, {len(checks)} checks, "
+          f"{total_s:.0f}s at most", flush=True)
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gpu-check-")))
         ctx = Context(device=device, sizes=sizes, work=work, smoke=args.smoke)
         ctx.loss_rtol.update(dict(args.tolerance))
-        env = environment(device, args.smoke)
-        print(f"gpu_check on {env['device_name']} ({device}), torch {env['torch']}, {len(checks)} checks, "
-              f"{total_s:.0f}s at most", flush=True)
-        results = run_checks(checks, ctx, total_s=total_s, smoke=args.smoke)
-    report = {"environment": env, "loss_rtol": ctx.loss_rtol, "state_atol": ctx.state_atol,
-              "seconds": round(time.monotonic() - started, 1), "checks": results,
-              "counts": {s: sum(r["status"] == s for r in results) for s in ("pass", "fail", "error", "timeout", "skipped")}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(finite_dumps(report, indent=2) + "\n")
-    (args.out / "gpu_check.md").write_text(markdown(report))
+
+        def write(results: list[dict]) -> dict:
+            report = {"environment": env, "loss_rtol": ctx.loss_rtol, "state_atol": ctx.state_atol,
+                      "seconds": round(time.monotonic() - started, 1), "checks": results,
+                      "counts": {s: sum(r["status"] == s for r in results) for s in STATUSES}}
+            (args.out / "gpu_check.json").write_text(finite_dumps(report, indent=2) + "\n")
+            (args.out / "gpu_check.md").write_text(markdown(report))
+            return report
+
+        report = write(run_checks(checks, ctx, total_s=total_s, smoke=args.smoke, after_each=write))
     print(f"{report['counts']} in {report['seconds']:.0f}s -> {args.out / 'gpu_check.json'}, {args.out / 'gpu_check.md'}")
-    return 0 if not any(report["counts"][s] for s in ("fail", "error", "timeout")) else 1
+    return 1 if any(report["counts"][s] for s in ("fail", "error", "timeout")) else 0
 
 
 if __name__ == "__main__":

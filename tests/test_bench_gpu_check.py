@@ -177,20 +177,26 @@ def test_the_runner_reports_each_failure_and_goes_on(runner):
         return True
 
     checks = [gpu_check.Check(name, name, run, budget) for name, run, budget in (
-        ("fails", fails, 0.5), ("raises", raises, 0.5), ("skips", skips, 0.5), ("passes", passes, 0.5),
-        ("slow", slow, 0.5), ("late", passes, 10))]
+        ("fails", fails, 1), ("raises", raises, 1), ("skips", skips, 1), ("passes", passes, 1), ("slow", slow, 0.5))]
     lines: list[str] = []
-    results = gpu_check.run_checks(checks, ctx, total_s=3.0, smoke=False, log=lines.append)
+    written: list[list[str]] = []  # the report is written after each check: a killed run keeps what ran
+    results = gpu_check.run_checks(checks, ctx, total_s=600, smoke=False, log=lines.append,
+                                   after_each=lambda so_far: written.append([r["status"] for r in so_far]))
     got = {r["name"]: r for r in results}
-    assert [r["status"] for r in results] == ["fail", "error", "skipped", "pass", "timeout", "skipped"]
+    assert [r["status"] for r in results] == ["fail", "error", "skipped", "pass", "timeout"]
+    assert written == [[r["status"] for r in results][:n] for n in range(1, 6)]
     assert got["fails"]["details"] == {"compared": [1.0, 2.0]}
     assert got["raises"]["reason"] == "ValueError: a broken path" and "raise ValueError" in got["raises"]["traceback"]
     assert got["skips"]["reason"] == "needs a GPU"
-    assert 0 < got["passes"]["details"]["left_s"] <= 0.5
+    assert 0 < got["passes"]["details"]["left_s"] <= 1
     assert got["slow"]["details"] == {"started": True}  # what it did before its time ran out
     assert got["slow"]["reason"].startswith("ran past its 0.5s budget") and 0.5 <= got["slow"]["seconds"] < 5
-    assert got["late"]["reason"] == "no time left of the 3s total" and got["late"]["seconds"] == 0.0
-    assert lines[4].startswith("slow: timeout") and len(lines) == 6
+    assert lines[4].startswith("slow: timeout") and len(lines) == 5
+    # the total caps each budget, and a check is not started with less than 5 s (or its own budget) left
+    capped = gpu_check.run_checks([gpu_check.Check("passes", "", passes, 60)], ctx, total_s=8, smoke=False, log=print)
+    assert capped[0]["status"] == "pass" and capped[0]["budget_s"] <= 8 and capped[0]["details"]["left_s"] <= 8
+    late = gpu_check.run_checks([gpu_check.Check("late", "", passes, 60)], ctx, total_s=4, smoke=False, log=print)
+    assert (late[0]["status"], late[0]["reason"], late[0]["details"]) == ("skipped", "no time left of the 4s total", {})
 
 
 def test_the_budgets_fit_eight_minutes_with_start_up(runner):
