@@ -96,7 +96,7 @@ SMOKE = Sizes(
         Pair("speed_resnet50_to_deit_t", "ResNet50 -> DeiT-T", "test_resnet", {}, "vit_tiny_patch16_224", VIT_32, "imagenet-vit-mlp"),
     ),
     speed_size=32, speed_batch=8, speed_steps=2, speed_rounds=2, speed_warmup=1, speed_classes=10,
-    cifar_steps=2, workers=0,
+    cifar_steps=3, workers=0,
 )
 
 LOSS_RTOL = {"fp32": 1e-3, "bf16": 3e-2, "fp16": 1e-2}

@@ -18,15 +18,14 @@ path (``data.loader``), images/s and peak memory of each.
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from data_path import write_cifar10
 from gpu_check_context import Context, Pair, quiet, release_memory
 from loader import write_jpegs
 from ofakd.cache import record_cache
@@ -173,17 +172,19 @@ def teacher_forward_rate(ctx: Context, teacher, images: torch.Tensor, precision)
 
 
 def cifar_loaders(ctx: Context, details: dict) -> bool:
-    """CIFAR-size data (random 32-px RGB images in CIFAR-100's files) end to end through ``fit``, the map student
-    alone at 32 px (recipe ``cifar-cnn``), on the per-image path (PIL transforms in ``workers`` loader processes)
-    and on the in-memory batched path (``data.loader: batched``: the images on the device, augmented there):
-    images/s of the second epoch, loading included, and peak memory of the whole run."""
+    """CIFAR-size data (32-px RGB images in CIFAR-10's files, as bench/data_path.py writes them) end to end through
+    ``fit``, the map student alone at 32 px (recipe ``cifar-cnn``), on the per-image path (PIL transforms in
+    ``workers`` loader processes) and on the in-memory batched path (``data.loader: batched``: the images on the
+    device, augmented there): images/s of the second epoch, loading included, and peak memory of the whole run."""
     s, device = ctx.sizes, ctx.device
-    root = write_cifar100(ctx.folder("cifar", "data"), s.speed_batch * s.cifar_steps)
+    root = ctx.folder("cifar", "data")
+    write_cifar10(root, train=s.speed_batch * s.cifar_steps, test=s.speed_batch)
     details.update(student=s.map_student["name"], size=32, batch=s.speed_batch, steps_per_epoch=s.cifar_steps,
                    amp="bf16", rows=[])
     for loader in ("per_image", "batched"):
         cfg = load_config("cifar-cnn", [
-            ("data.root", str(root)), ("data.loader", loader), ("data.workers", s.workers if loader == "per_image" else 0),
+            ("data.name", "cifar10"), ("data.root", str(root)), ("data.loader", loader),
+            ("data.workers", s.workers if loader == "per_image" else 0),
             ("train.batch_size", s.speed_batch), ("train.epochs", 2), ("train.warmup_epochs", 0),
             ("train.log_every", s.cifar_steps), ("train.amp", "bf16"), ("train.device", str(device)),
             ("method", {"name": "vanilla"}), ("teacher", {}), ("student", {**s.map_student, "input_size": [3, 32, 32]}),
@@ -200,19 +201,3 @@ def cifar_loaders(ctx: Context, details: dict) -> bool:
         details["rows"].append(row)
         release_memory(device)
     return all(r["images_per_s"] > 0 and r["data_path"] == r["loader"] for r in details["rows"])
-
-
-def write_cifar100(root: Path, images: int) -> Path:
-    """Random 32-px RGB images in CIFAR-100's on-disk layout (``cifar-100-python/{train,test,meta}``)."""
-    rng, folder = np.random.default_rng(0), root / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, count in (("train", images), ("test", 100)):
-        labels = [i % 100 for i in range(count)]
-        with open(folder / split, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8), "fine_labels": labels,
-                         "coarse_labels": [k % 20 for k in labels], "filenames": [f"{i}.png" for i in range(count)]}, f)
-    with open(folder / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": [f"class {k}" for k in range(100)],
-                     "coarse_label_names": [f"group {k}" for k in range(20)]}, f)
-    return root
-

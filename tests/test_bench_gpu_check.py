@@ -122,7 +122,7 @@ def test_cifar_size_data_runs_end_to_end_on_both_data_paths(smoke):
     d = by_name(report)["speed_cifar_loaders"]["details"]
     assert [(r["loader"], r["data_path"], r["workers"]) for r in d["rows"]] == [("per_image", "per_image", 0),
                                                                                ("batched", "batched", 0)]
-    assert all(r["images_per_s"] > 0 for r in d["rows"]) and d["steps_per_epoch"] == 2
+    assert all(r["images_per_s"] > 0 for r in d["rows"]) and d["steps_per_epoch"] == 3
     assert "| batched | 0 |" in table
 
 
