@@ -80,12 +80,13 @@ def write_cifar10(root: Path, train: int, test: int = 1000) -> None:
 
     def images(n: int) -> np.ndarray:
         coarse = rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
-        fine = np.stack([np.asarray(Image.fromarray(c).resize((32, 32), Image.BICUBIC)) for c in coarse])
-        return fine.transpose(0, 3, 1, 2).reshape(n, -1)
+        fine = np.stack([np.asarray(Image.fromarray(c).resize((32, 32), Image.BICUBIC)) for c in coarse]
+                        or [np.zeros((32, 32, 3), np.uint8)])[:n]
+        return fine.transpose(0, 3, 1, 2).reshape(n, 3 * 32 * 32)
 
     per_batch = -(-train // 5)
     for i in range(5):
-        n = min(per_batch, train - i * per_batch)
+        n = max(0, min(per_batch, train - i * per_batch))  # the last batches may be short or empty
         batch = {"data": images(n), "labels": rng.integers(0, 10, n).tolist()}
         (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(batch))
     (folder / "test_batch").write_bytes(pickle.dumps({"data": images(test), "labels": rng.integers(0, 10, test).tolist()}))
