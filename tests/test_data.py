@@ -600,3 +600,48 @@ def test_real_fashion_mnist_smoke():
     x, y = next(iter(b.train_loader))
     assert x.shape == (16, 1, 28, 28) and int(y.min()) >= 0 and int(y.max()) <= 9
     assert float(x.std()) > 0.1
+
+
+# ----------------------------------------------------------------------------- holdout (validation on training images)
+
+
+def _images(dataset) -> np.ndarray:
+    """The raw uint8 images of a bundle's data set on either path (per-image: numpy; batched: resident tensor)."""
+    images = dataset.images
+    images = images.cpu().numpy() if isinstance(images, torch.Tensor) else images
+    return images.reshape(len(images), -1)
+
+
+@pytest.mark.parametrize("loader", ["per_image", "batched"])
+def test_holdout_validates_on_training_images_the_rest_train_on(loader):
+    whole = build(DataConfig(name="digits", train_subset=64, loader="per_image"), PLAIN, size=8, channels=1)
+    b = build(DataConfig(name="digits", train_subset=64, holdout=16, loader=loader), PLAIN, size=8, channels=1)
+    assert b.path.name == loader
+    train = _images(b.train_loader.dataset.dataset if loader == "per_image" else b.train_loader.dataset)
+    val = _images(b.val_loader.dataset)
+    assert (len(train), len(val)) == (48, 16)
+    rows = {row.tobytes() for row in _images(whole.train_loader.dataset.dataset)}
+    # the two parts are disjoint and together the 64 training images; the test split is not read
+    assert {r.tobytes() for r in train} | {r.tobytes() for r in val} == rows
+    assert not {r.tobytes() for r in train} & {r.tobytes() for r in val}
+    assert "-train48-val16-" in b.fingerprint
+
+
+def test_holdout_is_the_same_images_on_both_paths_for_every_run_seed_and_a_fraction_counts_images():
+    made = {(loader, seed): build(DataConfig(name="digits", train_subset=64, holdout=0.25, loader=loader), PLAIN,
+                                  size=8, channels=1, seed=seed)
+            for loader in ("per_image", "batched") for seed in (0, 5)}
+    fingerprints = {b.fingerprint for b in made.values()}
+    assert len(fingerprints) == 1 and "-train48-val16-" in fingerprints.pop()  # round(0.25 * 64) = 16
+    other = build(DataConfig(name="digits", train_subset=64, holdout=16, holdout_seed=1), PLAIN, size=8, channels=1)
+    assert other.fingerprint != made["per_image", 0].fingerprint  # another draw
+
+
+def test_holdout_errors_name_the_fix():
+    with pytest.raises(DataError, match=r"data.holdout=64 holds out 64 of the 64 training images"):
+        build(DataConfig(name="digits", train_subset=64, holdout=64), PLAIN, size=8, channels=1)
+    with pytest.raises(pydantic.ValidationError, match="which holdout replaces"):
+        DataConfig(name="digits", val_subset=10, holdout=0.1)
+    for bad in (0, 1.0, -0.5):
+        with pytest.raises(pydantic.ValidationError, match="a fraction between 0 and 1"):
+            DataConfig(holdout=bad)

@@ -81,6 +81,20 @@ def _subset(dataset, n: int | None, field: str, split: str, location: str):
     return dataset.subset(idx)
 
 
+def split_holdout(dataset, holdout: int | float, seed: int, location: str):
+    """(training part, held-out part) of ``dataset``: ``holdout`` images (a count, or a fraction of ``len(dataset)``
+    rounded to the nearest image) drawn uniformly with generator ``seed``, each part in dataset order."""
+    n = len(dataset)
+    count = int(round(holdout * n)) if isinstance(holdout, float) else int(holdout)
+    if not 1 <= count < n:
+        raise DataError(
+            f"data.holdout={holdout} holds out {count} of the {n} training images in {location}; hold out at least "
+            "one and leave at least one to train on (a count, or a fraction such as 0.1)"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return dataset.subset(np.sort(order[count:])), dataset.subset(np.sort(order[:count]))
+
+
 def build_mixup(augment: AugmentConfig, num_classes: int) -> Mixup | None:
     """timm Mixup/CutMix (with label smoothing folded in) when either alpha is > 0."""
     if augment.mixup <= 0 and augment.cutmix <= 0:
@@ -215,7 +229,10 @@ def build_data(
     check_input_size(input_size)
     source = load_source(data)
     train_ds: Dataset = _subset(source.train, data.train_subset, "train_subset", "training", source.location)
-    val_ds: Dataset = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
+    if data.holdout is not None:  # validation on training images held out: the validation split is never read
+        train_ds, val_ds = split_holdout(train_ds, data.holdout, data.holdout_seed, source.location)
+    else:
+        val_ds = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
     fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
     mixup = build_mixup(augment, len(source.class_names)) if mixup_on else None
     in_memory = isinstance(train_ds, ArrayImageDataset) and isinstance(val_ds, ArrayImageDataset)

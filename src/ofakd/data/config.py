@@ -25,6 +25,13 @@ class DataConfig(pydantic.BaseModel, extra="forbid"):
     train_subset: int | None = None
     """Use N training images, a random subset drawn with a fixed seed (0), the same for every run seed."""
     val_subset: int | None = None
+    """Validate on N images of the validation split, a random subset drawn with a fixed seed (0)."""
+    holdout: int | float | None = None
+    """Validate on images held out of the training split instead of on the validation split: a count (300) or
+    a fraction (0.1) of the training images (after train_subset), drawn with holdout_seed; the rest train.
+    The validation split is then never read (how `ofakd tune` scores trials and keeps the test split apart)."""
+    holdout_seed: int = pydantic.Field(0, ge=0)
+    """Seed of the holdout draw (fixed: every run and trial of a tuning holds out the same images)."""
     workers: int = 0
     """Loader processes (0: load in the main process); a training run keeps them from epoch to epoch."""
     prefetch: int = pydantic.Field(2, ge=1)
@@ -45,6 +52,14 @@ class DataConfig(pydantic.BaseModel, extra="forbid"):
             raise ValueError("must be a positive number of images, or null for the whole split")
         return v
 
+    @pydantic.field_validator("holdout")
+    @classmethod
+    def _holdout(cls, v: int | float | None) -> int | float | None:
+        if v is None or (isinstance(v, int) and v >= 1) or (isinstance(v, float) and 0.0 < v < 1.0):
+            return v
+        raise ValueError("must be a number of training images (>= 1), a fraction between 0 and 1 (e.g. 0.1), "
+                         "or null to validate on the validation split")
+
     @pydantic.field_validator("workers")
     @classmethod
     def _workers(cls, v: int) -> int:
@@ -58,6 +73,13 @@ class DataConfig(pydantic.BaseModel, extra="forbid"):
             raise ValueError(
                 f"download applies only to {', '.join(DOWNLOADABLE)}; set data.download false for {self.name}"
             )
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _holdout_replaces_val_subset(self) -> DataConfig:
+        if self.holdout is not None and self.val_subset is not None:
+            raise ValueError("val_subset picks images of the validation split, which holdout replaces by held-out "
+                             "training images: set one of them to null")
         return self
 
 
