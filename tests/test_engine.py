@@ -426,3 +426,31 @@ def test_resume_extends_a_finished_run_with_the_schedule_replanned_over_the_new_
         fit(load_config(str(tmp_path / "short" / "config.yaml"), [("train.epochs", 1)]), resume=tmp_path / "short",
             **quiet)
     assert (tmp_path / "short" / "last.pt").read_bytes() == before
+
+
+class _Stop(Exception):
+    """What a test's epoch-end callback raises to stop a run (as a search prunes a trial)."""
+
+
+def test_epoch_end_callback_sees_each_epochs_evals_and_its_exception_stops_a_resumable_run(tmp_path):
+    quiet = {"progress": False, "log": lambda _msg: None}
+    seen = []
+    full = fit(load_config("demo", tiny_overrides(tmp_path, "full")), on_epoch_end=lambda e, ev: seen.append((e, ev)),
+               **quiet)
+    logged = [r for r in read_records(tmp_path / "full" / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [e for e, _ in seen] == [1, 2] == [r["epoch"] for r in logged]
+    for (_, evals), record in zip(seen, logged):
+        assert {k: evals[k] for k in ("top1", "top5", "loss")} == {k: record[k] for k in ("top1", "top5", "loss")}
+    assert seen[-1][1]["top1"] == full["final_top1"]
+
+    def stop_after_first(epoch, evals):
+        if epoch == 1:
+            raise _Stop(evals["top1"])
+
+    with pytest.raises(_Stop) as stopped:
+        fit(load_config("demo", tiny_overrides(tmp_path, "part")), on_epoch_end=stop_after_first, **quiet)
+    assert stopped.value.args[0] == seen[0][1]["top1"]
+    summary = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert (summary["epochs_done"], summary["complete"]) == (1, False)  # epoch 1 saved before the callback ran
+    resumed = fit(load_config(str(tmp_path / "part" / "config.yaml")), resume=tmp_path / "part", **quiet)
+    assert (resumed["epochs_done"], resumed["final_top1"]) == (2, full["final_top1"])

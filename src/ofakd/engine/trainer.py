@@ -72,6 +72,12 @@ def run_folder_hint(cfg: RunConfig, resume: str | Path | None = None) -> str:
     return str(Path(cfg.run.out_dir) / sanitize_name(run_name(cfg)))
 
 
+EpochEnd = Callable[[int, dict[str, float]], None]
+"""Called by every process after each finished epoch with the epoch (from 1) and its validation metrics (``top1``,
+``top5``, ``loss``; ``ema_*`` with an EMA), once ``last.pt`` and ``summary.json`` hold that epoch. An exception it
+raises stops the run there and leaves ``fit`` (the run folder stays resumable), e.g. a search pruning a trial."""
+
+
 def fit(
     cfg: RunConfig,
     *,
@@ -83,18 +89,20 @@ def fit(
     tensorboard: bool = True,
     log: Callable[[str], None] = print,
     setup: SetupBuilder | None = None,
+    on_epoch_end: EpochEnd | None = None,
 ) -> dict:
     """Train per ``cfg`` (or continue the run folder ``resume``) and return the summary dict. ``setup`` builds
     the distiller and data on the device (None: :func:`build_setup`, from ``cfg``; :func:`ofakd.fit` gives its
-    own)."""
+    own). ``on_epoch_end(epoch, evals)``: see :data:`EpochEnd`."""
     return Trainer(cfg, resume=resume, overwrite=overwrite, stop_after_epochs=stop_after_epochs, dist=dist,
-                   progress=progress, tensorboard=tensorboard, log=log, setup=setup).fit()
+                   progress=progress, tensorboard=tensorboard, log=log, setup=setup, on_epoch_end=on_epoch_end).fit()
+
 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume=None, overwrite=False, stop_after_epochs=None,
                  dist: DistContext = SINGLE_PROCESS, progress=True, tensorboard=True, log=print,
-                 setup: SetupBuilder | None = None) -> None:
+                 setup: SetupBuilder | None = None, on_epoch_end: EpochEnd | None = None) -> None:
         if stop_after_epochs is not None and stop_after_epochs < 0:
             raise ConfigError(f"--stop-after-epochs must be >= 0, got {stop_after_epochs}")
         if resume is not None and overwrite:
@@ -108,6 +116,7 @@ class Trainer:
         self.tensorboard = tensorboard
         self.log = log if dist.is_main else (lambda _msg: None)
         self.build_setup = setup
+        self.on_epoch_end = on_epoch_end
         self.lock = None
 
     # ---- setup -----------------------------------------------------------------
@@ -370,6 +379,8 @@ class Trainer:
         self.log(epoch_line(epoch + 1, cfg.train.epochs, loss=result.mean_loss, lr=result.last_lr,
                             images_per_s=result.images_per_s, seconds=now - epoch_start, evals=evals,
                             best_top1=state.best.top1, terms={k: v / counted for k, v in result.loss_sums.items()}))
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch + 1, dict(evals))
         if epoch + 1 < cfg.train.epochs and self._stop_requested():  # a signal during evaluation: last.pt is saved
             raise self._interrupted()
 
