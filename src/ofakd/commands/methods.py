@@ -60,6 +60,7 @@ def describe(cls) -> dict:
         "needs_teacher_features": cls.needs_teacher_features,
         "needs_sample_indices": cls.needs_sample_indices,
         "options": options,
+        "search_space": {name: dim.describe() for name, dim in cls.Options.search_space.items()},
     }
 
 
@@ -75,6 +76,9 @@ def format_method(info: dict, width: int = 100) -> str:
     lines = [f"{info['name']}", f"    {info['summary']}", f"    {teacher_line(info)}"]
     if info["needs_sample_indices"]:
         lines.append("    data: needs the dataset index of each sample (given by the data loader)")
+    if info["search_space"]:
+        searched = ", ".join(f"{name} {where}" for name, where in info["search_space"].items())
+        lines.append(f"    searched by `ofakd tune`: {searched}, and the lr")
     lines.append("    options:")
     for option in info["options"]:
         # defaults as written in a YAML config: 1.0, [1, 2, 3, 4], false, null

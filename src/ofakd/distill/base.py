@@ -25,6 +25,7 @@ from ..errors import ConfigError, ModelError
 from ..models.tap import ModelOutput, ModelTap
 from ..teacher.live import LiveTeacher
 from ..teacher.protocol import TeacherSource
+from .search import Dimension, Range
 from .targets import ground_truth_loss
 
 
@@ -65,6 +66,16 @@ class MethodOptions(BaseModel):
     """Weight of the cross-entropy to the ground-truth (or mixed / smoothed) targets."""
     gt_loss: Literal["ce", "bce"] = "ce"
     """Supervised loss: ce (cross-entropy) or bce (binary cross-entropy, the 'stronger' ImageNet recipe)."""
+
+    search_space: ClassVar[dict[str, Dimension]] = {}
+    """What ``ofakd tune`` tries for the method's key options (:mod:`~ofakd.distill.search`); the learning rate
+    is always searched. A subclass inherits its parent's, or declares its own beside its options."""
+
+
+WEIGHT = Range(0.25, 4.0, log=True)
+"""The search range of a loss weight whose default is 1: a factor of 4 either way."""
+TEMPERATURE = Range(1.0, 8.0, log=True)
+"""The search range of a softmax temperature (KD's usual 1-8)."""
 
 
 class Distiller(nn.Module):

@@ -13,6 +13,7 @@ from .base import LossWeight, MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
+from .search import Range
 
 
 @float32_loss
@@ -34,6 +35,9 @@ class CCOptions(MethodOptions):
     """Weight (the official 'correlation scale') of the correlation-congruence loss."""
     embed_dim: int = Field(128, ge=1)
     """Width of the linear embeddings of the student and teacher penultimate embeddings."""
+
+    search_space = {"cc_weight": Range(0.002, 0.2, log=True)}
+
 
 
 @register_method("cc")

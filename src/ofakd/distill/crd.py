@@ -29,6 +29,7 @@ from .collectives import gather_rows, mean_over_processes
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
+from .search import Range
 
 
 @float32_loss
@@ -108,6 +109,9 @@ class CRDOptions(MethodOptions):
     """Temperature T of the contrastive scores exp(<m, v> / T)."""
     memory_momentum: float = Field(0.5, ge=0, le=1)
     """Momentum of the memory-bank update: row <- normalize(m * row + (1 - m) * new)."""
+
+    search_space = {"crd_weight": Range(0.1, 10.0, log=True)}
+
 
 
 @register_method("crd")

@@ -6,11 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from ..models.tap import ModelOutput
-from .base import Distiller, LossWeight
+from .base import WEIGHT, Distiller, LossWeight
 from .float32 import float32_loss
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .registry import register_method
+from .search import Range
 
 
 def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -54,6 +55,9 @@ class DISTOptions(LogitOptions):
     """β: weight of the inter-class relation term (per sample, across classes)."""
     gamma: LossWeight = 1.0
     """γ: weight of the intra-class relation term (per class, across the batch)."""
+
+    # kd_weight scales both terms, as beta and gamma do: it stays at 1. The paper's tau: 1 (ImageNet), 4 (CIFAR)
+    search_space = {"beta": WEIGHT, "gamma": WEIGHT, "temperature": Range(1.0, 4.0, log=True)}
 
 
 @register_method("dist")

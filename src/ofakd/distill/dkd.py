@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ..models.tap import ModelOutput
-from .base import Distiller, LossWeight
+from .base import TEMPERATURE, WEIGHT, Distiller, LossWeight
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .registry import register_method
+from .search import Range
 from .targets import hard_targets
 
 
@@ -72,6 +73,9 @@ class DKDOptions(LogitOptions):
     warmup_epochs: int = Field(0, ge=0)
     """Ramp the DKD terms by min((epoch + 1) / warmup_epochs, 1) (the official DKD code used 20); 0 = off.
     Needs the engine to call set_epoch."""
+
+    # kd_weight scales both terms, as alpha and beta do: it stays at 1
+    search_space = {"alpha": WEIGHT, "beta": Range(0.5, 8.0, log=True), "temperature": TEMPERATURE}
 
 
 @register_method("dkd")

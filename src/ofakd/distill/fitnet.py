@@ -14,6 +14,7 @@ from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .projectors import FeatureProjector
 from .registry import register_method
+from .search import Range
 
 
 @float32_loss
@@ -31,6 +32,9 @@ class FitNetOptions(MethodOptions):
     """Explicit feature_info positions of the student's four stages (default: the documented stage map)."""
     teacher_feature_indices: list[int] | None = None
     """Explicit feature_info positions of the teacher's four stages (default: the documented stage map)."""
+
+    search_space = {"fitnet_weight": Range(0.1, 10.0, log=True)}
+
 
 
 @register_method("fitnet")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.tap import ModelOutput
-from .base import Distiller, LossWeight, MethodOptions, Temperature
+from .base import TEMPERATURE, WEIGHT, Distiller, LossWeight, MethodOptions, Temperature
 from .logit_standardization import maybe_standardize
 from .registry import register_method
 
@@ -28,6 +28,8 @@ class LogitOptions(MethodOptions):
     """Softmax temperature T for teacher and student logits."""
     logit_standardization: bool = False
     """z-score teacher and student logits per sample before the softmax (CVPR 2024)."""
+
+    search_space = {"kd_weight": WEIGHT, "temperature": TEMPERATURE}
 
 
 @register_method("kd")

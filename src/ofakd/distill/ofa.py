@@ -12,11 +12,12 @@ from ..errors import ConfigError, ModelError
 from ..models.info import num_classes, num_features
 from ..models.stages import stage_positions
 from ..models.tap import ModelOutput
-from .base import Distiller, LossWeight, Stages
+from .base import WEIGHT, Distiller, LossWeight, Stages
 from .kd import LogitOptions
 from .logit_standardization import maybe_standardize
 from .ofa_branches import build_branch
 from .registry import register_method
+from .search import Range
 from .targets import one_hot_targets
 
 
@@ -51,6 +52,10 @@ class OFAOptions(LogitOptions):
     """Explicit feature_info positions of the four stages (default: the documented stage map)."""
     teacher_dim: int | None = Field(None, ge=1)
     """Teacher feature width D_t; read from the teacher, needed only when logits come from a cache."""
+
+    # eps: one value for every term (the paper's pairs use 1.0 to 1.5); ofa_weight: around the authors' CIFAR 0.1
+    search_space = {"eps": Range(0.8, 2.0), "ofa_weight": Range(0.03, 3.0, log=True), "kd_weight": WEIGHT,
+                    "temperature": Range(1.0, 4.0, log=True)}
 
     @field_validator("eps")
     @classmethod

@@ -15,6 +15,7 @@ from .base import LossWeight, MethodOptions
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .registry import register_method
+from .search import Range
 
 
 def pairwise_distances(e: torch.Tensor, squared: bool = False, eps: float = 1e-12) -> torch.Tensor:
@@ -66,6 +67,9 @@ class RKDOptions(MethodOptions):
     """Use squared Euclidean distances."""
     eps: float = Field(1e-12, gt=0)
     """Lower clamp of the squared distances before the square root."""
+
+    search_space = {"distance_weight": Range(2.5, 250.0, log=True), "angle_weight": Range(5.0, 500.0, log=True)}
+
 
 
 @register_method("rkd")

@@ -15,13 +15,14 @@ from pydantic import Field
 from torch import nn
 
 from ..models.tap import ModelOutput
-from .base import LossWeight
+from .base import WEIGHT, LossWeight
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
 from .logit_standardization import maybe_standardize
 from .ofa_branches import init_branch_weights
 from .registry import register_method
+from .search import Range
 
 
 def batch_standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -64,6 +65,9 @@ class RSDOptions(LogitOptions):
     """λ: weight of the squared off-diagonal cross-correlations."""
     expansion: int = Field(2, ge=1)
     """Hidden width of the projector MLP as a multiple of the student embedding width."""
+
+    search_space = {"rsd_weight": Range(0.01, 1.0, log=True), "kd_weight": WEIGHT}
+
 
 
 @register_method("rsd")
