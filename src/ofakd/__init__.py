@@ -7,6 +7,7 @@ Public API::
     distiller = ofakd.create_distiller("ofa", teacher=teacher, student=student, eps=[1.5])
     logits, losses = distiller(images, targets)
     run_folder = ofakd.fit(distiller, train_set, val_set, epochs=30, lr=1e-3)   # any torch Datasets
+    result = ofakd.tune("demo", teacher_run="runs/digits-teacher", budget=30)   # which method, options, lr
 """
 
 __version__ = "0.1.0"
@@ -19,12 +20,19 @@ from .errors import OfakdError  # noqa: E402 - after __version__, which modules 
 from .lazy import lazy_exports  # noqa: E402
 
 # imported on first use: `ofakd --help` and `ofakd --version` never import torch
-__getattr__, __dir__ = lazy_exports(__name__, {
+_exported, __dir__ = lazy_exports(__name__, {
     ".analysis.stage_cka": ("cka",),
     ".distill": ("create_distiller", "list_methods"),
     ".engine.given_datasets": ("fit",),
     ".models": ("create_model",),
 })
 
-__all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods"]
+__all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods", "tune"]
 
+
+def __getattr__(name: str) -> object:
+    if name == "tune":  # the package ofakd.tune, which is called as ofakd.tune(...) (see its __call__)
+        import importlib
+
+        return importlib.import_module(".tune", __name__)
+    return _exported(name)
