@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ SETTINGS_KEY = "ofakd"
 BUDGET_KEY = "budget"
 ERROR_ATTR, SURPLUS_ATTR = "error", "surplus"
 PRUNERS = ("hyperband", "halving", "median", "none")
+STORAGE_ATTEMPTS = 5
+"""Tries to open an RDB storage (workers starting at once race to make its tables)."""
 SAMPLERS = ("tpe", "random")
 
 
@@ -46,11 +49,21 @@ def open_storage(url: str, heartbeat_s: int) -> optuna.storages.BaseStorage:
 
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(url))
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait out another writer's lock
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # (heartbeat_interval is one)
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
-                                          grace_period=2 * heartbeat_s)
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # (heartbeat_interval is one)
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
+                                                  grace_period=2 * heartbeat_s)
+        except (IntegrityError, OperationalError):  # workers starting at once: one makes the tables, the others retry
+            attempt += 1
+            if attempt == STORAGE_ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
