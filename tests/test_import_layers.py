@@ -18,15 +18,16 @@ PACKAGE = Path(ofakd.__file__).parent
 
 LAYERS_BELOW = {
     # package: the ofakd packages it must not import (it sits below them)
-    "ofakd.run_folder": {"models", "data", "teacher", "distill", "engine", "cache", "export", "analysis", "commands"},
-    "ofakd.data": {"models", "teacher", "distill", "engine", "cache", "export", "analysis", "commands"},
-    "ofakd.models": {"teacher", "distill", "engine", "cache", "export", "analysis", "commands"},
-    "ofakd.teacher": {"distill", "engine", "cache", "export", "analysis", "commands"},
-    "ofakd.distill": {"engine", "cache", "export", "analysis", "commands"},
-    "ofakd.cache": {"distill", "engine", "export", "analysis", "commands"},
-    "ofakd.engine": {"export", "analysis", "commands"},
-    "ofakd.export": {"engine", "analysis", "commands"},
-    "ofakd.analysis": {"engine", "export", "commands"},
+    "ofakd.run_folder": {"models", "data", "teacher", "distill", "engine", "cache", "export", "analysis", "tune", "commands"},
+    "ofakd.data": {"models", "teacher", "distill", "engine", "cache", "export", "analysis", "tune", "commands"},
+    "ofakd.models": {"teacher", "distill", "engine", "cache", "export", "analysis", "tune", "commands"},
+    "ofakd.teacher": {"distill", "engine", "cache", "export", "analysis", "tune", "commands"},
+    "ofakd.distill": {"engine", "cache", "export", "analysis", "tune", "commands"},
+    "ofakd.cache": {"distill", "engine", "export", "analysis", "tune", "commands"},
+    "ofakd.engine": {"export", "analysis", "tune", "commands"},
+    "ofakd.export": {"engine", "analysis", "tune", "commands"},
+    "ofakd.analysis": {"engine", "export", "tune", "commands"},
+    "ofakd.tune": {"export", "commands"},
 }
 
 

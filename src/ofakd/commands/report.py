@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _tune_report(tune_dirs: list[str], args: argparse.Namespace) -> int:
     from ..errors import OfakdError
-    from ..tune.report import write_tune_report
+    from ..tune.study_report import write_tune_report
 
     if len(args.run_dirs) > 1:
         raise OfakdError(f"{tune_dirs[0]} is a tune folder: report it alone (`ofakd report {tune_dirs[0]}`), or its "

@@ -5,7 +5,7 @@
 
 Files: ``api`` (``tune``: the whole tuning), ``space`` (what is searched), ``study`` (storage, sampler, pruner,
 settings, budget), ``trial`` (one trial as a run), ``worker`` (the trial loop of one worker), ``final``
-(``best.yaml`` and the final runs), ``report`` and ``plots`` (``ofakd report TUNE``), ``folder`` (file names).
+(``best.yaml`` and the final runs), ``study_report`` and ``plots`` (``ofakd report TUNE``), ``folder`` (file names).
 """
 
 import sys
@@ -16,7 +16,7 @@ from ..lazy import lazy_exports
 # torch and Optuna load on first use: `ofakd --help` stays light
 __getattr__, __dir__ = lazy_exports(__name__, {
     ".api": ("TuneResult", "tune"),
-    ".report": ("write_tune_report",),
+    ".study_report": ("write_tune_report",),
 })
 
 

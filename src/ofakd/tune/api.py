@@ -171,7 +171,7 @@ def _finish(study, base: RunConfig, folder: Path, final_seeds, log) -> TuneResul
     from optuna.trial import TrialState
 
     from .final import best_config, final_runs, write_best
-    from .report import write_tune_report
+    from .study_report import write_tune_report
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
