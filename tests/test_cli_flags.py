@@ -76,7 +76,7 @@ for argv in (["--help"], ["--version"], *[[c, "--help"] for c in sys.argv[1:]]):
         main(argv)
     except SystemExit as exit_:
         assert exit_.code == 0, (argv, exit_.code)
-heavy = sorted(m for m in ("torch", "timm", "torchvision", "matplotlib") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "timm", "torchvision", "matplotlib", "optuna") if m in sys.modules)
 print("HEAVY:", ",".join(heavy))
 """
 
@@ -84,7 +84,7 @@ print("HEAVY:", ",".join(heavy))
 def test_help_answers_without_importing_torch():
     """`ofakd --help` and every `ofakd COMMAND --help` print without importing torch, timm or matplotlib
     (which cost seconds): the commands import them when they run."""
-    commands = ["train", "distill", "eval", "demo", "cka", "report", "export", "methods", "cache"]
+    commands = ["train", "distill", "eval", "demo", "cka", "report", "export", "methods", "cache", "tune"]
     done = subprocess.run([sys.executable, "-c", HELP_DRIVER, *commands], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
