@@ -14,7 +14,8 @@ the tuning's cost in student-epochs.
 
 The full size needs the converged benchmark's teachers in the result store (``python bench/accuracy.py
 --converged`` trains them); without them it says so and stops. ``--smoke`` trains tiny teachers of its own.
-Several workers may share a pair's study: start the same command again in another process.
+Several workers may share a pair's study: start the same command again in another process (the one that
+finishes a study last runs its final runs; the other says so, and a later run of the command writes the table).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from converged import (
     Model,
     Regime,
     Size,
+    finished,
     folder,
     teacher_cell,
     teacher_job,
@@ -165,8 +167,12 @@ def run(args: argparse.Namespace) -> dict:
                                    args.device))
         if code != 0:
             raise SystemExit(f"ofakd tune of {pair} failed (exit {code}); run the same command again to resume")
+        finals = [tune_dir / "final" / f"s{seed}" for seed in size.seeds]
+        if not all(finished(run) for run in finals):  # another worker (process) of this study runs them
+            print(f"{pair}: another worker runs the final runs; run this command again once it is done")
+            continue
         best = load_best(tune_dir)
-        tops = [test_top1(tune_dir / "final" / f"s{seed}", size, args.device) for seed in size.seeds]
+        tops = [test_top1(run, size, args.device) for run in finals]
         rows[pair] = {"best": best, "test_top1": tops, "mean": statistics.fmean(tops),
                       "std": statistics.stdev(tops) if len(tops) > 1 else None, "cost": tuning_cost(tune_dir),
                       "epochs": tsize.epochs or regime.epochs}
