@@ -315,3 +315,14 @@ def test_a_killed_workers_trial_is_marked_failed_and_the_study_goes_on(teacher_f
     assert trials[0].state == TrialState.FAIL and "error" not in trials[0].user_attrs  # failed by the heartbeat
     assert [t.state for t in trials[1:] if counts(t)] == [TrialState.COMPLETE] * 3  # the budget, all run by the second
     assert {t.user_attrs["worker"] for t in trials[1:]} != {trials[0].user_attrs["worker"]}
+
+
+def test_a_journal_file_holds_the_study_for_workers_on_machines_sharing_a_file_system(teacher_file, tmp_path):
+    journal = tmp_path / "shared" / "study.journal"
+    base = load_config("demo", tiny_overrides(teacher_file, epochs=1))
+    result = ofakd.tune(base, budget=2, out=tmp_path / "tune", methods=["kd"], holdout=32, storage=str(journal),
+                        study="pair-a", final_seeds=[], **QUIET)
+    assert isinstance(open_storage(str(journal), heartbeat_s=1), optuna.storages.JournalStorage)
+    study = optuna.load_study(study_name="pair-a", storage=open_storage(str(journal), heartbeat_s=1))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 and not (tmp_path / "tune" / "study.db").exists()
+    assert result.finals == [] and "No final run has read it yet." in (tmp_path / "tune" / "report.md").read_text()
