@@ -14,11 +14,13 @@ sharing ``storage`` — share one study and its budget; calling it again resumes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cache.record import record_cache
 from ..config.cli_args import teacher_from_run
 from ..config.load import load_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
@@ -28,6 +30,7 @@ from . import folder as names
 from .space import SearchSpace, spec_values
 from .study import open_storage, open_study, set_budget, storage_url, worker_name
 from .trial import TrialPlan, TrialRunner, teacher_source, trial_config
+from .worker import run_worker
 
 DEFAULT_HOLDOUT = 0.1
 """The share of the training images a tuning holds out to score its trials on."""
@@ -76,14 +79,14 @@ def tune(
     name there (default: the folder's name). ``teacher_cache``: a cache already recorded over the trials' views."""
     base = _base_config(config, overrides, teacher_run)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    url, name = storage_url(storage, folder), study or folder.resolve().name
-    names.write_tune_json(folder, url, name)
     search = SearchSpace.build(methods or ["default"], lr=base.train.lr, narrow=dict(space or {}))
     cache = Path(teacher_cache) if teacher_cache is not None else folder / names.TEACHER_CACHE
     plan = TrialPlan(holdout=holdout, holdout_seed=holdout_seed, epochs=base.train.epochs,
                      trials_dir=folder / names.TRIALS, cache=cache)
-    _check_trials(base, plan, search)
+    _check_trials(base, plan, search)  # bad input stops here, before anything is written
+    folder.mkdir(parents=True, exist_ok=True)
+    url, name = storage_url(storage, folder), study or folder.resolve().name
+    names.write_tune_json(folder, url, name)
     storage_obj = open_storage(url, heartbeat_s)
     settings = _settings(base, plan, search, sampler, pruner)
     the_study, _ = open_study(storage_obj, name, settings, sampler=sampler, pruner=pruner,
@@ -93,9 +96,6 @@ def tune(
         f"{base.data.name}: study {name!r} in {url}, budget {total} trials, worker {worker_name()}")
     if teacher_cache is None and any(teacher_source(m, cache) == "cache" for m in search.methods):
         _record_cache(the_study, base, plan, search, folder, log)
-
-    from .worker import run_worker
-
     run_worker(the_study, storage_obj, TrialRunner(base, search, plan, log), poll_s=min(5.0, heartbeat_s), log=log)
     try:
         with FolderLock(folder / "final.lock", f"tune folder {folder} (best.yaml and final runs)"):
@@ -151,10 +151,6 @@ def _settings(base: RunConfig, plan: TrialPlan, search: SearchSpace, sampler: st
 def _record_cache(study, base: RunConfig, plan: TrialPlan, search: SearchSpace, folder: Path,
                   log: Callable[[str], None]) -> None:
     """Record the teacher's logits over the trials' views once (a second worker waits, then finds them there)."""
-    import time
-
-    from ..cache.record import record_cache
-
     method = next(m for m in search.methods if teacher_source(m, plan.cache) == "cache")
     cfg = trial_config(base, plan, method, {}, base.train.lr, "cache")
     with FolderLock(folder / "teacher-cache.lock", f"teacher cache {plan.cache}").wait(RECORD_WAIT_S, poll=1.0):

@@ -20,6 +20,8 @@ import optuna
 from ..config.load import merge, validate
 from ..config.schema import RunConfig
 from ..distill import get_method
+from ..engine import fit
+from ..engine.preemption import Interrupted
 from .space import SearchSpace
 from .study import BUDGET_KEY, ERROR_ATTR, SURPLUS_ATTR, places_before, worker_name
 
@@ -115,9 +117,6 @@ class TrialRunner:
         return self._train(trial, cfg, label)
 
     def _train(self, trial: optuna.Trial, cfg: RunConfig, label: str) -> float:
-        from ..engine import fit
-        from ..engine.preemption import Interrupted
-
         top1: list[float] = []
 
         def on_epoch_end(epoch: int, evals: dict[str, float]) -> None:
