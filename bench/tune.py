@@ -123,8 +123,8 @@ def tuning_cost(tune_dir: Path) -> dict:
     """Student-epochs of the trials and of the final runs, and the teacher cache's teacher-epochs."""
     import optuna
 
-    from ofakd.tune.folder import read_tune_json
-    from ofakd.tune.study import SURPLUS_ATTR, open_storage
+    from ofakd.tuning.folder import read_tune_json
+    from ofakd.tuning.study import SURPLUS_ATTR, open_storage
 
     where = read_tune_json(tune_dir)
     study = optuna.load_study(study_name=where["study"], storage=open_storage(where["storage"], heartbeat_s=60))

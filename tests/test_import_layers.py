@@ -27,7 +27,7 @@ LAYERS_BELOW = {
     "ofakd.engine": {"export", "analysis", "tune", "commands"},
     "ofakd.export": {"engine", "analysis", "tune", "commands"},
     "ofakd.analysis": {"engine", "export", "tune", "commands"},
-    "ofakd.tune": {"export", "commands"},
+    "ofakd.tuning": {"export", "commands"},
 }
 
 

@@ -22,9 +22,9 @@ from ofakd.config import load_config
 from ofakd.distill import get_method, list_methods
 from ofakd.distill.search import Choice, Range
 from ofakd.errors import ConfigError
-from ofakd.tune.space import DEFAULT_METHODS, Fixed, SearchSpace, declared_space, method_names
-from ofakd.tune.study import counts, open_storage, places_before
-from ofakd.tune.trial import TrialPlan, TrialRunner, trial_config
+from ofakd.tuning.space import DEFAULT_METHODS, Fixed, SearchSpace, declared_space, method_names
+from ofakd.tuning.study import counts, open_storage, places_before
+from ofakd.tuning.trial import TrialPlan, TrialRunner, trial_config
 
 TINY_VIT = {"img_size": 16, "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
 QUIET = {"log": lambda _line: None}

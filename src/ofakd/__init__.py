@@ -25,14 +25,8 @@ _exported, __dir__ = lazy_exports(__name__, {
     ".distill": ("create_distiller", "list_methods"),
     ".engine.given_datasets": ("fit",),
     ".models": ("create_model",),
+    ".tuning.api": ("tune",),
 })
 
 __all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods", "tune"]
-
-
-def __getattr__(name: str) -> object:
-    if name == "tune":  # the package ofakd.tune, which is called as ofakd.tune(...) (see its __call__)
-        import importlib
-
-        return importlib.import_module(".tune", __name__)
-    return _exported(name)
+__getattr__ = _exported

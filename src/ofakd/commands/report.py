@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tune.folder import is_tune_folder
+    from ..tuning.folder import is_tune_folder
 
     tune_dirs = [d for d in args.run_dirs if is_tune_folder(d)]
     if tune_dirs:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _tune_report(tune_dirs: list[str], args: argparse.Namespace) -> int:
     from ..errors import OfakdError
-    from ..tune.study_report import write_tune_report
+    from ..tuning.study_report import write_tune_report
 
     if len(args.run_dirs) > 1:
         raise OfakdError(f"{tune_dirs[0]} is a tune folder: report it alone (`ofakd report {tune_dirs[0]}`), or its "

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import optuna
 
-    from ..tune.api import tune
+    from ..tuning.api import tune
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # ofakd prints each trial's line (and failures) itself
     space = dict(_space_item(item) for item in args.space)

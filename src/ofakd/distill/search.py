@@ -4,7 +4,7 @@
         beta: LossWeight = 1.0
         search_space = {"beta": Range(0.25, 4.0, log=True), ...}
 
-``ofakd tune`` reads it (:mod:`ofakd.tune.space`) and turns each entry into an Optuna suggestion; a method
+``ofakd tune`` reads it (:mod:`ofakd.tuning.space`) and turns each entry into an Optuna suggestion; a method
 without a ``search_space`` is searched over the learning rate alone. A list option (OFA's ``eps``) is
 searched as one value for every entry of the list.
 """

@@ -1,7 +1,7 @@
 """A worker: runs trials of the study until the budget is spent, then waits for the other workers' last trials.
 
 Any number of workers (processes on one machine, or machines sharing the storage) run this loop on one study;
-:mod:`~ofakd.tune.study` says how the budget is shared. A trial that fails by its own error (a NaN loss, a method
+:mod:`~ofakd.tuning.study` says how the budget is shared. A trial that fails by its own error (a NaN loss, a method
 that cannot serve the pair) is kept as failed and the worker goes on; three in a row stop it, naming the last.
 """
 

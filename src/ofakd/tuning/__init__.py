@@ -1,15 +1,12 @@
 """Method and option search over an Optuna study, trials on the teacher-output cache (``ofakd tune``).
 
     result = ofakd.tune("demo", teacher_run="runs/digits-teacher", budget=30, out="tune/digits")
-    # (ofakd.tune is this package, callable as ofakd.tune.api.tune)
+    # ofakd.tune is ofakd.tuning.api.tune
 
 Files: ``api`` (``tune``: the whole tuning), ``space`` (what is searched), ``study`` (storage, sampler, pruner,
 settings, budget), ``trial`` (one trial as a run), ``worker`` (the trial loop of one worker), ``final``
 (``best.yaml`` and the final runs), ``study_report`` and ``plots`` (``ofakd report TUNE``), ``folder`` (file names).
 """
-
-import sys
-import types
 
 from ..lazy import lazy_exports
 
@@ -19,16 +16,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".study_report": ("write_tune_report",),
 })
 
-
-class _CallablePackage(types.ModuleType):
-    """``ofakd.tune(...)`` is :func:`ofakd.tune.api.tune`, the package and the function under one name."""
-
-    def __call__(self, *args, **kwargs):
-        from .api import tune
-
-        return tune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = ["TuneResult", "tune", "write_tune_report"]

@@ -75,7 +75,7 @@ def tune(
     in the tune folder ``out``; then write ``best.yaml``, train it once per seed of ``final_seeds`` (default: the
     recipe's seed; ``[]``: none) and write the report. ``methods``: the methods searched (default kd, dkd, dist,
     ofa, ofa+dist; ``"default"`` stands for them); ``space``: ``{KEY: SPEC}`` narrowing it (see
-    :mod:`ofakd.tune.space`). ``storage``: an RDB URL or a journal file (default SQLite in ``out``); ``study``: its
+    :mod:`ofakd.tuning.space`). ``storage``: an RDB URL or a journal file (default SQLite in ``out``); ``study``: its
     name there (default: the folder's name). ``teacher_cache``: a cache already recorded over the trials' views."""
     base = _base_config(config, overrides, teacher_run)
     folder = Path(out)
