@@ -247,3 +247,36 @@ def test_erasing_follows_timms_rate_and_box_sizes():
     erased = [s[s > 0] / (height * width) for s in sizes]
     assert abs(np.median(erased[0]) - np.median(erased[1])) < 0.03
     assert erased[0].max() <= 1 / 3 + 2 * math.sqrt(1 / 3) / min(height, width) + 0.05
+
+
+# ----------------------------------------------------------------------------- arrays given in Python
+
+
+def test_arrays_take_the_batched_path_and_give_the_views_of_the_same_data_set():
+    from ofakd.data import array_data
+    from ofakd.data.sources import load_source
+    from ofakd.errors import DataError
+
+    source = load_source(DataConfig(name="digits"))
+    train, val = source.train.subset(range(64)), source.val.subset(range(24))
+    reference = build_data(DataConfig(name="digits", train_subset=64, val_subset=24), CROPS, input_size=(1, 16, 16),
+                           mean=(0.0,), std=(1.0,), batch_size=8, seed=0)
+    as_torch = (torch.from_numpy(train.images)[:, None], torch.from_numpy(train.targets))  # (N, 1, H, W) tensors
+    given = array_data(as_torch, (val.images, val.targets), source.class_names, CROPS, input_size=(1, 16, 16),
+                       mean=(0.0,), std=(1.0,), batch_size=8, seed=0)
+    assert given.path.name == "batched" and given.fingerprint.startswith("python-train64-val24-")
+    # subsets of digits are drawn at random: compare with the views of the same images in the same order
+    reference_images = reference.train_loader.dataset.images
+    assert not torch.equal(reference_images, given.train_loader.dataset.images)
+    rebuilt = array_data((reference_images, reference.train_loader.dataset.targets),
+                         (val.images, val.targets), source.class_names, CROPS, input_size=(1, 16, 16), mean=(0.0,),
+                         std=(1.0,), batch_size=8, seed=0)
+    assert same(first_batches(reference), first_batches(rebuilt))
+    bad = [((train.images.astype(np.float32), train.targets), "images must be uint8 pixels"),
+           ((train.images, train.targets + 10), r"labels must lie in \[0, 10\)"),
+           ((train.images[:, :4], train.targets[:3]), "one integer class index per image"),
+           ((train.images[..., None].repeat(2, axis=-1), train.targets), "with C 1 or 3")]
+    for arrays, message in bad:
+        with pytest.raises(DataError, match=message):
+            array_data(arrays, (val.images, val.targets), source.class_names, CROPS, input_size=(1, 16, 16),
+                       mean=(0.0,), std=(1.0,), batch_size=8, seed=0)

@@ -16,7 +16,7 @@ from .config import AugmentConfig, DataConfig
 
 # the configs are light (read by `ofakd --help`); building data imports torch and torchvision on use
 __getattr__, __dir__ = lazy_exports(__name__, {
-    ".build": ("DataBundle", "build_data", "dataset_num_classes", "given_data", "run_data"),
+    ".build": ("DataBundle", "array_data", "build_data", "dataset_num_classes", "given_data", "run_data"),
     ".loaders": ("seed_everything",),
 })
 
@@ -30,6 +30,7 @@ __all__ = [
     "DataBundle",
     "DataConfig",
     "run_data",
+    "array_data",
     "build_data",
     "dataset_num_classes",
     "given_data",

@@ -234,7 +234,55 @@ def build_data(
     else:
         val_ds = _subset(source.val, data.val_subset, "val_subset", "validation", source.location)
     fp = compute_fingerprint(data.name, train_ds, val_ds, source.class_names, source.location)
-    mixup = build_mixup(augment, len(source.class_names)) if mixup_on else None
+    return _transformed(data, augment, train_ds, val_ds, source.class_names, fp, source.location,
+                        input_size=input_size, mean=mean, std=std, batch_size=batch_size, seed=seed,
+                        world_size=world_size, rank=rank, with_indices=with_indices, drop_last=drop_last,
+                        loading=Loading(data.workers, data.prefetch, pin_memory, persistent_workers), device=device)
+
+
+def array_data(
+    train: tuple,
+    val: tuple,
+    class_names: list[str],
+    augment: AugmentConfig,
+    *,
+    input_size: tuple[int, int, int],
+    mean: tuple,
+    std: tuple,
+    batch_size: int,
+    seed: int,
+    loader: str = "auto",
+    world_size: int = 1,
+    rank: int = 0,
+    with_indices: bool = False,
+    loading: Loading | None = None,
+    device: torch.device | str = "cpu",
+) -> DataBundle:
+    """Train/val loaders over images given as arrays: ``train`` and ``val`` are ``(images, labels)`` with uint8
+    images (N, H, W), (N, H, W, C) or (N, C, H, W), numpy or torch, and integer labels. They are data sets held in
+    memory like CIFAR's: resized, augmented (``augment``) and normalised with ``mean``/``std`` as a run of
+    ``ofakd distill`` would, on the batched path where ``loader`` (``data.loader``) allows."""
+    mixup_on = augment.mixup > 0 or augment.cutmix > 0
+    _check_batching(batch_size, world_size, rank, mixup_on)
+    check_input_size(input_size)
+    train_ds = ArrayImageDataset.given(*train, what="train_set", classes=len(class_names))
+    val_ds = ArrayImageDataset.given(*val, what="val_set", classes=len(class_names))
+    fp = compute_fingerprint("python", train_ds, val_ds, class_names)
+    loading = loading or Loading()
+    data = DataConfig(name="python", loader=loader, workers=loading.workers, prefetch=loading.prefetch)
+    return _transformed(data, augment, train_ds, val_ds, class_names, fp, "the given train_set",
+                        input_size=input_size, mean=mean, std=std, batch_size=batch_size, seed=seed,
+                        world_size=world_size, rank=rank, with_indices=with_indices, drop_last=True,
+                        loading=loading, device=device)
+
+
+def _transformed(data: DataConfig, augment: AugmentConfig, train_ds: Dataset, val_ds: Dataset,
+                 class_names: list[str], fp: str, location: str, *, input_size, mean, std, batch_size: int,
+                 seed: int, world_size: int, rank: int, with_indices: bool, drop_last: bool, loading: Loading,
+                 device: torch.device | str) -> DataBundle:
+    """The loaders of untransformed train/val data sets on the data path ``data.loader`` chooses for them."""
+    mixup_on = augment.mixup > 0 or augment.cutmix > 0
+    mixup = build_mixup(augment, len(class_names)) if mixup_on else None
     in_memory = isinstance(train_ds, ArrayImageDataset) and isinstance(val_ds, ArrayImageDataset)
     path = choose_path(data, augment, input_size, in_memory=in_memory)
     batching = dict(mixup=mixup, batch_size=batch_size, seed=seed, world_size=world_size, rank=rank,
@@ -242,13 +290,12 @@ def build_data(
     if path.name == BATCHED:
         train_images = ResidentImages.from_arrays(train_ds, device)
         val_images = ResidentImages.from_arrays(val_ds, device)
-        return _batched_bundle(train_images, val_images, source.class_names, fp, source.location,
+        return _batched_bundle(train_images, val_images, class_names, fp, location,
                                train_transform=BatchedTrainTransform(augment, input_size, mean, std),
                                val_transform=BatchedEvalTransform(augment, input_size, mean, std), **batching)
     train_ds.transform = build_train_transform(augment, input_size, mean, std)
     val_ds.transform = build_eval_transform(augment, input_size, mean, std)
-    bundle = _bundle(train_ds, val_ds, source.class_names, fp, source.location, **batching,
-                     loading=Loading(data.workers, data.prefetch, pin_memory, persistent_workers))
+    bundle = _bundle(train_ds, val_ds, class_names, fp, location, **batching, loading=loading)
     return replace(bundle, path=path)
 
 

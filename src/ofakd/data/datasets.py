@@ -39,6 +39,29 @@ class ArrayImageDataset(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         return ArrayImageDataset(self.images[idx], self.targets[idx], self.transform)
 
+    @classmethod
+    def given(cls, images, labels, *, what: str, classes: int) -> ArrayImageDataset:
+        """Images and labels given as arrays (numpy or torch): uint8 (N, H, W), (N, H, W, C) or (N, C, H, W) with
+        C 1 or 3, and one integer label in [0, classes) per image; a :class:`DataError` naming ``what`` otherwise."""
+        pixels, targets = _as_numpy(images), _as_numpy(labels)
+        if pixels.dtype != np.uint8:
+            raise DataError(f"{what}: images must be uint8 pixels (0-255), got {pixels.dtype}; convert them (e.g. "
+                            "(x * 255).round().astype('uint8')), or pass a Dataset of transformed tensors instead")
+        if pixels.ndim == 4 and pixels.shape[1] in (1, 3) and pixels.shape[-1] not in (1, 3):
+            pixels = pixels.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+        if pixels.ndim == 4 and pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
+        if pixels.ndim not in (3, 4) or (pixels.ndim == 4 and pixels.shape[-1] != 3) or len(pixels) == 0:
+            raise DataError(f"{what}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3 and N > 0, "
+                            f"got shape {tuple(pixels.shape)}")
+        if targets.ndim != 1 or len(targets) != len(pixels) or not np.issubdtype(targets.dtype, np.integer):
+            raise DataError(f"{what}: labels must be one integer class index per image ({len(pixels)}), got "
+                            f"{targets.dtype} of shape {tuple(targets.shape)}")
+        if targets.min() < 0 or targets.max() >= classes:
+            raise DataError(f"{what}: labels must lie in [0, {classes}) for a student with {classes} classes, got "
+                            f"{int(targets.min())}..{int(targets.max())}")
+        return cls(np.ascontiguousarray(pixels), targets)
+
 
 def read_image(path: str) -> Image.Image:
     """Open and fully decode the image at ``path``; raise DataError naming it when unreadable."""
@@ -110,3 +133,10 @@ class IndexedDataset(Dataset):
     def __getitem__(self, index: int):
         img, target = self.dataset[index]
         return img, target, index
+
+
+def _as_numpy(values) -> np.ndarray:
+    """A numpy view of a numpy array, a torch tensor (moved to the CPU) or a sequence."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
