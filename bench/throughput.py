@@ -45,7 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ofakd.cache import TeacherCache, record_cache
 from ofakd.config import load_config
-from ofakd.models import ModelOutput, count_parameters
+from ofakd.models import ModelOutput, count_parameters, input_spec
 
 FULL_PAIRS = [
     ("deit_tiny_patch16_224", {}, "resnet18", {}),
@@ -156,10 +156,12 @@ def build_distillers(pair: Pair, teacher: torch.nn.Module, num_classes: int, inp
 
     ofa = ofakd.create_distiller("ofa", teacher=None, student=student(), input_size=input_size,
                                  num_teacher_classes=num_classes, teacher_dim=teacher.num_features)
+    spec = input_spec(student())  # the batches are normalised for the student, as a run's are
+    live = dict(input_size=input_size, mean=spec.mean, std=spec.std)
     return {
         "student only": ofakd.create_distiller("vanilla", student=student(), input_size=input_size),
-        "KD": ofakd.create_distiller("kd", teacher=teacher, student=student(), input_size=input_size),
-        "OFA live": ofakd.create_distiller("ofa", teacher=teacher, student=student(), input_size=input_size),
+        "KD": ofakd.create_distiller("kd", teacher=teacher, student=student(), **live),
+        "OFA live": ofakd.create_distiller("ofa", teacher=teacher, student=student(), **live),
         "OFA cache": ofa,
         "OFA floor": ofa,
     }

@@ -65,7 +65,8 @@ def build(args: argparse.Namespace) -> tuple[DistillationModule, L.Trainer]:
     teacher = ofakd.create_model(args.teacher, num_classes=args.classes, pretrained=args.teacher_pretrained)
     student = ofakd.create_model(args.student, num_classes=args.classes)
     distiller = ofakd.create_distiller(args.method, teacher=teacher, student=student,
-                                       input_size=(3, args.image_size, args.image_size))
+                                       input_size=(3, args.image_size, args.image_size),
+                                       mean=(0.0,), std=(1.0,))  # ToTensor's pixels in [0, 1], not normalised
     trainer = L.Trainer(max_steps=args.steps, precision="bf16-mixed", accelerator=args.accelerator,
                         default_root_dir=args.out, logger=False, enable_progress_bar=False,
                         val_check_interval=args.steps, num_sanity_val_steps=0)

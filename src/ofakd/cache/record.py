@@ -31,6 +31,7 @@ from ..models.info import InputSpec, num_features
 from ..run_folder.atomic import is_temporary, write_json, writing
 from ..run_folder.digest import file_sha256
 from ..run_folder.lock import FolderLock, missing_folders
+from ..teacher.data_view import DataView
 from ..teacher.input_view import TeacherInput
 from ..teacher.live import LiveTeacher
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label, precision_words
@@ -133,7 +134,7 @@ def record_given(
     with _writer_locks(out, [bundle.rank]):
         _prepare_folder(out, overwrite=False)
         precision = precision_words(live.amp or run_amp, next(live.model.parameters()).dtype)
-        seen = live.input_view.output_spec if isinstance(live.input_view, TeacherInput) else student_spec
+        seen = live.input_view.output_spec if isinstance(live.input_view, (TeacherInput, DataView)) else student_spec
         manifest = _manifest(cfg, live.model, seen, student_spec, bundle, world_size=world_size, storage=storage, k=k,
                              precision=precision)
         layout = _open_layout(out, manifest, num_classes, log, fix=f"delete {out} to record afresh, or pass another "

@@ -9,6 +9,7 @@ from torch import nn
 from ..errors import ModelError
 from ..models.info import fixed_input_hw, input_spec, num_classes
 from ..models.tap import ModelOutput
+from ..teacher.data_view import DataView
 from ..teacher.protocol import TeacherSource
 from .base import Distiller, MethodOptions
 from .registry import get_method, list_methods, register_method, resolved_options
@@ -32,6 +33,9 @@ def create_distiller(
     *,
     input_size: tuple[int, int, int] | None = None,
     teacher_input=None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    teacher_size: int | Sequence[int] | None = None,
     num_samples: int | None = None,
     num_teacher_classes: int | None = None,
     teacher_channels_last: bool = True,
@@ -43,12 +47,20 @@ def create_distiller(
 
     ``options`` are the method's own (e.g. ``eps``, ``temperature``, ``stages`` for OFA) and
     are validated: an unknown option names the closest valid one. ``input_size`` (C, H, W)
-    is the student's input, used to size feature branches; by default the student's own.
-    ``teacher`` is a model (run live: frozen in place, BatchNorms folded, fed through
-    ``teacher_input`` and, unless ``teacher_channels_last=False``, in channels-last memory format),
-    a teacher source (:class:`~ofakd.teacher.live.LiveTeacher`, or a cache's
-    :class:`~ofakd.cache.cached_teacher.CachedTeacher`), or None when the teacher's outputs are
-    given to :meth:`Distiller.distill` (then give ``num_teacher_classes``).
+    is the size of the batches (the student's input), used to size feature branches; by default the
+    student's own. ``mean``/``std`` are the batches' normalisation (what the data's transforms normalise
+    with; :func:`ofakd.fit` takes them too).
+
+    ``teacher`` is a model (run live: frozen in place, BatchNorms folded and, unless
+    ``teacher_channels_last=False``, in channels-last memory format), a teacher source
+    (:class:`~ofakd.teacher.live.LiveTeacher`, or a cache's :class:`~ofakd.cache.cached_teacher.CachedTeacher`),
+    or None when the teacher's outputs are given to :meth:`Distiller.distill` (then give ``num_teacher_classes``).
+    A teacher model sees the batch as it expects it (:class:`~ofakd.teacher.data_view.DataView`): re-normalised
+    from ``mean``/``std`` to its pretrained config's, channels 1 <-> 3, resized to its fixed input size (a ViT's)
+    or to ``teacher_size`` (H, W) when given (a CNN otherwise sees the batch's own size). Without ``mean``/``std``
+    the batches are taken to be normalised as the student expects; a teacher that expects another
+    normalisation then refuses them with an error naming ``mean=``/``std=``. ``teacher_input`` (a callable
+    ``x -> x_teacher``) replaces that view.
 
     Student and teacher may be any ``nn.Module`` returning logits: without a ``num_classes`` attribute the
     outputs of their last ``nn.Linear`` are read. Methods that read stage features (OFA, FitNet) take them
@@ -70,9 +82,18 @@ def create_distiller(
                 "create both with the same num_classes"
             )
     size = tuple(input_size) if input_size is not None else default_input_size(student, teacher)
-    return cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
-               teacher_channels_last=teacher_channels_last, student_stages=student_stages,
-               teacher_stages=teacher_stages)
+    teacher_model = isinstance(teacher, nn.Module) and not isinstance(teacher, TeacherSource)
+    if teacher_size is not None and (teacher_input is not None or not teacher_model):
+        raise ModelError("teacher_size= sets the size a teacher model is fed; it cannot apply to "
+                         f"{'teacher_input=' if teacher_input is not None else 'a teacher source'}: drop one of them")
+    if teacher_input is None and teacher_model:
+        teacher_input = DataView(teacher, student, size, teacher_size=teacher_size)
+    distiller = cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
+                    teacher_channels_last=teacher_channels_last, student_stages=student_stages,
+                    teacher_stages=teacher_stages)
+    if mean is not None or std is not None:
+        distiller.normalised_with(mean, std)
+    return distiller
 
 
 def default_input_size(student: nn.Module, teacher) -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError
 from ..models.tap import ModelOutput, ModelTap
+from ..teacher.data_view import DataView, data_normalisation
 from ..teacher.live import LiveTeacher
 from ..teacher.protocol import TeacherSource
 from .search import Dimension, Range
@@ -123,6 +124,8 @@ class Distiller(nn.Module):
         """The method's own trainable modules (OFA branches, projectors, ...); subclasses replace it."""
         self.input_size = input_size
         self.num_samples = num_samples
+        self.normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        """(mean, std) the batches are normalised with, once given (:meth:`normalised_with`); None: unknown."""
         # outside the module tree on purpose: never trained, never in parameters() or state_dict()
         self.__dict__["teacher"] = as_teacher_source(teacher, teacher_input, teacher_channels_last, teacher_stages)
         self.teacher_positions = list(teacher_positions)
@@ -138,6 +141,22 @@ class Distiller(nn.Module):
         if teacher is not None and (self.teacher_positions or self.teacher_embedding):
             teacher.require(self.teacher_positions, embedding=self.teacher_embedding)
         self.__dict__["teacher"] = teacher
+
+    def normalised_with(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """The batches this distiller is fed are normalised with ``mean``/``std`` (what the data's transforms do;
+        one value per channel, or one for all): recorded, and a live teacher's
+        :class:`~ofakd.teacher.data_view.DataView` re-normalises from it to what the teacher expects. The data
+        have one normalisation: another one than given before is an error."""
+        given = data_normalisation(mean, std, self.input_size[0] if self.input_size else len(mean or ()))
+        if self.normalisation is not None and given != self.normalisation:
+            raise ConfigError(
+                f"the data were said to be normalised with mean {list(self.normalisation[0])} std "
+                f"{list(self.normalisation[1])}, now with mean {list(given[0])} std {list(given[1])}; pass the same "
+                "mean=/std= to create_distiller and ofakd.fit (or give them once)"
+            )
+        if isinstance(self.teacher, LiveTeacher) and isinstance(self.teacher.input_view, DataView):
+            self.teacher.input_view.normalised_with(*given)
+        self.normalisation = given
 
     def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
         """Move or cast a live teacher together with the distiller."""

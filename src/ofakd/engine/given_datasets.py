@@ -68,8 +68,12 @@ def fit(
     ``train`` takes any ``train.*`` setting (``epochs``, ``lr``, ``batch_size``, ``optimizer``,
     ``weight_decay``, ``warmup_epochs``, ``amp``, ``ema_decay``, ``clip_grad``, ``seed``, ``device``,
     ``checkpoint_every``, ...; see ``ofakd distill --help``). ``resume=True`` continues the run folder when it
-    holds a checkpoint (else starts it). ``class_names`` default to ``train_set.classes`` when it has them;
-    ``mean``/``std`` (what the data sets normalise with) are recorded for export, by default the student's.
+    holds a checkpoint (else starts it). ``class_names`` default to ``train_set.classes`` when it has them.
+
+    ``mean``/``std`` say what the data sets normalise with (or give them to ``create_distiller``): a teacher model
+    sees the batches re-normalised from them to what it expects (its pretrained config), and the run records
+    them for export. Without them the data are taken to be normalised as the student expects, and a teacher
+    that expects another normalisation is an error naming them.
     Training views are keyed as the engine's: each item is loaded under generators seeded by (data seed,
     epoch, position), so random transforms give the same views in every run and after a resume.
 
@@ -86,7 +90,11 @@ def fit(
                           "or leave cache_topk out")
     names = _class_names(train_set, class_names, num_classes(distiller.student))
     _check_data(distiller, train_set)
-    spec = _student_spec(distiller, mean, std)
+    if mean is not None or std is not None:
+        distiller.normalised_with(mean, std)
+    if distiller.needs_teacher and isinstance(distiller.teacher, LiveTeacher):
+        distiller.teacher.check_input()  # the view needs the data's normalisation: say so before the run starts
+    spec = _student_spec(distiller)
     cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, teacher_cache=teacher_cache,
                      train=train)
     folder = Path(cfg.run.out_dir) / sanitize_name(cfg.run.name)
@@ -238,7 +246,8 @@ def _check_data(distiller: Distiller, train_set: Dataset) -> None:
                         f"input_size {expected}; pass input_size= to create_distiller or resize in the data set")
 
 
-def _student_spec(distiller: Distiller, mean, std) -> InputSpec:
+def _student_spec(distiller: Distiller) -> InputSpec:
+    """The batches' spec: the distiller's input size and the data's normalisation (the student's when not given)."""
     own = input_spec(distiller.student)
-    return InputSpec(tuple(distiller.input_size or own.input_size), tuple(mean or own.mean), tuple(std or own.std),
-                     own.interpolation, own.crop_pct)
+    mean, std = distiller.normalisation or (own.mean, own.std)
+    return InputSpec(tuple(distiller.input_size or own.input_size), mean, std, own.interpolation, own.crop_pct)

@@ -33,6 +33,11 @@ def input_spec(model: nn.Module) -> InputSpec:
     return InputSpec((channels, height, width), mean, std, cfg.get("interpolation", "bicubic"), cfg.get("crop_pct", 0.875))
 
 
+def declares_input(model: nn.Module) -> bool:
+    """True when ``model`` says what input it expects: a timm ``pretrained_cfg`` (a plain ``nn.Module`` has none)."""
+    return bool(getattr(model, "pretrained_cfg", None))
+
+
 def fixed_input_hw(model: nn.Module) -> tuple[int, int] | None:
     """(H, W) a model with a fixed-size patch embedding (ViT/Swin/Mixer built with ``img_size=``)
     only takes; None for a model that takes any size (a CNN)."""

@@ -6,7 +6,8 @@ for the teacher-output cache (``ofakd cache record``) compute exactly the same l
 * the model, frozen in place: eval mode, no gradients, each BatchNorm that follows a plain
   convolution folded into it (:mod:`ofakd.models.fold_batchnorm`), channels-last weights;
 * its input view: the student's batch re-normalised and resized for the teacher
-  (:class:`~ofakd.teacher.input_view.TeacherInput`), in channels-last memory format;
+  (:class:`~ofakd.teacher.input_view.TeacherInput`; for batches given in Python,
+  :class:`~ofakd.teacher.data_view.DataView`), in channels-last memory format;
 * its precision: an autocast mode of its own (``none``, ``bf16``, ``fp16``; None keeps the caller's)
   and optionally bfloat16 weights;
 * its feature tap: the stage features and embedding the methods asked for (:meth:`require`), by timm's
@@ -29,6 +30,7 @@ from ..models.fold_batchnorm import fold_batchnorm
 from ..models.info import num_classes, num_features
 from ..models.input_adapters import Adapter, adapted_inputs
 from ..models.tap import ModelOutput, ModelTap
+from .data_view import DataView
 
 
 def freeze_teacher(model: nn.Module, channels_last: bool = True) -> nn.Module:
@@ -82,6 +84,12 @@ class LiveTeacher(nn.Module):
     def require(self, positions: Sequence[int] = (), *, embedding: bool = False) -> None:
         self.tap.widen(positions, embedding=embedding)
 
+    def check_input(self) -> None:
+        """Raise when the input view cannot give the teacher what it expects yet (a :class:`DataView` that does
+        not know the data's normalisation, where it matters); the error names the fix."""
+        if isinstance(self.input_view, DataView):
+            self.input_view.check()
+
     def view(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's input for a student batch: the input view, channels-last."""
         x = self.input_view(images) if self.input_view is not None else images
@@ -103,6 +111,7 @@ class LiveTeacher(nn.Module):
         """Nothing to do: a live teacher computes each batch as it comes."""
 
     def forward(self, images: torch.Tensor, sample_indices: torch.Tensor | None = None) -> ModelOutput:
+        self.check_input()
         x = self.view(images)
         with torch.inference_mode(), self._autocast(x.device.type):
             out = self.tap(x)
