@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import ofakd
 from ofakd.config import load_config
 from ofakd.engine import fit
 from ofakd.evaluation import EvalResult, eval_loader, evaluate, load_student, resolve_data
@@ -131,3 +134,36 @@ def test_a_run_folder_best_safetensors_and_timm_export_evaluate_alike(vit_run, t
         assert results[key].top1 == results["run"].top1
         assert results[key].per_class_accuracy == results["run"].per_class_accuracy
         assert results[key].mean_loss == pytest.approx(results["run"].mean_loss, abs=1e-5)
+
+
+def test_every_model_handed_back_resolves_to_its_own_preprocessing(vit_run, tmp_path):
+    """timm's data config of a loaded student (run folder, weights file, timm export), of a teacher rebuilt from a
+    run folder, and of create_model's models is the input they really take, not timm's 224 px default."""
+    import shutil
+
+    from timm.data import create_transform, resolve_data_config
+
+    from ofakd.config.cli_args import teacher_from_run
+    from ofakd.config.schema import ModelConfig
+    from ofakd.teacher.run_teacher import build_teacher_model
+
+    export_student(vit_run, "timm", tmp_path / "timm")
+    alone = shutil.copy(vit_run / "best.safetensors", tmp_path / "alone.safetensors")  # no config.yaml beside it
+    ran = {"input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+           "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "squash"}  # the demo recipe's, at 16 px
+    expected = {vit_run: ran, vit_run / "best.safetensors": ran, tmp_path / "timm": ran,
+                alone: {**ran, "interpolation": "bicubic"}}  # its metadata has no interpolation: a bicubic resize
+    models = {source: load_student(source)[0] for source in expected}
+    for source, model in models.items():
+        assert resolve_data_config({}, model=model) == expected[source], source
+        image = Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).convert("RGB")
+        assert model(create_transform(**expected[source])(image)[None]).shape == (1, 10), source
+
+    teacher, _ = build_teacher_model(ModelConfig(**teacher_from_run(vit_run)), 10)
+    assert {k: v for k, v in resolve_data_config({}, model=teacher).items() if k in ("input_size", "mean", "std")} == {
+        "input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    made = ofakd.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4, depth=1, embed_dim=32,
+                              num_heads=2, in_chans=1)
+    assert {k: v for k, v in resolve_data_config({}, model=made).items() if k in ("input_size", "mean", "std")} == {
+        "input_size": (1, 32, 32), "mean": (0.5,), "std": (0.5,)}
+    assert "test_input_size" not in ofakd.create_model("resnet18").pretrained_cfg  # timm's 288 px test size is not its

@@ -30,6 +30,7 @@ from ..data import dataset_num_classes
 from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
+from ..models.info import describe_input
 from ..models.weights import load_strict
 from ..run_folder import (
     BEST,
@@ -54,7 +55,9 @@ WEIGHT_CHOICES = ("best", "last")
 
 
 def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = None) -> tuple[nn.Module, StudentInfo]:
-    """The student at ``path`` (eval mode, on the CPU) and what is known about it.
+    """The student at ``path`` (eval mode, on the CPU) and what is known about it. Its ``pretrained_cfg``
+    describes its preprocessing (``info.preprocess``), so ``timm.data.resolve_data_config({}, model=model)``
+    gives the transforms it was evaluated with.
 
     ``path``: a run folder, a ``.safetensors`` file written by ofakd (``best.safetensors``, inside
     its run folder or alone), or a folder written by ``ofakd export --format timm``.
@@ -230,12 +233,14 @@ def _load_run(
     load_state_dict_strict(model, state, weights_file or run_dir)
     model.eval()
     spec = model_spec(model, student_cfg)
+    preprocess = Preprocess.from_augment(spec.input_size, spec.mean, spec.std, augment)
+    describe_input(model, preprocess.to_timm())
     from_best = weights_file is not None or text.startswith(BEST)
     info = StudentInfo(
         architecture=student_cfg.name,
         model_kwargs=_model_kwargs(model, clean_cfg.kwargs),
         num_classes=num_classes,
-        preprocess=Preprocess.from_augment(spec.input_size, spec.mean, spec.std, augment),
+        preprocess=preprocess,
         kind="run" if weights_file is None else "weights",
         path=weights_file or run_dir,
         weights=text,
@@ -296,11 +301,13 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
     load_state_dict_strict(model, _read_safetensors(path), path)
     model.eval()
     spec = model_spec(model, cfg)
+    preprocess = Preprocess(spec.input_size, spec.mean, spec.std, "bicubic", 1.0, "squash")
+    describe_input(model, preprocess.to_timm())
     return model, StudentInfo(
         architecture=name,
         model_kwargs=_model_kwargs(model, cfg.kwargs),
         num_classes=num_classes,
-        preprocess=Preprocess(spec.input_size, spec.mean, spec.std, "bicubic", 1.0, "squash"),
+        preprocess=preprocess,
         kind="weights",
         path=path,
         weights=path.name,
@@ -334,13 +341,15 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
     except Exception as err:  # timm raises several types for a bad folder
         raise StudentSourceError(f"timm cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     model.eval()
+    preprocess = Preprocess.from_timm(model.pretrained_cfg)
+    describe_input(model, preprocess.to_timm())  # as every student ofakd loads (tuples where JSON gave lists)
     ofakd = config.get("ofakd") or {}
     labels = config.get("label_names")
     return model, StudentInfo(
         architecture=config["architecture"],
         model_kwargs={k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"},
         num_classes=int(model.num_classes),
-        preprocess=Preprocess.from_timm(model.pretrained_cfg),
+        preprocess=preprocess,
         kind="timm",
         path=path,
         weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else EXPORT_WEIGHTS,

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .hub import HF_HUB_PREFIX, hub_errors
+from .info import describe_input
 from .weights import load_checkpoint
 
 
@@ -28,7 +29,8 @@ def create_model(
     weights through timm and huggingface_hub (the Hub cache, ``HF_HOME``, ``HF_HUB_OFFLINE`` and mirrors
     apply; see :mod:`ofakd.models.hub`); the classifier is re-initialised when ``num_classes`` differs.
     ``checkpoint`` is a local file (state_dict, ``{"model": ...}``, ``{"state_dict": ...}`` or
-    safetensors) loaded strictly with ``weights_only=True``.
+    safetensors) loaded strictly with ``weights_only=True``. The model's ``pretrained_cfg`` describes its real
+    input (``in_chans``, a ViT's ``img_size``), so ``timm.data.resolve_data_config({}, model=m)`` fits it.
     """
     _check_name(name)
     if num_classes is not None:
@@ -49,6 +51,7 @@ def create_model(
             ) from None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
+    describe_input(model)  # its pretrained_cfg gives its own channels and fixed size to timm's data config
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,14 +11,15 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError
 from .factory import create_model
-from .info import InputSpec, input_spec
+from .info import InputSpec, describe_input, input_spec
 
 if TYPE_CHECKING:
     from ..config.schema import ModelConfig
 
 
 def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
-    """The timm model of section ``role`` (teacher/student) with ``num_classes`` outputs and its weights."""
+    """The timm model of section ``role`` (teacher/student) with ``num_classes`` outputs and its weights; its
+    ``pretrained_cfg`` describes the section's input (input_size, mean, std)."""
     if not cfg.name:
         flag = "--model" if role == "student" else f"--{role}"
         raise ConfigError(f"config: {role}.name is required: pass {flag} NAME (a timm model name, e.g. resnet18)")
@@ -34,7 +36,9 @@ def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
             )
         kwargs["pretrained"] = True
         kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(cfg.pretrained)}
-    return create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
+    model = create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
+    describe_input(model, asdict(model_spec(model, cfg)))  # the section's input_size, mean and std
+    return model
 
 
 def model_spec(model: nn.Module, cfg: ModelConfig) -> InputSpec:

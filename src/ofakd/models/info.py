@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import timm.data
 from torch import nn
@@ -31,6 +33,30 @@ def input_spec(model: nn.Module) -> InputSpec:
     if len(mean) != channels:
         mean, std = _fit_channels(mean, channels), _fit_channels(std, channels)
     return InputSpec((channels, height, width), mean, std, cfg.get("interpolation", "bicubic"), cfg.get("crop_pct", 0.875))
+
+
+TEST_TIME_KEYS = ("test_input_size", "test_crop_pct")
+"""Keys of timm's pretrained configs for the checkpoint's evaluation at another size: not this model's input."""
+
+
+def describe_input(model: nn.Module, data_config: Mapping[str, Any] | None = None) -> None:
+    """Make ``model.pretrained_cfg`` (what ``timm.data.resolve_data_config({}, model=model)`` reads) describe the
+    input the model really takes: ``data_config`` (timm's keys: input_size, mean, std, interpolation, crop_pct,
+    crop_mode), by default :func:`input_spec`'s (its channels and fixed size, not the 224 px, 3-channel
+    checkpoint timm's default config describes). Mean and std get one value per channel. A model without a
+    ``pretrained_cfg`` (a plain ``nn.Module``) is left as it is."""
+    current = getattr(model, "pretrained_cfg", None)
+    if not current:
+        return
+    described = dict(asdict(input_spec(model)) if data_config is None else data_config)
+    channels = int(described["input_size"][0])
+    for key in ("mean", "std"):
+        values = tuple(float(v) for v in described[key])
+        described[key] = values if len(values) == channels else _fit_channels(values, channels)
+    described["input_size"] = tuple(int(v) for v in described["input_size"])
+    config = {k: v for k, v in current.items() if k not in TEST_TIME_KEYS}
+    config.update(described)
+    model.pretrained_cfg = model.default_cfg = config  # timm keeps default_cfg as an alias
 
 
 def declares_input(model: nn.Module) -> bool:
