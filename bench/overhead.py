@@ -62,7 +62,7 @@ CASES = [
                                               ("method", {"name": "vanilla"}), ("teacher", {})]),
     Case("demo ViT, 32 px, OFA (live CNN teacher)", 64, [
         ("student", DEMO_VIT), ("method", {"name": "ofa", "ofa_weight": 0.1}), ("train.eval_teacher", False),
-        ("teacher", {"name": "test_byobnet", "input_size": [3, 32, 32]})]),
+        ("teacher", {"name": "test_byobnet", "input_size": [3, 32, 32], "random_init": True})]),
     Case("demo ViT, 32 px, student only, nonfinite: skip", 64, [
         ("student", DEMO_VIT), ("method", {"name": "vanilla"}), ("teacher", {}), ("train.nonfinite", "skip")]),
 ]

@@ -122,7 +122,7 @@ def record_teacher_cache(pair: Pair, batch: int, steps: int, directory: str, dev
             ("student.name", pair.student), ("student.kwargs", pair.student_kwargs),
             ("student.input_size", [3, pair.size, pair.size]),
             ("data.train_subset", batch * steps), ("data.val_subset", batch),
-            ("train.batch_size", batch), ("train.epochs", 1),
+            ("train.batch_size", batch), ("train.epochs", 1), ("teacher.random_init", True),  # timing only
         ],
     )
     return record_cache(cfg, directory, device=device, log=lambda _msg: None)

@@ -44,7 +44,7 @@ def tiny_overrides(out_dir, name: str, *, epochs: int = 2, method: str = "vanill
         ("train.epochs", epochs),
         ("train.log_every", 2),
         ("student", {"name": "vit_tiny_patch16_224", "kwargs": TINY_VIT, "input_size": [3, 16, 16]}),
-        ("teacher", {"name": TINY_CNN, "input_size": [3, 16, 16]}),
+        ("teacher", {"name": TINY_CNN, "input_size": [3, 16, 16], "random_init": True}),  # a tiny random stand-in
         ("method", {"name": method}),
         ("run.out_dir", str(out_dir)),
         ("run.name", name),

@@ -28,7 +28,7 @@ from ofakd.cli import main
 from ofakd.errors import OfakdError
 
 TINY = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
-TEACHER = {"name": "test_byobnet", "input_size": [3, 16, 16]}
+TEACHER = {"name": "test_byobnet", "input_size": [3, 16, 16], "random_init": True}  # a tiny random stand-in
 
 
 def tiny(out: Path, command: str = "train") -> list[str]:
@@ -236,6 +236,9 @@ CASES = [Case(*case) for case in [
      ["--teacher-run", "gives the teacher's name and weights", "drop --teacher-checkpoint"]),
     ("teacher-run-not-a-run", lambda t, f: [*tiny(t, "distill"), "--teacher-run", str(t)],
      ["--teacher-run", "expected config.yaml and best.safetensors"]),
+    ("teacher-without-weights", lambda t, f: [*tiny(t, "distill"), "--set", "teacher.random_init=false"],
+     ["teacher test_byobnet has no weights", "--teacher-checkpoint PATH", "--teacher-run runs/NAME",
+      "--teacher-random-init"]),
     ("eval-missing-target", lambda t, f: ["eval", str(t / "nothing")], ["nothing", "does not exist", "run folder"]),
     ("eval-run-without-best", lambda t, f: ["eval", str(without_best(f, t))], ["has no best.safetensors", "no epoch finished"]),
     # ---- data folders

@@ -37,6 +37,22 @@ def test_overrides_apply_in_command_line_order(ofakd_cli):
     assert yaml.safe_load(out)["train"]["lr"] == 0.1
 
 
+def test_a_teacher_without_weights_is_an_error_unless_asked_for(ofakd_cli, tmp_path):
+    """No checkpoint, pretrained weights or --teacher-run: distilling (or recording a cache) from a random teacher is
+    refused with status 2 before any run folder is made; --teacher-random-init asks for it, and the run says so."""
+    code, _, err = ofakd_cli("distill", *tiny_cli_args(tmp_path), "--method", "kd", "--name", "refused")
+    assert code == 2 and "teacher test_byobnet has no weights" in err and "--teacher-random-init" in err
+    assert not (tmp_path / "refused").exists()
+    code, _, err = ofakd_cli("cache", "record", "--config", "demo", "--student.kwargs", '{"img_size": 16}',
+                             "--student.input_size", "[3, 16, 16]", "--out", tmp_path / "cache")
+    assert code == 2 and "--teacher-random-init" in err and not (tmp_path / "cache").exists()
+    code, out, err = ofakd_cli("distill", *tiny_cli_args(tmp_path), "--method", "kd", "--teacher-random-init",
+                               "--train.eval_teacher", "false", "--name", "asked")
+    assert code == 0, err
+    assert "note: teacher test_byobnet is randomly initialised, as teacher.random_init asks" in out + err
+    assert yaml.safe_load((tmp_path / "asked" / "config.yaml").read_text())["teacher"]["random_init"] is True
+
+
 def test_train_forces_labels_only(ofakd_cli):
     code, out, _ = ofakd_cli("train", "--config", "demo", "--print-config")
     cfg = yaml.safe_load(out)

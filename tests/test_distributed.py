@@ -60,7 +60,7 @@ def distill_args(out_dir: Path, name: str, *, batch: int, student: str = "vit", 
         "distill", "--config", "demo", "--data.train_subset", "64", "--data.val_subset", "30",
         "--epochs", str(epochs), "--train.eval_teacher", "false", "--train.log_every", "1",
         "--train.optimizer", "sgd", "--train.lr", "0.05",  # AdamW would magnify rounding in near-zero gradients
-        "--teacher", "test_byobnet", "--teacher.input_size", "[3, 16, 16]", *model,
+        "--teacher", "test_byobnet", "--teacher.input_size", "[3, 16, 16]", "--teacher-random-init", *model,
         "--student.input_size", "[3, 16, 16]", "--method", method, "--train.batch_size", str(batch),
         "--augment.hflip", "0.5", "--augment.reprob", "0.25",
         "--out-dir", str(out_dir), "--name", name, *extra,
@@ -322,7 +322,7 @@ def tiny_run(tmp_path, name: str, *, epochs: int = 2, student: str = "vit", meth
     overrides = [
         ("data.train_subset", 128), ("data.val_subset", 64), ("train.batch_size", 16), ("train.epochs", epochs),
         ("train.lr", 5e-3), ("train.eval_teacher", False), ("student", model),
-        ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16]}), ("method", {"name": method}),
+        ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16], "random_init": True}), ("method", {"name": method}),
         ("run.out_dir", str(tmp_path)), ("run.name", name), ("train.log_every", 1), *(extra or []),
     ]
     return fit(load_config("demo", overrides), progress=False, tensorboard=False, log=log)
@@ -345,7 +345,7 @@ def test_bf16_teacher_with_a_float32_student(tmp_path, method):
     cfg = load_config("demo", [
         ("data.train_subset", 32), ("data.val_subset", 16), ("train.batch_size", 16), ("train.epochs", 1),
         ("train.amp", "none"), ("student", {"name": "vit_tiny_patch16_224", "kwargs": VIT, "input_size": [3, 16, 16]}),
-        ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16], "dtype": "bfloat16"}),
+        ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16], "dtype": "bfloat16", "random_init": True}),
         ("method", {"name": method}), ("run.out_dir", str(tmp_path)), ("run.name", method),
     ])
     lines: list[str] = []
@@ -508,7 +508,7 @@ def test_ddp_sees_the_student_and_method_modules_but_not_the_teacher(tmp_path):
     cfg = load_config("demo", [
         ("data.train_subset", 32), ("data.val_subset", 16), ("train.batch_size", 16),
         ("student", {"name": "vit_tiny_patch16_224", "kwargs": VIT, "input_size": [3, 16, 16]}),
-        ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16]}), ("method", {"name": "ofa"}),
+        ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16], "random_init": True}), ("method", {"name": "ofa"}),
     ])
     setup = build_setup(cfg, torch.device("cpu"))
     synced = {id(t) for t in (*setup.distiller.parameters(), *setup.distiller.buffers())}

@@ -81,7 +81,7 @@ def tiny_trainer(out: Path, *extra: tuple[str, object], student=None, dist=SINGL
     cfg = load_config("demo", [
         ("data.train_subset", 256 * dist.world_size), ("data.val_subset", 16), ("train.batch_size", 8),
         ("train.epochs", 1), ("train.log_every", LOG_EVERY), ("train.ema_decay", 0.9), ("train.clip_grad", 5.0),
-        ("train.eval_teacher", False), ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16]}),
+        ("train.eval_teacher", False), ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16], "random_init": True}),
         ("student", student or {"name": "vit_tiny_patch16_224", "kwargs": VIT, "input_size": [3, 16, 16]}),
         ("run.out_dir", str(out)), ("run.name", "run"), ("train.device", "cpu"), *extra,
     ])

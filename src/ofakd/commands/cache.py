@@ -7,10 +7,12 @@ import json
 import os
 
 from ..config.cli_args import (
+    RANDOM_TEACHER_HELP,
     HelpFormatter,
     TeacherRunAction,
     add_field_flags,
     add_override,
+    add_switch,
     print_config,
     resolve_config,
 )
@@ -102,6 +104,7 @@ def _record_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="use the model trained by `ofakd train` in RUN_DIR as the teacher",
     )
+    add_switch(models, "--teacher-random-init", key="teacher.random_init", help=RANDOM_TEACHER_HELP)
     add_override(
         models,
         "--student",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..config.cli_args import (
+    RANDOM_TEACHER_HELP,
     HelpFormatter,
     TeacherRunAction,
     add_field_flags,
     add_override,
     add_run_arguments,
+    add_switch,
     resolve_config,
 )
 from .train import run_config
@@ -22,8 +24,9 @@ baseline (vanilla, kd, ...: see `ofakd methods`). The teacher comes from a timm 
 checkpoint (--teacher NAME --teacher-checkpoint PATH), from a pretrained tag or Hugging Face Hub
 repo (--teacher resnet50.a1_in1k --teacher-pretrained, --teacher hf-hub:org/name --teacher-pretrained:
 through the Hub cache, HF_HOME and HF_HUB_OFFLINE as usual) or from a run of `ofakd train`
-(--teacher-run runs/NAME). The teacher sees the student's batch re-normalised and resized to
-its own mean, std and input size when they differ.
+(--teacher-run runs/NAME). A teacher without weights is an error unless --teacher-random-init says
+it is meant. The teacher sees the student's batch re-normalised and resized to its own mean, std
+and input size when they differ.
 
 Settings come from a recipe (--config NAME or a YAML path), then overrides in command-line
 order: --set KEY=VALUE for any key (values are YAML), or one flag per field
@@ -67,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_override(models, "--teacher-cache", key="teacher.cache", raw=True, metavar="DIR",
               help="distil from the teacher logits recorded by `ofakd cache record` in DIR; the teacher is never "
               "built (teacher.cache)")
-    models.add_argument("--teacher-cache-cycle", action=_CacheCycle, dest="overrides", default=argparse.SUPPRESS,
-                        nargs=0, help="train past the cache's recorded epochs by replaying them (teacher.cache_cycle)")
+    add_switch(models, "--teacher-cache-cycle", key="teacher.cache_cycle",
+               help="train past the cache's recorded epochs by replaying them (teacher.cache_cycle)")
+    add_switch(models, "--teacher-random-init", key="teacher.random_init", help=RANDOM_TEACHER_HELP)
     add_override(models, "--student", key="student.name", raw=True, metavar="NAME", help="timm name of the student (student.name)")
     add_override(models, "--method", key="method.name", raw=True, metavar="NAME",
               help="distillation method: ofa, kd, vanilla, ... (method.name)")
@@ -76,13 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
               help="data set: digits, fashion-mnist, cifar10, cifar100, imagefolder (data.name)")
     add_run_arguments(parser)
     add_field_flags(parser, ["data", "augment", "teacher", "student", "train", "run"], method_options=True)
-
-
-class _CacheCycle(argparse.Action):
-    """``--teacher-cache-cycle``: queue ``teacher.cache_cycle=true`` in command-line order."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), ("teacher.cache_cycle", True)]
 
 
 def run(args: argparse.Namespace) -> int:

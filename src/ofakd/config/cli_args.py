@@ -84,6 +84,10 @@ class _Fallback(_Override):
         namespace.overrides = [*(getattr(namespace, "overrides", None) or []), (self.key, Fallback(self.const))]
 
 
+RANDOM_TEACHER_HELP = ("distil from a randomly initialised teacher on purpose (tests, timings); without it a teacher "
+                       "with no weights is an error (teacher.random_init)")
+
+
 class _AmpSwitch(argparse.Action):
     """timm's ``--amp``: mixed precision with timm's default dtype (float16), unless ``--amp-dtype`` said."""
 

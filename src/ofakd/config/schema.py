@@ -73,6 +73,9 @@ class TeacherConfig(ModelConfig):
     bf16 (bfloat16 autocast on CPU or GPU even when the student trains in float32)."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """The teacher's weights: bfloat16 halves their memory; its forward then runs under bfloat16 autocast."""
+    random_init: bool = False
+    """Distil from a randomly initialised teacher on purpose (tests, timings): without it a teacher with no
+    weights (no checkpoint, pretrained or --teacher-run) is an error (--teacher-random-init)."""
 
 
 class MethodConfig(BaseModel):
@@ -223,7 +226,7 @@ class RunConfig(BaseModel):
 
 RESUME_SAFE_KEYS = ("data.root", "data.workers", "data.prefetch", "train.device", "train.log_every",
                     "train.checkpoint_every", "train.nonfinite", "train.max_skipped_steps", "train.compile", "train.channels_last",
-                    "train.dist_timeout", "train.threads")
+                    "train.dist_timeout", "train.threads", "teacher.random_init")
 """Keys that may differ when a run is resumed: they do not change what is computed."""
 
 RESUME_EXTENDS = ("train.epochs",)

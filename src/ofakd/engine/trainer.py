@@ -161,9 +161,8 @@ class Trainer:
                 write_text(self.folder.config, dump_config(cfg))
             live = self.setup.teacher if isinstance(self.setup.teacher, LiveTeacher) else None
             built = self.build_setup is None  # a teacher built from the config (not one given in Python)
-            if live is not None and built and not (cfg.teacher.checkpoint or cfg.teacher.pretrained):
-                self.log(f"warning: teacher {cfg.teacher.name} has no weights (teacher.checkpoint, teacher.pretrained "
-                         "or --teacher-run): it is a randomly initialised network")
+            if live is not None and built and cfg.teacher.random_init:
+                self.log(f"note: teacher {cfg.teacher.name} is randomly initialised, as teacher.random_init asks")
             if live is not None and cfg.train.eval_teacher:
                 self.state.teacher_eval = evaluate(
                     live.logits, self.setup.bundle.val_loader, device=self.device, dist=self.dist

@@ -32,7 +32,7 @@ def create_model(
     safetensors) loaded strictly with ``weights_only=True``. The model's ``pretrained_cfg`` describes its real
     input (``in_chans``, a ViT's ``img_size``), so ``timm.data.resolve_data_config({}, model=m)`` fits it.
     """
-    _check_name(name)
+    check_model_name(name)
     if num_classes is not None:
         if num_classes < 1:
             raise ModelError(f"num_classes must be >= 1, got {num_classes}")
@@ -55,7 +55,7 @@ def create_model(
     return model
 
 
-def _check_name(name: str) -> None:
+def check_model_name(name: str) -> None:
     """A known timm architecture with, when tagged, a known pretrained tag (``hf-hub:`` names are the Hub's)."""
     if name.startswith((HF_HUB_PREFIX, "local-dir:")):
         return

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config.schema import ModelConfig
+from ..config.schema import TeacherConfig
 from ..data.views import untouched_rng
 from ..errors import ConfigError
+from ..models.factory import check_model_name
 from ..models.from_config import build_model, check_forward, model_spec
 from ..models.info import InputSpec
 from .input_view import teacher_adapter
@@ -46,16 +47,32 @@ def precision_words(mode: str, weights: torch.dtype) -> str:
     return mode if weights == torch.float32 else f"{mode}, bfloat16 weights"
 
 
-def build_teacher_model(cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, InputSpec]:
+def build_teacher_model(cfg: TeacherConfig, num_classes: int) -> tuple[nn.Module, InputSpec]:
     """The teacher network of section ``cfg`` and its input spec, checked to take that input.
 
     It draws nothing from the global generators, so the student's modules initialise the same with
-    a live teacher and with a cached one."""
+    a live teacher and with a cached one. A teacher without weights is an error unless
+    ``teacher.random_init`` says it is meant."""
+    if cfg.name:  # a misspelt name first: its fix is another than for missing weights
+        check_model_name(cfg.name)
+    check_weights(cfg)
     with untouched_rng():
         model = build_model(cfg, num_classes, "teacher")
     spec = model_spec(model, cfg)
     check_forward(model, spec.input_size, "teacher", cfg.name)
     return model, spec
+
+
+def check_weights(cfg: TeacherConfig) -> None:
+    """A teacher has weights (``checkpoint`` or ``pretrained``), or ``random_init`` says it is random on purpose:
+    distilling from a random network is otherwise a mistake that trains for hours without a sign."""
+    if not (cfg.checkpoint or cfg.pretrained or cfg.random_init):
+        raise ConfigError(
+            f"teacher {cfg.name} has no weights, so it would be a randomly initialised network: pass "
+            "--teacher-checkpoint PATH, --teacher-pretrained (the tag's or Hub repo's weights) or --teacher-run "
+            "runs/NAME (a model trained with `ofakd train`); to distil from random weights on purpose, pass "
+            "--teacher-random-init (teacher.random_init: true)"
+        )
 
 
 def live_teacher(
