@@ -131,3 +131,28 @@ def test_layers_import_one_way(package):
 def test_no_two_modules_share_a_file_name():
     names = [path.name for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+SUBPACKAGES_DRIVER = """
+import sys
+import ofakd
+light = "torch" not in sys.modules
+loaded = {name: getattr(ofakd, name).__name__ for name in ofakd.SUBPACKAGES}
+print(light, loaded == {name: "ofakd." + name for name in ofakd.SUBPACKAGES}, set(ofakd.SUBPACKAGES) <= set(dir(ofakd)))
+print(ofakd.evaluation.load_student.__module__, ofakd.teacher.LiveTeacher.__name__, ofakd.cache.CachedTeacher.__name__,
+      ofakd.export.export_student.__name__, ofakd.data.DataConfig.__name__, ofakd.config.RunConfig.__name__)
+"""
+
+
+def test_every_public_subpackage_loads_on_first_use_after_a_bare_import():
+    """``import ofakd; ofakd.evaluation.load_student(...)`` as the README writes it, in a fresh interpreter: the
+    bare import stays torch-free (``ofakd --help`` relies on it) and each subpackage imports when first named."""
+    import subprocess
+    import sys
+
+    packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")} - {"commands"}  # the CLI's own
+    assert set(ofakd.SUBPACKAGES) == packages | {"evaluation"}
+    done = subprocess.run([sys.executable, "-c", SUBPACKAGES_DRIVER], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "True True True", "ofakd.export.run_loading LiveTeacher CachedTeacher export_student DataConfig RunConfig"]
