@@ -64,6 +64,7 @@ class DataView(nn.Module):
         self.assumed: Normalisation = (student_spec.mean, student_spec.std)
         """The data's normalisation until one is given: the student's."""
         self.given: Normalisation | None = None
+        """The data's normalisation, once :meth:`normalised_with` gave it."""
         self.adapter = self._adapter(self.assumed)
         self.identity = self.adapter.is_identity
 
@@ -74,11 +75,6 @@ class DataView(nn.Module):
         self.given = given
         self.adapter = self._adapter(given).to(device)
         self.identity = self.adapter.is_identity
-
-    @property
-    def normalisation(self) -> Normalisation | None:
-        """The data's normalisation, when given."""
-        return self.given
 
     @property
     def problem(self) -> str | None:
