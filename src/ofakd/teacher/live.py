@@ -126,6 +126,7 @@ class LiveTeacher(nn.Module):
         through its adapter first (:func:`~ofakd.models.input_adapters.adapted_inputs`; PAT's prompts): the
         weights stay frozen, gradients reach the adapters. Same input view, precision and tap as :meth:`forward`;
         the outputs are the tap's own tensors (they carry the graph)."""
+        self.check_input()
         x = self.view(images)
         with self._autocast(x.device.type), adapted_inputs(self.model, adapters):
             return self.tap(x)
