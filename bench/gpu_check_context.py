@@ -75,7 +75,7 @@ VIT_32 = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_hea
 
 GPU = Sizes(
     size=64, batch=32, steps=4,
-    teacher={"name": "resnet18", "kwargs": {}},
+    teacher={"name": "resnet18", "kwargs": {}, "random_init": True},  # a check of numbers and speed: any weights
     map_student={"name": "resnet18", "kwargs": {}},
     token_student={"name": "vit_tiny_patch16_224",
                    "kwargs": {"img_size": 64, "patch_size": 8, "depth": 4, "embed_dim": 192, "num_heads": 3}},
@@ -88,7 +88,7 @@ GPU = Sizes(
 )
 SMOKE = Sizes(
     size=32, batch=8, steps=3,
-    teacher={"name": "test_byobnet", "kwargs": {}},
+    teacher={"name": "test_byobnet", "kwargs": {}, "random_init": True},
     map_student={"name": "test_resnet", "kwargs": {}},
     token_student={"name": "vit_tiny_patch16_224", "kwargs": VIT_32},
     pairs=(  # the same two rows, tiny models standing in

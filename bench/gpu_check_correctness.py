@@ -339,7 +339,7 @@ def torchrun_worker(out: Path, device: str, sizes: Sizes) -> None:
         "--data.train_subset", str(sizes.batch * sizes.steps), "--data.val_subset", str(sizes.batch),
         "--train.batch_size", str(sizes.batch), "--train.eval_teacher", "false", "--train.warmup_epochs", "0",
         "--teacher", sizes.teacher["name"], "--teacher.kwargs", json.dumps(sizes.teacher["kwargs"]),
-        "--teacher.input_size", json.dumps(model["input_size"]),
+        "--teacher.input_size", json.dumps(model["input_size"]), "--teacher-random-init",
         "--student", model["name"], "--student.kwargs", json.dumps(model["kwargs"]),
         "--student.input_size", json.dumps(model["input_size"]),
         "--out-dir", str(out), "--name", "run", "--overwrite",

@@ -56,7 +56,7 @@ def pair_overrides(ctx: Context, pair: Pair, root: Path) -> list[tuple[str, obje
         ("data.root", str(root)), ("data.workers", 0), ("train.batch_size", s.speed_batch), ("train.epochs", 1),
         ("train.warmup_epochs", 0), ("train.log_every", s.speed_steps), ("train.eval_teacher", False),
         ("train.amp", "bf16"), ("train.device", str(ctx.device)),
-        ("teacher", {"name": pair.teacher, "kwargs": pair.teacher_kwargs, "input_size": size}),
+        ("teacher", {"name": pair.teacher, "kwargs": pair.teacher_kwargs, "input_size": size, "random_init": True}),
         ("student", {"name": pair.student, "kwargs": pair.student_kwargs, "input_size": size}),
         ("method", {"name": "ofa"}),
     ]
