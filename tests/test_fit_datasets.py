@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 import ofakd
 from ofakd.engine.evaluate import evaluate
 from ofakd.errors import CacheMismatchError, ConfigError, DataError, OfakdError
+from ofakd.models.info import input_spec
 from ofakd.teacher import LiveTeacher
 
 from .test_any_module import SmallCNN
@@ -114,6 +115,55 @@ def test_a_teacher_cache_is_recorded_once_and_replays_what_the_live_teacher_gave
     for run in (first, second):
         got = load_file(str(run / "best.safetensors"))
         assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), run
+
+
+def blob_arrays(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes of 12-px uint8 noise around different gray levels, (N, 3, H, W) tensors: ``fit`` resizes them."""
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, 3, (n,), generator=g)
+    pixels = torch.randn(n, 3, 12, 12, generator=g) * 30 + 60 + 60 * targets.view(-1, 1, 1, 1).float()
+    return pixels.clamp(0, 255).round().to(torch.uint8), targets
+
+
+ARRAY_AUGMENT = {"hflip": 0.5, "reprob": 0.25, "crop_padding": 2, "mixup": 0.4}
+
+
+def test_images_given_as_arrays_train_on_the_batched_path_and_a_cache_replays_them_exactly(tmp_path):
+    """uint8 arrays go the batched path: resized to the student's 16 px, flipped, padded-cropped, erased and mixed
+    per view; the run records the augmentation and the path; a teacher cache recorded over those views replays
+    what the live teacher gave, bit for bit."""
+    train, val = blob_arrays(64, 0), blob_arrays(16, 1)
+    live = ofakd.fit(bf16_distiller("kd"), train, val, out_dir=tmp_path, name="live", augment=ARRAY_AUGMENT,
+                     **SETTINGS)
+    summary = json.loads((live / "summary.json").read_text())
+    config = yaml.safe_load((live / "config.yaml").read_text())
+    assert summary["data_path"] == "batched" and summary["complete"] and summary["train_images"] == 64
+    assert config["augment"]["crop_padding"] == 2 and config["augment"]["train_resize_only"]
+    own = input_spec(tiny("deit", num_classes=3, size=16))
+    assert config["data"]["loader"] == "auto" and config["student"]["mean"] == list(own.mean)  # the student's own
+    cache = tmp_path / "cache"
+    for name in ("first", "second"):  # recorded by the first, replayed by the second
+        run = ofakd.fit(bf16_distiller("kd"), train, val, out_dir=tmp_path, name=name, augment=ARRAY_AUGMENT,
+                        teacher_cache=cache, **SETTINGS)
+        expected, got = load_file(str(live / "best.safetensors")), load_file(str(run / "best.safetensors"))
+        assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), name
+    assert json.loads((cache / "manifest.json").read_text())["dataset"]["views"] == "batched"
+    per_image = ofakd.fit(bf16_distiller("kd"), train, val, out_dir=tmp_path, name="per-image", loader="per_image",
+                          augment=ARRAY_AUGMENT, **SETTINGS)
+    assert json.loads((per_image / "summary.json").read_text())["data_path"] == "per_image"
+
+
+def test_arrays_and_datasets_are_not_mixed_and_augment_is_for_arrays(tmp_path):
+    arrays = blob_arrays(32, 0)
+    with pytest.raises(DataError, match="must both be Datasets or both"):
+        ofakd.fit(distiller("kd"), arrays, Blobs(8, 1), out_dir=tmp_path, **SETTINGS)
+    with pytest.raises(ConfigError, match="augment= and loader= apply to images given as"):
+        ofakd.fit(distiller("kd"), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, augment={"hflip": 0.5}, **SETTINGS)
+    with pytest.raises(ConfigError, match="augment.hflip"):
+        ofakd.fit(distiller("kd"), arrays, blob_arrays(8, 1), out_dir=tmp_path, augment={"hflip": 2}, **SETTINGS)
+    with pytest.raises(DataError, match="train_set: images must be uint8"):
+        ofakd.fit(distiller("kd"), (arrays[0].float(), arrays[1]), blob_arrays(8, 1), out_dir=tmp_path, **SETTINGS)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_a_teacher_cache_refuses_another_teacher_and_feature_methods(tmp_path):

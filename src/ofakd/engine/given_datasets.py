@@ -1,8 +1,10 @@
-"""``ofakd.fit``: train a distiller built in Python on torch ``Dataset`` s, with everything the engine does.
+"""``ofakd.fit``: train a distiller built in Python on torch ``Dataset`` s or on images given as arrays, with
+everything the engine does.
 
     distiller = ofakd.create_distiller("ofa", teacher=teacher, student=MyCNN(), input_size=(3, 32, 32),
                                        student_stages=["layer1", "layer2", "layer3", "layer4"])
     run = ofakd.fit(distiller, train_set, val_set, out_dir="runs", epochs=30, lr=1e-3, batch_size=64)
+    run = ofakd.fit(distiller, (x_train, y_train), (x_val, y_val), augment={"hflip": 0.5}, epochs=30)  # uint8 arrays
 
 It is the :class:`~ofakd.engine.trainer.Trainer` of ``ofakd distill`` (run folder, ``last.pt`` and resume,
 metrics.jsonl and TensorBoard, EMA, AMP, torchrun, NaN checks, preemption); only where the distiller and
@@ -27,7 +29,7 @@ from ..cache import CachedTeacher
 from ..cache.record import record_given
 from ..config.messages import config_error
 from ..config.schema import RunConfig
-from ..data import DataBundle, given_data
+from ..data import AugmentConfig, DataBundle, array_data, given_data
 from ..data.loaders import Loading
 from ..data.views import untouched_rng
 from ..distill import Distiller
@@ -41,11 +43,14 @@ from .processes import DistContext
 from .setup import Setup, SetupBuilder, replayed_cache
 from .trainer import Trainer
 
+ARRAY_AUGMENT = {"train_resize_only": True, "hflip": 0.0, "color_jitter": 0.0, "interpolation": "bilinear"}
+"""What ``augment=`` starts from for images given as arrays: a plain resize, nothing random."""
+
 
 def fit(
     distiller: Distiller,
-    train_set: Dataset,
-    val_set: Dataset,
+    train_set: Dataset | tuple,
+    val_set: Dataset | tuple,
     *,
     out_dir: str | Path = "runs",
     name: str | None = None,
@@ -55,6 +60,8 @@ def fit(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     workers: int = 0,
+    augment: AugmentConfig | dict[str, Any] | None = None,
+    loader: str = "auto",
     teacher_cache: str | Path | None = None,
     cache_topk: int | None = None,
     progress: bool = True,
@@ -62,8 +69,13 @@ def fit(
     log: Callable[[str], None] = print,
     **train: Any,
 ) -> Path:
-    """Train ``distiller`` on ``train_set`` (items ``(image tensor, class index)``, already transformed by the
-    data set) and evaluate its student on ``val_set`` every epoch; returns the run folder.
+    """Train ``distiller`` on ``train_set`` and evaluate its student on ``val_set`` every epoch; returns the run folder.
+
+    The data sets are torch ``Dataset`` s whose items are ``(image tensor, class index)``, already transformed, or
+    ``(images, labels)`` arrays (numpy or torch): uint8 images (N, H, W), (N, H, W, C) or (N, C, H, W) that ``fit``
+    resizes to the student's input, augments as ``augment`` says (``augment.*`` settings, a dict or an
+    :class:`~ofakd.data.AugmentConfig`; default a plain resize, nothing random) and normalises with ``mean``/``std``
+    (default the student's), held in memory on the batched data path where ``loader`` (``data.loader``) allows.
 
     ``train`` takes any ``train.*`` setting (``epochs``, ``lr``, ``batch_size``, ``optimizer``,
     ``weight_decay``, ``warmup_epochs``, ``amp``, ``ema_decay``, ``clip_grad``, ``seed``, ``device``,
@@ -88,17 +100,21 @@ def fit(
     if cache_topk is not None and teacher_cache is None:
         raise ConfigError("cache_topk= sets how a teacher cache stores logits: pass teacher_cache=FOLDER too, "
                           "or leave cache_topk out")
+    given = GivenData.of(train_set, val_set, augment, loader)
     names = _class_names(train_set, class_names, num_classes(distiller.student))
-    _check_data(distiller, train_set)
+    given.check(distiller)
+    if given.arrays and mean is None and std is None:  # fit normalises arrays itself: the data's normalisation is known
+        own = input_spec(distiller.student)
+        mean, std = distiller.normalisation or (own.mean, own.std)
     if mean is not None or std is not None:
         distiller.normalised_with(mean, std)
     if distiller.needs_teacher and isinstance(distiller.teacher, LiveTeacher):
         distiller.teacher.check_input()  # the view needs the data's normalisation: say so before the run starts
     spec = _student_spec(distiller)
     cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, teacher_cache=teacher_cache,
-                     train=train)
+                     train=train, given=given)
     folder = Path(cfg.run.out_dir) / sanitize_name(cfg.run.name)
-    setup = given_setup(distiller, train_set, val_set, names, spec, cache_topk=cache_topk, log=log)
+    setup = given_setup(distiller, given, names, spec, cache_topk=cache_topk, log=log)
     live = distiller.teacher
     try:
         with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder,
@@ -115,8 +131,67 @@ def fit(
     return folder
 
 
-def given_setup(distiller: Distiller, train_set: Dataset, val_set: Dataset, class_names: list[str],
-                spec: InputSpec, *, cache_topk: int | None = None, log: Callable[[str], None] = print) -> SetupBuilder:
+class GivenData:
+    """The data sets given to ``fit``: two ``Dataset`` s, or two ``(images, labels)`` pairs of arrays with the
+    augmentation and data path they take."""
+
+    def __init__(self, train, val, augment: AugmentConfig | None, loader: str) -> None:
+        self.train, self.val, self.augment, self.loader = train, val, augment, loader
+
+    @property
+    def arrays(self) -> bool:
+        return self.augment is not None
+
+    @classmethod
+    def of(cls, train, val, augment, loader: str) -> GivenData:
+        pairs = [_is_array_pair(x) for x in (train, val)]
+        if pairs[0] != pairs[1]:
+            raise DataError("train_set and val_set must both be Datasets or both (images, labels) arrays")
+        if not pairs[0]:
+            if augment is not None or loader != "auto":
+                raise ConfigError("augment= and loader= apply to images given as (images, labels) arrays; a Dataset "
+                                  "transforms its own items (leave them out, or pass arrays)")
+            return cls(train, val, None, loader)
+        if isinstance(augment, AugmentConfig):
+            settings = augment
+        else:
+            try:
+                settings = AugmentConfig.model_validate({**ARRAY_AUGMENT, **(augment or {})})
+            except ValidationError as err:
+                raise config_error(err, AugmentConfig, prefix="augment.") from None
+        if loader not in ("auto", "batched", "per_image"):
+            raise ConfigError(f"loader={loader!r}: give auto, batched or per_image")
+        return cls(train, val, settings, loader)
+
+    def check(self, distiller: Distiller) -> None:
+        """The data fit the distiller (Datasets: the first item is an image of its input size; both: a memory bank
+        has one row per training item)."""
+        size = len(self.train[1]) if self.arrays else len(self.train)
+        if distiller.needs_sample_indices and distiller.num_samples != size:
+            raise ConfigError(
+                f"method {distiller.method_name!r} keeps one row per training item: build it with "
+                f"create_distiller(..., num_samples=len(train_set)) ({size}), not {distiller.num_samples}"
+            )
+        if not self.arrays:
+            _check_items(distiller, self.train)
+
+    def bundle(self, cfg: RunConfig, device: torch.device, dist: DistContext, class_names: list[str],
+               spec: InputSpec, *, with_indices: bool, loading: Loading) -> DataBundle:
+        """This process's loaders (arrays: resident on ``device`` on the batched path)."""
+        common = dict(batch_size=cfg.train.batch_size, seed=cfg.data_seed, world_size=dist.world_size,
+                      rank=dist.rank, with_indices=with_indices, loading=loading)
+        if not self.arrays:
+            return given_data(self.train, self.val, class_names, **common)
+        return array_data(self.train, self.val, class_names, self.augment, input_size=spec.input_size,
+                          mean=spec.mean, std=spec.std, loader=self.loader, device=device, **common)
+
+
+def _is_array_pair(value) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(hasattr(v, "shape") for v in value)
+
+
+def given_setup(distiller: Distiller, given: GivenData, class_names: list[str], spec: InputSpec, *,
+                cache_topk: int | None = None, log: Callable[[str], None] = print) -> SetupBuilder:
     """The trainer's setup from a built distiller and data sets: the loaders of this process, the distiller on
     the device, its teacher replayed from ``teacher.cache`` when the config names one (recorded first)."""
 
@@ -125,8 +200,7 @@ def given_setup(distiller: Distiller, train_set: Dataset, val_set: Dataset, clas
                           persistent_workers=True)
 
         def data(with_indices: bool) -> DataBundle:
-            return given_data(train_set, val_set, class_names, batch_size=cfg.train.batch_size, seed=cfg.data_seed,
-                              world_size=dist.world_size, rank=dist.rank, with_indices=with_indices, loading=loading)
+            return given.bundle(cfg, device, dist, class_names, spec, with_indices=with_indices, loading=loading)
 
         distiller.to(device)
         teacher = distiller.teacher
@@ -162,13 +236,17 @@ def _quiet(line: str) -> None:
 
 
 def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, name: str | None, workers: int,
-               train: dict[str, Any], teacher_cache: str | Path | None = None) -> RunConfig:
-    """The config a run of ``fit`` records: data ``python``, the distiller's method and options, the models'
-    timm names where they have them, the ``train`` settings (validated: an unknown one names the nearest)."""
+               train: dict[str, Any], teacher_cache: str | Path | None = None,
+               given: GivenData | None = None) -> RunConfig:
+    """The config a run of ``fit`` records: data ``python`` (with arrays: their augmentation and data path), the
+    distiller's method and options, the models' timm names where they have them, the ``train`` settings
+    (validated: an unknown one names the nearest)."""
     method = method_section(distiller)
     teacher = getattr(distiller.teacher, "model", None)
+    arrays = given is not None and given.arrays
     raw = {
-        "data": {"name": "python", "workers": workers},
+        "data": {"name": "python", "workers": workers, **({"loader": given.loader} if arrays else {})},
+        **({"augment": given.augment.model_dump(mode="json")} if arrays else {}),
         "teacher": {"name": model_label(teacher) if teacher is not None else None,
                     "cache": str(teacher_cache) if teacher_cache is not None else None},
         "student": {**timm_recipe(distiller.student), "input_size": list(spec.input_size), "mean": list(spec.mean),
@@ -218,7 +296,7 @@ def _plain(value: Any) -> bool:
         isinstance(value, (list, tuple)) and all(_plain(v) for v in value))
 
 
-def _class_names(train_set: Dataset, given: Sequence[str] | None, classes: int) -> list[str]:
+def _class_names(train_set, given: Sequence[str] | None, classes: int) -> list[str]:
     names = list(given) if given is not None else list(getattr(train_set, "classes", None) or
                                                         [str(k) for k in range(classes)])
     if len(names) != classes:
@@ -227,13 +305,8 @@ def _class_names(train_set: Dataset, given: Sequence[str] | None, classes: int) 
     return [str(n) for n in names]
 
 
-def _check_data(distiller: Distiller, train_set: Dataset) -> None:
-    """The first training item fits the distiller (an image of its input size), and a memory bank fits the set."""
-    if distiller.needs_sample_indices and distiller.num_samples != len(train_set):
-        raise ConfigError(
-            f"method {distiller.method_name!r} keeps one row per training item: build it with "
-            f"create_distiller(..., num_samples=len(train_set)) ({len(train_set)}), not {distiller.num_samples}"
-        )
+def _check_items(distiller: Distiller, train_set: Dataset) -> None:
+    """The first training item fits the distiller: an image of its input size."""
     with untouched_rng():
         item = train_set[0]
     image = item[0] if isinstance(item, (tuple, list)) and len(item) >= 2 else None
