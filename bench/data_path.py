@@ -6,7 +6,9 @@ For each case, side by side in one process with one thread (loading in the train
    cross-entropy) on one fixed batch already in memory — the most a data path could let training reach;
 2. ``ofakd train`` with ``--data.loader per_image`` (the PIL transform per image; what every run did before
    the batched path) and with ``--data.loader batched``, one epoch on ``--images`` training images;
-3. the bare step again (the machine is shared: the two bare timings bracket the runs, their mean is the reference).
+3. the bare step again after each run: each run's ratio is to the mean of the bare steps just before and after it
+   (the machine is shared: what is measured side by side sees the same load), and ``--rounds`` rounds of this
+   give medians.
 
 A run's training images/s comes from its own ``metrics.jsonl``: the images of its logged windows (five an epoch)
 after the first (warm-up) over their time — everything a training step waits for, the data path included, but not the
@@ -17,8 +19,8 @@ flip, label smoothing), and CIFAR-size 32-px RGB images (written in CIFAR-10's o
 colour fields, since no CIFAR copy is on this machine) for ResNet-18 (padded crop + flip, the classic CIFAR
 recipe) and a small ViT (random-resized crop + flip + random erasing). Timings are measured, never asserted.
 
-    python bench/data_path.py                       # all cases -> bench-out/data_path.{json,md}
-    python bench/data_path.py --cases vit-p7-d48-L4 --images 6400
+    python bench/data_path.py                       # all cases, 3 rounds -> bench-out/data_path/data_path.{json,md}
+    python bench/data_path.py --cases vit-p7-d48-L4 --images 3200 --rounds 5
 """
 
 from __future__ import annotations  # noqa: I001 - ofakd first: it sets OMP_WAIT_POLICY before torch loads
@@ -140,10 +142,31 @@ def train_images_per_s(case: Case, loader: str, out: Path, *, images: int, batch
     return {"images_per_s": float(sum(steps) * batch_size / seconds), "wall_s": wall}
 
 
+def measure(case: Case, args, out: Path) -> dict:
+    """``args.rounds`` rounds of bare, per-image run, bare, batched run, bare: each run's ratio is to the mean of the
+    bare steps beside it (the machine is shared: neighbours in time see the same load); medians over the rounds."""
+    bare, runs = [bare_step_images_per_s(case, args.batch_size, args.steps)], {"per_image": [], "batched": []}
+    ratios = {loader: [] for loader in runs}
+    for _ in range(args.rounds):
+        for loader in runs:
+            run = train_images_per_s(case, loader, out / "runs", images=args.images, batch_size=args.batch_size)
+            bare.append(bare_step_images_per_s(case, args.batch_size, args.steps))
+            runs[loader].append(run)
+            ratios[loader].append(run["images_per_s"] / ((bare[-2] + bare[-1]) / 2))
+    row = {"case": case.key, "rounds": args.rounds, "bare_step": statistics.median(bare), "bare_steps": bare}
+    for loader, measured in runs.items():
+        row[f"{loader}_images_per_s"] = statistics.median(r["images_per_s"] for r in measured)
+        row[f"{loader}_wall_s"] = statistics.median(r["wall_s"] for r in measured)
+        row[f"ratio_{loader}"] = statistics.median(ratios[loader])
+        row[f"ratios_{loader}"] = ratios[loader]
+    return row
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="*", help="case keys (default: all)")
-    parser.add_argument("--images", type=int, default=12800, help="training images per run (one epoch)")
+    parser.add_argument("--images", type=int, default=6400, help="training images per run (one epoch)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of bare step and the two runs")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default="bench-out/data_path")
     parser.add_argument("--steps", type=int, default=30, help="timed bare steps (after 5 warm-up steps)")
@@ -158,21 +181,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for case in cases(cifar_root):
             if args.cases and case.key not in args.cases:
                 continue
-            before = bare_step_images_per_s(case, args.batch_size, args.steps)
-            runs = {loader: train_images_per_s(case, loader, out / "runs", images=args.images,
-                                               batch_size=args.batch_size) for loader in ("per_image", "batched")}
-            after = bare_step_images_per_s(case, args.batch_size, args.steps)
-            bare = (before + after) / 2
-            row = {"case": case.key, "bare_step": bare, "bare_step_range": [before, after],
-                   **{f"{k}_{m}": v for k, run in runs.items() for m, v in run.items()},
-                   "ratio_per_image": runs["per_image"]["images_per_s"] / bare,
-                   "ratio_batched": runs["batched"]["images_per_s"] / bare}
+            row = measure(case, args, out)
             rows.append(row)
-            print(f"{case.key}: bare {bare:.0f} img/s, per-image {runs['per_image']['images_per_s']:.0f} "
-                  f"({row['ratio_per_image']:.2f}), batched {runs['batched']['images_per_s']:.0f} "
+            print(f"{case.key}: bare {row['bare_step']:.0f} img/s, per-image {row['per_image_images_per_s']:.0f} "
+                  f"({row['ratio_per_image']:.2f}), batched {row['batched_images_per_s']:.0f} "
                   f"({row['ratio_batched']:.2f})", flush=True)
     (out / "data_path.json").write_text(json.dumps({"images": args.images, "batch_size": args.batch_size,
-                                                    "torch": torch.__version__, "rows": rows}, indent=2))
+                                                    "rounds": args.rounds, "torch": torch.__version__, "rows": rows},
+                                                   indent=2))
     lines = ["| case | bare step (img/s) | per-image: train img/s | ÷ bare | batched: train img/s | ÷ bare | "
              "wall s per-image / batched |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -52,11 +52,13 @@ def test_loader_bench_measures_kept_and_restarted_workers(capsys):
 def test_data_path_bench_times_both_paths_of_a_run(tmp_path, capsys):
     data_path = load("data_path")
     rows = data_path.main(["--cases", "vit-p7-d48-L4", "--images", "256", "--batch-size", "32", "--steps", "2",
-                           "--out", str(tmp_path)])
+                           "--rounds", "1", "--out", str(tmp_path)])
     assert [r["case"] for r in rows] == ["vit-p7-d48-L4"]
     row = rows[0]
-    assert row["per_image_images_per_s"] > 0 and row["batched_images_per_s"] > 0 and row["bare_step"] > 0
-    assert row["ratio_batched"] == row["batched_images_per_s"] / row["bare_step"]
+    assert row["per_image_images_per_s"] > 0 and row["batched_images_per_s"] > 0 and len(row["bare_steps"]) == 3
+    bare = row["bare_steps"]  # bare, per-image run, bare, batched run, bare: each run against its neighbours
+    assert row["ratio_per_image"] == pytest.approx(row["per_image_images_per_s"] / ((bare[0] + bare[1]) / 2))
+    assert row["ratio_batched"] == pytest.approx(row["batched_images_per_s"] / ((bare[1] + bare[2]) / 2))
     runs = tmp_path / "runs"
     summaries = {p: __import__("json").loads((runs / f"vit-p7-d48-L4-{p}" / "summary.json").read_text())
                  for p in ("per_image", "batched")}
