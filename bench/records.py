@@ -127,7 +127,8 @@ class Store:
         return record if cell_digest is None or record.get("cell_digest") == cell_digest else None
 
     def keep_teacher(self, key: str, run: Path, cell: dict, extra: dict | None = None) -> dict:
-        """Copy a finished teacher run's files here and write its record."""
+        """Copy a finished teacher run's files here and write its record, with the probe of the cache it gives
+        (:func:`teacher_probe`)."""
         folder = self.teacher_dir(key)
         folder.mkdir(parents=True, exist_ok=True)
         for name in TEACHER_FILES:
@@ -141,6 +142,7 @@ class Store:
             "params": summary.get("student_params"), "wall_time_s": summary.get("wall_time_s"),
             "device": summary.get("device"), "data_path": summary.get("data_path"), **provenance(), **(extra or {}),
         }
+        record["probe"] = teacher_probe(folder)
         write_json(folder / "record.json", record)
         return record
 
@@ -181,3 +183,51 @@ class Store:
                   "names_teacher": data["names_a"], "names_student": data["names_b"], **provenance()}
         write_json(self.cka_path(regime, pair_folder, variant, seed), record)
         return record
+
+
+PROBE_ARGS = ["--data.train_subset", "5000", "--data.val_subset", "2000", "--epochs", "1", "--data.loader", "batched"]
+"""The probe's recording: one epoch of the low-data regime's views (5,000 training images, data seed 0)."""
+
+
+def teacher_probe(teacher_dir: Path, recipe: Path | None = None) -> dict:
+    """What a teacher-output cache recorded from the stored teacher holds: ``ofakd cache record`` of one epoch of the
+    low-data regime's views from ``teacher_dir`` (as ``--teacher-run``), its manifest's ``weights_sha256`` (the teacher
+    it saw) and its first batch of logits. A teacher rebuilt from the stored files anywhere gives the same cache when
+    the two agree (the logits within float16 rounding and the CPU's arithmetic)."""
+    import tempfile
+
+    from ofakd.cache import TeacherCache
+    from ofakd.cli import main
+
+    recipe = recipe or Path(__file__).resolve().with_name("converged.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["cache", "record", "--config", str(recipe), "--device", "cpu", "--teacher-run", str(teacher_dir),
+                *PROBE_ARGS, "--out", str(Path(tmp) / "cache")]
+        code = main(argv)
+        if code != 0:
+            raise RuntimeError(f"ofakd {' '.join(argv)} exited {code}")
+        cache = TeacherCache(Path(tmp) / "cache")
+        logits = cache.read(0, 0)
+        return {"args": PROBE_ARGS, "weights_sha256": cache.manifest["teacher"]["weights_sha256"],
+                "fingerprint": cache.manifest["dataset"]["fingerprint"],
+                "first_batch_logits": [[round(float(v), 4) for v in row] for row in logits.tolist()]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python bench/records.py probe`` adds the cache probe to every stored teacher's record that lacks one."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("command", choices=["probe"])
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    for folder in sorted((Path(args.results) / "teachers").iterdir()):
+        record = read_json(folder / "record.json")
+        if record is not None and "probe" not in record:
+            record["probe"] = teacher_probe(folder)
+            write_json(folder / "record.json", record)
+            print(f"probed {folder.name}: weights {record['probe']['weights_sha256'][:12]}")
+
+
+if __name__ == "__main__":
+    main()
