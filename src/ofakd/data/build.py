@@ -184,6 +184,12 @@ def _check_batching(batch_size: int, world_size: int, rank: int, mixup_on: bool)
         raise ConfigError(f"mixup/cutmix need an even batch size per process, got {batch_size}")
 
 
+def _check_request(augment: AugmentConfig, input_size, batch_size: int, world_size: int, rank: int) -> None:
+    """What a build of loaders is asked for makes sense: the batch, the rank, the input size."""
+    _check_batching(batch_size, world_size, rank, augment.mixup > 0 or augment.cutmix > 0)
+    check_input_size(input_size)
+
+
 def _check_epoch(sampler: Sampler, batch_size: int, drop_last: bool, mixup_on: bool, location: str) -> None:
     if drop_last and len(sampler) < batch_size:
         raise DataError(
@@ -224,9 +230,7 @@ def build_data(
     ``data.loader`` (:func:`~ofakd.data.batched.choice.choose_path`); a batched one keeps the images on
     ``device`` and its batches come out there.
     """
-    mixup_on = augment.mixup > 0 or augment.cutmix > 0
-    _check_batching(batch_size, world_size, rank, mixup_on)
-    check_input_size(input_size)
+    _check_request(augment, input_size, batch_size, world_size, rank)
     source = load_source(data)
     train_ds: Dataset = _subset(source.train, data.train_subset, "train_subset", "training", source.location)
     if data.holdout is not None:  # validation on training images held out: the validation split is never read
@@ -262,9 +266,7 @@ def array_data(
     images (N, H, W), (N, H, W, C) or (N, C, H, W), numpy or torch, and integer labels. They are data sets held in
     memory like CIFAR's: resized, augmented (``augment``) and normalised with ``mean``/``std`` as a run of
     ``ofakd distill`` would, on the batched path where ``loader`` (``data.loader``) allows."""
-    mixup_on = augment.mixup > 0 or augment.cutmix > 0
-    _check_batching(batch_size, world_size, rank, mixup_on)
-    check_input_size(input_size)
+    _check_request(augment, input_size, batch_size, world_size, rank)
     train_ds = ArrayImageDataset.given(*train, what="train_set", classes=len(class_names))
     val_ds = ArrayImageDataset.given(*val, what="val_set", classes=len(class_names))
     fp = compute_fingerprint("python", train_ds, val_ds, class_names)
