@@ -443,7 +443,7 @@ def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str
 
 
 def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = False,
-             successors: bool = False) -> list[Job]:
+             successors: bool = False, successors_first: bool = False) -> list[Job]:
     jobs: list[Job] = []
     teachers = [TEACHERS[k] for k in dict.fromkeys(PAIRS[p][0] for p in size.pairs)]
     for teacher in teachers:
@@ -466,7 +466,8 @@ def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = 
                         students.append(job)
     rank, regime = next((i, r) for i, r in enumerate(size.regimes) if r.key == ABLATION_REGIME)
     extras = [(ABLATION, 100_000)] if ablation else []  # after the main grid
-    extras += [(SUCCESSORS, 200_000)] if successors else []  # after the ablation: the costliest runs
+    # after the ablation (the costliest runs), or before everything with successors_first
+    extras += [(SUCCESSORS, -1_000_000 if successors_first else 200_000)] if successors else []
     for variants, later in extras:
         for seed in size.seeds:
             for pair in size.pairs:

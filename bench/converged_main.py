@@ -35,7 +35,7 @@ def run(args) -> dict:
     failed: list[str] = []
     if not args.report_only:
         check_grid(out, size, args.ablation, args.successors)
-        jobs = all_jobs(out, size, args.device, store, args.ablation, args.successors)
+        jobs = all_jobs(out, size, args.device, store, args.ablation, args.successors, args.successors_first)
         start = time.perf_counter()
         failed = run_jobs(jobs, args.workers, title=f"{name} -> {out}")
         print(f"== ran {len(jobs)} job(s) in {fmt_s(time.perf_counter() - start)}"
