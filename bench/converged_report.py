@@ -29,6 +29,7 @@ from converged import (
     student_cell,
     teacher_cell,
 )
+from grid_cost import grid_cost
 from records import Store, digest
 from stats import holm, welch
 
@@ -100,6 +101,7 @@ def collect(store: Store, size: Size, ablation: bool = False, successors: bool =
         data["ablation"] = ablation_cells(store, size, regimes)
     if successors:
         data["successors"] = successor_cells(store, size, regimes)
+    data["cost"] = grid_cost(store, size, ablation, successors)
     return data
 
 
@@ -297,8 +299,25 @@ def render(data: dict, size: Size, title: str) -> str:
         lines += render_ablation(data["ablation"], size)
     if "successors" in data:
         lines += render_successors(data["successors"], data["regimes"][ABLATION_REGIME]["cells"], size)
+    lines += render_cost(data["cost"])
     lines.append("Variants: " + notes + ".\n")
     return "\n".join(lines)
+
+
+def render_cost(cost: dict) -> list[str]:
+    lines = ["## What the grid costs, from its records\n",
+             "Core-hours (one worker process, one thread, is one core) of the recorded runs' wall times, and an "
+             "estimate of the runs still to do from them (`bench/grid_cost.py`). Wall times are those of the machine "
+             "that made each record, under whatever load it had.\n"]
+    rows = [[p["part"], f"{p['recorded']}/{p['runs']}", f"{p['measured_h']:.1f}", f"{p['left_h']:.1f}"]
+            for p in cost["parts"]]
+    total = [sum(p[k] for p in cost["parts"]) for k in ("measured_h", "left_h")]
+    rows.append(["all students", f"{sum(p['recorded'] for p in cost['parts'])}/{sum(p['runs'] for p in cost['parts'])}",
+                 f"{total[0]:.1f}", f"{total[1]:.1f}"])
+    lines.append(markdown_table(["part", "runs recorded", "core-h measured", "core-h left (estimate)"], rows))
+    teachers = ", ".join(f"{t['teacher']} {t['measured_h']:.1f}" for t in cost["teachers"] if t["measured_h"] is not None)
+    lines.append(f"Teachers, core-h measured: {teachers or MISSING}.\n")
+    return lines
 
 
 def render_ablation(ablation: dict, size: Size) -> list[str]:

@@ -1,0 +1,119 @@
+"""What the converged grid costs, from the wall times its records carry.
+
+Every student record holds ``wall_time_s``: one worker process, one thread, from the start of the run to its
+test-set evaluation. Summed per part of the grid (each regime, the ablation, the successors), that is what the
+finished runs cost. A run not yet recorded is estimated as the mean of the recorded runs of the same regime and
+variant; else as the low regime's runs of that variant scaled by the ratio of training image-epochs (``images x
+epochs``); else, for the ablation's OFA variants and the successors, as the low regime's OFA runs times the
+variant's step cost relative to OFA (:data:`converged.COST_FACTOR`, 1 when not listed); else as the part's mean run
+(the low regime's, scaled, when the part has none). Core-hours: one worker is one core.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from converged import (
+    ABLATION,
+    ABLATION_REGIME,
+    COST_FACTOR,
+    SUCCESSORS,
+    TEACHERS,
+    VARIANTS,
+    Regime,
+    Size,
+    record_folder,
+    scratch_pair,
+    student_cell,
+    teacher_cell,
+)
+from records import Store, digest
+
+FULL_TRAIN_IMAGES = 60_000
+
+
+def image_epochs(regime: Regime) -> int:
+    return (regime.train_subset or FULL_TRAIN_IMAGES) * regime.epochs
+
+
+def _parts(size: Size, ablation: bool, successors: bool) -> list[tuple[str, Regime, tuple]]:
+    """(name, regime, variants) of every part of the grid asked for."""
+    parts = [(f"regime `{r.key}`", r, VARIANTS) for r in size.regimes]
+    low = next(r for r in size.regimes if r.key == ABLATION_REGIME)
+    parts += [("ablation", low, ABLATION)] if ablation else []
+    parts += [("successors", low, SUCCESSORS)] if successors else []
+    return parts
+
+
+def _runs(store: Store, size: Size, regime: Regime, variants: tuple) -> dict[tuple, float | None]:
+    """Every distinct run of one part -> its recorded wall time in seconds, None when not recorded yet."""
+    runs = {}
+    for variant in variants:
+        for pair in size.pairs:
+            if variant.key == "scratch" and scratch_pair(pair) != pair and scratch_pair(pair) in size.pairs:
+                continue  # the same run as another pair's
+            for seed in size.seeds:
+                cell = digest(student_cell(size, regime, pair, variant, seed))
+                record = store.run(regime.key, record_folder(pair, variant.key), variant.key, seed, cell_digest=cell)
+                wall = record.get("wall_time_s") if record else None
+                runs[(variant.key, pair, seed)] = float(wall) if isinstance(wall, (int, float)) else None
+    return runs
+
+
+def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool = False) -> dict:
+    """Per part: runs recorded of all, measured core-hours, estimated core-hours still to run; and the teachers'."""
+    low = next(r for r in size.regimes if r.key == ABLATION_REGIME)
+    parts = _parts(size, ablation, successors)
+    measured = {name: _runs(store, size, regime, variants) for name, regime, variants in parts}
+    low_runs = measured[parts[0][0]]
+    low_by_variant = _means(low_runs)
+    low_done = [wall for wall in low_runs.values() if wall is not None]
+    rows = []
+    for name, regime, variants in parts:
+        runs = measured[name]
+        done = [wall for wall in runs.values() if wall is not None]
+        estimate = Estimate(regime, low, _means(runs), low_by_variant, statistics.fmean(done) if done else None,
+                            statistics.fmean(low_done) if low_done else None, of_ofa=variants is not VARIANTS)
+        left = sum(estimate(variant) for (variant, _, _), wall in runs.items() if wall is None)
+        rows.append({"part": name, "runs": len(runs), "recorded": len(done), "measured_h": sum(done) / 3600,
+                     "left_h": left / 3600})
+    teachers = []
+    for teacher in TEACHERS.values():
+        wall = (store.teacher(teacher.key, digest(teacher_cell(size, teacher))) or {}).get("wall_time_s")
+        teachers.append({"teacher": teacher.key, "measured_h": wall / 3600 if isinstance(wall, (int, float)) else None})
+    return {"parts": rows, "teachers": teachers}
+
+
+def _means(runs: dict[tuple, float | None]) -> dict[str, float]:
+    walls: dict[str, list[float]] = {}
+    for (variant, _, _), wall in runs.items():
+        if wall is not None:
+            walls.setdefault(variant, []).append(wall)
+    return {variant: statistics.fmean(values) for variant, values in walls.items()}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The wall time of a run not recorded yet, in seconds (the rules in the module's docstring)."""
+
+    regime: Regime
+    low: Regime
+    by_variant: dict[str, float]
+    low_by_variant: dict[str, float]
+    part_mean: float | None
+    low_mean: float | None
+    of_ofa: bool
+    """The part's variants are OFA's or cost a multiple of OFA's step (the ablation, the successors)."""
+
+    def __call__(self, variant: str) -> float:
+        scale = image_epochs(self.regime) / image_epochs(self.low)
+        if variant in self.by_variant:
+            return self.by_variant[variant]
+        if variant in self.low_by_variant:
+            return self.low_by_variant[variant] * scale
+        if self.of_ofa and "ofa" in self.low_by_variant:
+            return self.low_by_variant["ofa"] * COST_FACTOR.get(variant, 1.0) * scale
+        if self.part_mean is not None:
+            return self.part_mean
+        return self.low_mean * scale if self.low_mean is not None else 0.0
