@@ -32,7 +32,7 @@ bench/converged.py for what runs and bench/converged_main.py for its output:
     python bench/accuracy.py --converged --out DIR --report-only   # tables from the runs finished so far
     python bench/accuracy.py --converged --out DIR --ablation      # + the OFA ablation (after the grid)
     python bench/accuracy.py --converged --out DIR --successors    # + PAT (after the grid and the ablation)
-    python bench/accuracy.py --converged --out DIR --successors --successors-first   # PAT before the rest
+    python bench/accuracy.py --converged --out DIR --successors --successors-first   # PAT after the low regime
     python bench/accuracy.py --converged --smoke                   # its smallest size (the test's)
 """
 
@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="--converged: also run the methods published after OFA-KD (PAT; bench/converged.py "
                         "SUCCESSORS) in the low-data regime, after the grid and the ablation")
     parser.add_argument("--successors-first", action="store_true",
-                        help="--converged --successors: run the successors' cells before the grid and the ablation")
+                        help="--converged --successors: run the successors' cells right after the low-data regime's grid, "
+                        "before the full-data regime and the ablation")
     parser.add_argument("--device", default="cpu", help="--converged: torch device of every run (cpu, cuda)")
     parser.add_argument("--results", metavar="DIR",
                         help="--converged: the result store (default: bench/results/converged in the repository; "

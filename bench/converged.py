@@ -466,8 +466,8 @@ def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = 
                         students.append(job)
     rank, regime = next((i, r) for i, r in enumerate(size.regimes) if r.key == ABLATION_REGIME)
     extras = [(ABLATION, 100_000)] if ablation else []  # after the main grid
-    # after the ablation (the costliest runs), or before everything with successors_first
-    extras += [(SUCCESSORS, -1_000_000 if successors_first else 200_000)] if successors else []
+    # after the ablation (the costliest runs), or with successors_first right after the first regime's grid
+    extras += [(SUCCESSORS, 8_000 if successors_first else 200_000)] if successors else []
     for variants, later in extras:
         for seed in size.seeds:
             for pair in size.pairs:
