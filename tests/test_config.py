@@ -202,7 +202,7 @@ def test_a_combination_recipe_checks_each_part_and_its_own_options():
     cfg = load_config("demo", [("method", {"name": "ofa+dist", "ofa.ofa_weight": 0.1, "dist": {"beta": 2.0},
                                            "gt_weight": 0.5})])
     assert cfg.method.name == "ofa+dist"
-    with pytest.raises(ConfigError, match="config: method: method 'ofa\\+dist' has no option 'bta'"):
+    with pytest.raises(ConfigError, match="config: method: method 'ofa\\+dist': unknown key 'bta' — did you mean 'beta'\\?"):
         load_config("demo", [("method", {"name": "ofa+dist", "bta": 2.0})])
     with pytest.raises(ConfigError, match="'gt_weight' belongs to the combination"):
         load_config("demo", [("method", {"name": "ofa+dist", "dist.gt_weight": 0.5})])

@@ -197,9 +197,9 @@ def test_combined_options_and_weights():
         _build("ofa+rsd", "mixer", "mixer", temperature=2.0)
     with pytest.raises(ConfigError, match="'gt_weight' belongs to the combination"):
         _build("ofa+rsd", "mixer", "mixer", **{"ofa.gt_weight": 0.5})
-    with pytest.raises(ConfigError, match="no option 'epss'"):
+    with pytest.raises(ConfigError, match="method 'ofa\\+rsd': unknown key 'epss' — did you mean 'eps'\\?"):
         _build("ofa+rsd", "mixer", "mixer", epss=[1.0])
-    with pytest.raises(ConfigError, match="no option 'foo'"):
+    with pytest.raises(ConfigError, match="method 'rsd': unknown key 'foo'; valid keys here: gt_weight, "):
         _build("ofa+rsd", "mixer", "mixer", rsd={"foo": 1})
     with pytest.raises(ConfigError, match="part_weights"):
         _build("ofa+rsd", "mixer", "mixer", part_weights=[1.0])

@@ -95,7 +95,7 @@ def test_space_defaults_narrowing_and_suggestions():
 @pytest.mark.parametrize(("narrow", "message"), [
     ({"ofa.ofa_weight": "-1:2:linear"}, r"--space ofa.ofa_weight: -1.0 is not a valid value: .*must be >= 0"),
     ({"ofa.ofa_weight": "-1:2"}, r"--space ofa.ofa_weight=-1:2: .*low > 0 for a log range"),
-    ({"ofa.nope": "1"}, r"--space ofa.nope: 1 is not a valid value: method 'ofa' has no option 'nope'"),
+    ({"ofa.nope": "1"}, r"--space ofa.nope: 1 is not a valid value: method 'ofa': unknown key 'nope'; valid keys here: "),
     ({"pat.x": "1"}, r"--space pat.x: the key is lr or METHOD.OPTION for a searched method \(kd, ofa\)"),
     ({"ofa.eps": "2:1"}, r"--space ofa.eps=2:1: a search range needs low < high"),
     ({"ofa.eps": "a:b"}, r"a range is LOW:HIGH with two numbers"),

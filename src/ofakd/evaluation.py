@@ -20,7 +20,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config.messages import config_error
 from .config.schema import RunConfig
 from .data import build_data, dataset_num_classes, seed_everything
 from .data.build import reordered
@@ -36,6 +35,7 @@ from .errors import DataError, ModelError
 from .export.run_loading import load_student
 from .export.student import StudentInfo
 from .models.from_config import build_model, model_spec
+from .pydantic_errors import config_error
 from .run_folder import STUDENT_PREFIX, load_state, strip_prefix
 
 __all__ = ["EvalResult", "eval_loader", "evaluate", "evaluate_target", "load_student", "resolve_data"]

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from ..errors import ConfigError
 from ..run_folder import RunFolder
+from ..suggest import nearest
 from .load import (
     apply_override,
     dump_config,
@@ -270,9 +271,7 @@ def _spelling(flag: str) -> str:
 def suggest_flag(flag: str, known: list[str]) -> str | None:
     """The known flag a mistyped ``flag`` most likely meant: the same field in a section (``--mixup`` ->
     ``--augment.mixup``), a field it begins (``--train.batch`` -> ``--train.batch_size``), else the closest
-    spelling (difflib) of a whole flag or of a dotted flag's field name. None when nothing is close."""
-    import difflib
-
+    spelling (:mod:`ofakd.suggest`) of a whole flag or of a dotted flag's field name. None when nothing is close."""
     typed = _spelling(flag)
     section, _, leaf = typed.rpartition(".")
     long_flags = [k for k in known if k.startswith("--") and k not in ("--help", "--debug", "--version")]
@@ -284,10 +283,10 @@ def suggest_flag(flag: str, known: list[str]) -> str | None:
         return min(candidates, key=lambda c: (not _spelling(c).startswith(section + "."), "." in c, c))
 
     whole = {_spelling(c): c for c in long_flags}
-    close = difflib.get_close_matches(typed, list(whole), n=1, cutoff=0.6)
+    close = nearest(typed, whole)
     if section and not any(_spelling(c).startswith(section + ".") for c in long_flags):
         # a mistyped section (``--trian.lr``), or one this command has no flags for (``train --method.eps``)
-        return whole[close[0]] if close else None
+        return whole[close] if close else None
     if leaf in by_leaf:
         return best(by_leaf[leaf])
     starts = [c for lf, cs in by_leaf.items() if len(leaf) >= 3 and lf.startswith(leaf) for c in cs]
@@ -296,9 +295,9 @@ def suggest_flag(flag: str, known: list[str]) -> str | None:
     if starts:
         return best(starts)
     if close:
-        return whole[close[0]]
-    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
-    return best(by_leaf[close[0]]) if close else None
+        return whole[close]
+    close = nearest(leaf, by_leaf)
+    return best(by_leaf[close]) if close else None
 
 
 def _field_help(field, doc: str | None = None) -> str:

@@ -18,7 +18,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError, OfakdError
-from .messages import config_error, nearest
+from ..pydantic_errors import config_error
+from ..suggest import nearest
 from .schema import MethodConfig, RunConfig
 
 
@@ -226,14 +227,6 @@ def check_method_options(cfg: RunConfig) -> dict[str, Any]:
     try:
         cls.Options(**cfg.method.options)
     except ValidationError as err:
-        first = err.errors()[0]
-        if first["type"] == "extra_forbidden":
-            key = str(first["loc"][0])
-            guess = nearest(key, cls.Options.model_fields)
-            if guess:
-                raise ConfigError(f"config: unknown key 'method.{key}' — did you mean 'method.{guess}'?") from None
-            known = ", ".join(cls.Options.model_fields)
-            raise ConfigError(f"config: unknown key 'method.{key}'; method {cls.method_name!r} options: {known}") from None
         raise config_error(err, cls.Options, prefix="method.") from None
     return resolved_options(cfg.method.name, cfg.method.options)
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..data.config import AugmentConfig, DataConfig
+from ..suggest import close_matches
 
 
 class ModelConfig(BaseModel):
@@ -171,9 +172,7 @@ class TrainConfig(BaseModel):
 
         known = list_optimizers()
         if v.lower() not in known:
-            import difflib
-
-            close = difflib.get_close_matches(v.lower(), known, n=3)
+            close = close_matches(v.lower(), known, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ValueError(f"unknown timm optimizer {v!r}{hint}; e.g. sgd, adamw, lamb")
         return v.lower()

@@ -13,7 +13,6 @@ nothing of the engine.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, ClassVar, Literal
 
@@ -23,6 +22,7 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError
 from ..models.tap import ModelOutput, ModelTap
+from ..pydantic_errors import problem
 from ..teacher.data_view import DataView, data_normalisation
 from ..teacher.live import LiveTeacher
 from ..teacher.protocol import TeacherSource
@@ -252,16 +252,7 @@ class Distiller(nn.Module):
         try:
             return cls.Options(**options)
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "options"
-            known = ", ".join(cls.Options.model_fields)
-            if first["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(field, list(cls.Options.model_fields), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(
-                    f"method {cls.method_name!r} has no option {field!r}.{hint} Its options: {known}."
-                ) from None
-            raise ConfigError(f"method {cls.method_name!r} option {field!r}: {first['msg']}") from None
+            raise ConfigError(f"method {cls.method_name!r}: {problem(err, cls.Options)}") from None
 
 
 def as_teacher_source(

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.tap import ModelOutput
+from ..pydantic_errors import problem, unknown_key
 from .base import Distiller, MethodOptions
 
 COMBINATION_OPTIONS = ("part_weights", "gt_weight", "gt_loss")
@@ -108,8 +109,7 @@ class Combination:
         try:
             parsed = CombinationOptions(parts={p: cls.parse_options(raw[p]) for p, cls in self.parts.items()}, **own)
         except ValidationError as err:
-            first = err.errors()[0]
-            raise ConfigError(f"method {self.method_name!r} option {first['loc'][0]!r}: {first['msg']}") from None
+            raise ConfigError(f"method {self.method_name!r}: {problem(err, CombinationOptions)}") from None
         if parsed.part_weights is not None and len(parsed.part_weights) != len(self.parts):
             raise ConfigError(
                 f"part_weights has {len(parsed.part_weights)} values; method {self.method_name!r} has "
@@ -127,7 +127,7 @@ class Combination:
                 f"set it per part, e.g. {owners[0]}.{option}=... (or {owners[0]}={{{option!r}: ...}})"
             )
         known = sorted({o for cls in self.parts.values() for o in cls.Options.model_fields} | set(COMBINATION_OPTIONS))
-        raise ConfigError(f"method {self.method_name!r} has no option {option!r}. Its options: {', '.join(known)}.")
+        raise ConfigError(f"method {self.method_name!r}: {unknown_key(option, known)}")
 
     def __call__(self, teacher, student: nn.Module, options: CombinationOptions, **kwargs) -> CombinedDistiller:
         return CombinedDistiller(teacher, student, options, combination=self, **kwargs)

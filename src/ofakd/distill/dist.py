@@ -9,7 +9,6 @@ from ..models.tap import ModelOutput
 from .base import WEIGHT, Distiller, LossWeight
 from .float32 import float32_loss
 from .kd import LogitOptions
-from .logit_standardization import maybe_standardize
 from .registry import register_method
 from .search import Range
 
@@ -67,8 +66,7 @@ class DIST(Distiller):
 
     def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        z_s = maybe_standardize(student.logits, opts.logit_standardization)
-        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        z_s, z_t = opts.loss_logits(student.logits, teacher.logits)
         inter, intra = dist_terms(z_s, z_t, opts.temperature)
         return {
             "dist_inter": opts.kd_weight * opts.beta * inter,

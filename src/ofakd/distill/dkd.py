@@ -9,7 +9,6 @@ from pydantic import Field
 from ..models.tap import ModelOutput
 from .base import TEMPERATURE, WEIGHT, Distiller, LossWeight
 from .kd import LogitOptions
-from .logit_standardization import maybe_standardize
 from .registry import register_method
 from .search import Range
 from .targets import hard_targets
@@ -97,8 +96,7 @@ class DKD(Distiller):
 
     def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        z_s = maybe_standardize(student.logits, opts.logit_standardization)
-        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        z_s, z_t = opts.loss_logits(student.logits, teacher.logits)
         tckd, nckd = dkd_terms(z_s, z_t, targets, opts.temperature)
         weight = opts.kd_weight * self.warmup_factor()
         return {

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ..models.tap import ModelOutput
 from .base import TEMPERATURE, WEIGHT, Distiller, LossWeight, MethodOptions, Temperature
-from .logit_standardization import maybe_standardize
+from .logit_standardization import loss_logits
 from .registry import register_method
 
 
@@ -31,6 +31,10 @@ class LogitOptions(MethodOptions):
 
     search_space = {"kd_weight": WEIGHT, "temperature": TEMPERATURE}
 
+    def loss_logits(self, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The logits as the loss terms read them: float32, z-scored per sample with ``logit_standardization``."""
+        return loss_logits(self.logit_standardization, *logits)
+
 
 @register_method("kd")
 class KD(Distiller):
@@ -39,6 +43,5 @@ class KD(Distiller):
 
     def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        z_s = maybe_standardize(student.logits, opts.logit_standardization)
-        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        z_s, z_t = opts.loss_logits(student.logits, teacher.logits)
         return {"kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature)}

@@ -19,6 +19,7 @@ def standardize(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (logits - mean) / (std + eps)
 
 
-def maybe_standardize(logits: torch.Tensor, enabled: bool) -> torch.Tensor:
-    """``standardize(logits)`` when ``enabled``, else the logits as float."""
-    return standardize(logits) if enabled else logits.float()
+def loss_logits(enabled: bool, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each of ``logits`` as a logit loss reads it: z-scored by :func:`standardize` when ``enabled``, else as float32 (the
+    ``logit_standardization`` option of :class:`~ofakd.distill.kd.LogitOptions`)."""
+    return tuple(standardize(z) if enabled else z.float() for z in logits)

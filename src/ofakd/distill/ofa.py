@@ -14,7 +14,6 @@ from ..models.stages import stage_positions
 from ..models.tap import ModelOutput
 from .base import WEIGHT, Distiller, LossWeight, Stages
 from .kd import LogitOptions
-from .logit_standardization import maybe_standardize
 from .ofa_branches import build_branch
 from .registry import register_method
 from .search import Range
@@ -105,13 +104,12 @@ class OFA(Distiller):
 
     def compute_losses(self, student: ModelOutput, targets, teacher: ModelOutput, sample_indices):
         opts = self.options
-        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        (z_t,) = opts.loss_logits(teacher.logits)
         mask = one_hot_targets(targets, student.logits.shape[1])
         losses = {}
         for k, (stage, position) in enumerate(zip(opts.stages, self.student_tap.positions)):
-            branch_logits = self.branches[f"stage{stage}"](student.features[position])
-            z_b = maybe_standardize(branch_logits, opts.logit_standardization)
+            (z_b,) = opts.loss_logits(self.branches[f"stage{stage}"](student.features[position]))
             losses[f"ofa_s{stage}"] = opts.ofa_weight * ofa_loss(z_b, z_t, mask, self.eps[k], opts.temperature)
-        z_s = maybe_standardize(student.logits, opts.logit_standardization)
+        (z_s,) = opts.loss_logits(student.logits)
         losses["kd"] = opts.kd_weight * ofa_loss(z_s, z_t, mask, self.eps[-1], opts.temperature)
         return losses

@@ -53,7 +53,6 @@ from .base import Distiller, LossWeight, Stages
 from .feature_distiller import live_teacher_source
 from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
-from .logit_standardization import maybe_standardize
 from .pat_attention import HEADS, RegionAttention
 from .pat_feedback import FeedbackMemory
 from .pat_layout import Layout
@@ -201,8 +200,7 @@ class PAT(Distiller):
             if stage in opts.prompt_stages:
                 gaps.append(aligned.detach().float() - target.detach().float())
         branches["feedback"].stage(gaps)
-        z_s = maybe_standardize(student.logits, opts.logit_standardization)
-        z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+        z_s, z_t = opts.loss_logits(student.logits, teacher.logits)
         return {
             "kd": opts.kd_weight * kd_loss(z_s, z_t, opts.temperature),
             "pat_mse": opts.mse_weight * mse,

@@ -6,13 +6,13 @@ a decorated class; nothing central needs editing.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..suggest import close_matches
 from .combined import Combination, CombinationOptions
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def get_method(name: str) -> type[Distiller] | Combination:
                                   f"use --method {part} alone")
         return Combination(parts)
     if name not in _METHODS:
-        close = difflib.get_close_matches(name, list(_METHODS), n=3, cutoff=0.4)
+        close = close_matches(name, _METHODS, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown method {name!r}.{hint} Known methods: {', '.join(list_methods())}.")
     return _METHODS[name]

@@ -19,7 +19,6 @@ from .base import WEIGHT, LossWeight
 from .feature_distiller import FeatureDistiller
 from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
-from .logit_standardization import maybe_standardize
 from .ofa_branches import init_branch_weights
 from .registry import register_method
 from .search import Range
@@ -91,7 +90,6 @@ class RSD(FeatureDistiller):
         projected = self.branches["projector"](student.embedding)
         losses = {"rsd": opts.rsd_weight * rsd_loss(projected, teacher.embedding.float(), opts.offdiag_weight)}
         if opts.kd_weight:  # 0 leaves the logit term to another method (``ofa+rsd``)
-            z_s = maybe_standardize(student.logits, opts.logit_standardization)
-            z_t = maybe_standardize(teacher.logits, opts.logit_standardization)
+            z_s, z_t = opts.loss_logits(student.logits, teacher.logits)
             losses["kd"] = opts.kd_weight * kd_loss(z_s, z_t, opts.temperature)
         return losses

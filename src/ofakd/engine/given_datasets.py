@@ -27,7 +27,6 @@ from torch.utils.data import Dataset
 from ..autocast import resolve_amp
 from ..cache import CachedTeacher
 from ..cache.record import record_given
-from ..config.messages import config_error
 from ..config.schema import RunConfig
 from ..data import AugmentConfig, DataBundle, array_data, given_data
 from ..data.loaders import Loading
@@ -36,6 +35,7 @@ from ..distill import Distiller
 from ..distill.combined import CombinationOptions
 from ..errors import ConfigError, DataError
 from ..models.info import InputSpec, input_spec, num_classes
+from ..pydantic_errors import config_error
 from ..run_folder import LAST, default_name, sanitize_name
 from ..teacher.live import LiveTeacher
 from .launch import distributed

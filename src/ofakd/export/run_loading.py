@@ -24,7 +24,6 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from ..config.load import read_recipe
-from ..config.messages import config_error
 from ..config.schema import ModelConfig
 from ..data import dataset_num_classes
 from ..data.config import AugmentConfig, DataConfig
@@ -32,6 +31,7 @@ from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
 from ..models.info import describe_input
 from ..models.weights import load_strict
+from ..pydantic_errors import config_error
 from ..run_folder import (
     BEST,
     CONFIG,

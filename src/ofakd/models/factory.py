@@ -3,13 +3,13 @@ clear errors."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import timm
 from torch import nn
 
 from ..errors import ModelError
+from ..suggest import close_matches
 from .hub import HF_HUB_PREFIX, hub_errors
 from .info import describe_input
 from .weights import load_checkpoint
@@ -61,7 +61,7 @@ def check_model_name(name: str) -> None:
         return
     architecture, _, tag = name.partition(".")
     if not timm.is_model(architecture):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.5)
+        close = close_matches(name, timm.list_models(), n=5)
         hint = f" Closest timm names: {', '.join(close)}." if close else " See `timm.list_models('*pattern*')`."
         raise ModelError(f"unknown model {name!r}.{hint}")
     if tag and name not in timm.list_pretrained(f"{architecture}.*"):

@@ -11,13 +11,13 @@ the order given.
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..suggest import close_matches
 
 Adapter = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,7 +28,7 @@ def adapted_inputs(model: nn.Module, adapters: Sequence[tuple[str, Adapter]]) ->
     known = dict(model.named_modules())
     for name, _ in adapters:
         if name not in known:
-            close = difflib.get_close_matches(name, [n for n in known if n], n=3)
+            close = close_matches(name, [n for n in known if n], n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ModelError(f"{type(model).__name__} has no module {name!r}{hint} to adapt the input of")
     handles = []

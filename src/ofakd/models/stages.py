@@ -22,12 +22,12 @@ hooks, are the stages, and position *k* is the *k*-th name.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 from torch import nn
 
 from ..errors import ModelError
+from ..suggest import close_matches
 
 STAGE_NAMES_HINT = "pass student_stages=[...] / teacher_stages=[...] to create_distiller"
 
@@ -58,7 +58,7 @@ def named_entries(model: nn.Module, modules: Sequence[str]) -> list[dict]:
     known = dict(model.named_modules())
     for name in modules:
         if not name or name not in known:
-            close = difflib.get_close_matches(str(name), [n for n in known if n], n=3)
+            close = close_matches(str(name), [n for n in known if n], n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ModelError(
                 f"{type(model).__name__} has no module {name!r}; {hint}name modules by their dotted path in "

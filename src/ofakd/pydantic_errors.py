@@ -1,13 +1,16 @@
-"""Turn a pydantic ValidationError into one line that names the field and the fix."""
+"""One line for a pydantic ValidationError: the field's dotted path, what was wrong and, for an unknown key, the
+nearest valid one. The one formatter of every validated section (config, ``augment=``, a method's options).
+
+    config: unknown key 'train.lrr' — did you mean 'train.lr'?
+    config: train.epochs: expected an integer, got 'ten'
+"""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ConfigError
+from .errors import ConfigError
+from .suggest import nearest
 
 _EXPECTED = {
     "int_parsing": "expected an integer",
@@ -26,10 +29,31 @@ _EXPECTED = {
 }
 
 
-def nearest(key: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``key`` (difflib), or None when nothing is close."""
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
-    return close[0] if close else None
+def config_error(err: ValidationError, root: type[BaseModel], prefix: str = "") -> ConfigError:
+    """``config: <problem>`` for the first problem in ``err`` (see :func:`problem`)."""
+    return ConfigError(f"config: {problem(err, root, prefix)}")
+
+
+def problem(err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+    """The first problem in ``err`` (raised validating ``root``) in words; ``prefix`` goes before field paths
+    (``"method."``): ``unknown key 'train.lrr' — did you mean 'train.lr'?``, ``unknown key 'x'; valid keys here:
+    ...`` or ``train.epochs: expected an integer, got 'ten'``."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = model_at(root, loc[:-1])
+        return unknown_key(str(loc[-1]), list(parent.model_fields) if parent is not None else [],
+                           prefix + "".join(f"{part}." for part in loc[:-1]))
+    path = prefix + ".".join(str(p) for p in loc)
+    return f"{path or 'config'}: {describe(first)}"
+
+
+def unknown_key(key: str, valid: list[str], stem: str = "") -> str:
+    """``unknown key 'STEMkey' — did you mean 'STEMguess'?``, or the valid keys when none is close."""
+    guess = nearest(key, valid)
+    if guess:
+        return f"unknown key {stem + key!r} — did you mean {stem + guess!r}?"
+    return f"unknown key {stem + key!r}; valid keys here: {', '.join(valid)}"
 
 
 def model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
@@ -45,22 +69,6 @@ def model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
         else:
             return None
     return model
-
-
-def config_error(err: ValidationError, root: type[BaseModel], prefix: str = "") -> ConfigError:
-    """One-line ConfigError for the first problem in ``err``; ``prefix`` is prepended to field paths."""
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    path = prefix + ".".join(str(p) for p in loc)
-    if first["type"] == "extra_forbidden":
-        parent = model_at(root, loc[:-1])
-        valid = list(parent.model_fields) if parent is not None else []
-        guess = nearest(str(loc[-1]), valid)
-        stem = prefix + ".".join(str(p) for p in loc[:-1])
-        if guess:
-            return ConfigError(f"config: unknown key {path!r} — did you mean {_join(stem, guess)!r}?")
-        return ConfigError(f"config: unknown key {path!r}; valid keys here: {', '.join(valid)}")
-    return ConfigError(f"config: {path or 'config'}: {describe(first)}")
 
 
 def describe(error: dict) -> str:
@@ -87,7 +95,3 @@ def describe(error: dict) -> str:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _join(stem: str, key: str) -> str:
-    return f"{stem}.{key}" if stem else key
