@@ -17,17 +17,21 @@ import ofakd
 PACKAGE = Path(ofakd.__file__).parent
 
 LAYERS_BELOW = {
-    # package: the ofakd packages it must not import (it sits below them)
-    "ofakd.run_folder": {"models", "data", "teacher", "distill", "engine", "cache", "export", "analysis", "tune", "commands"},
-    "ofakd.data": {"models", "teacher", "distill", "engine", "cache", "export", "analysis", "tune", "commands"},
-    "ofakd.models": {"teacher", "distill", "engine", "cache", "export", "analysis", "tune", "commands"},
-    "ofakd.teacher": {"distill", "engine", "cache", "export", "analysis", "tune", "commands"},
-    "ofakd.distill": {"engine", "cache", "export", "analysis", "tune", "commands"},
-    "ofakd.cache": {"distill", "engine", "export", "analysis", "tune", "commands"},
-    "ofakd.engine": {"export", "analysis", "tune", "commands"},
-    "ofakd.export": {"engine", "analysis", "tune", "commands"},
-    "ofakd.analysis": {"engine", "export", "tune", "commands"},
+    # package: the ofakd packages it must not import (it sits below them), lowest first; every package is listed
+    "ofakd.run_folder": {"data", "models", "teacher", "distill", "config", "cache", "export", "analysis", "engine",
+                         "tuning", "commands"},
+    "ofakd.data": {"models", "teacher", "distill", "config", "cache", "export", "analysis", "engine", "tuning",
+                   "commands"},
+    "ofakd.models": {"teacher", "distill", "config", "cache", "export", "analysis", "engine", "tuning", "commands"},
+    "ofakd.teacher": {"distill", "config", "cache", "export", "analysis", "engine", "tuning", "commands"},
+    "ofakd.distill": {"config", "cache", "export", "analysis", "engine", "tuning", "commands"},
+    "ofakd.config": {"cache", "export", "analysis", "engine", "tuning", "commands"},
+    "ofakd.cache": {"distill", "export", "analysis", "engine", "tuning", "commands"},
+    "ofakd.export": {"analysis", "engine", "tuning", "commands"},
+    "ofakd.analysis": {"export", "engine", "tuning", "commands"},
+    "ofakd.engine": {"export", "analysis", "tuning", "commands"},
     "ofakd.tuning": {"export", "commands"},
+    "ofakd.commands": set(),
 }
 
 
@@ -126,6 +130,32 @@ def test_layers_import_one_way(package):
         for target in targets if any(target == f or target.startswith(f + ".") for f in forbidden)
     )
     assert wrong == []
+
+
+def test_every_package_has_its_place_in_the_layers():
+    packages = {f"ofakd.{path.parent.name}" for path in PACKAGE.glob("*/__init__.py")}
+    assert set(LAYERS_BELOW) == packages
+    assert set().union(*LAYERS_BELOW.values()) <= {name.removeprefix("ofakd.") for name in packages}
+
+
+CONFIG_DRIVER = """
+import sys
+import ofakd.config, ofakd.data.config, ofakd.models.model_config, ofakd.teacher.teacher_config
+from ofakd.config import load_config
+cfg = load_config("demo", [("method.name", "vanilla")]) if "--validate" in sys.argv else None
+print("torch" in sys.modules, "ofakd.distill" in sys.modules)
+"""
+
+
+def test_the_config_imports_no_torch():
+    """Every section of a run config (``ofakd.config``, and each part's own: data, models, teacher) imports
+    without torch (what ``ofakd --help`` builds its flags from); validating one resolves the method, which does."""
+    import subprocess
+    import sys
+
+    lines = [subprocess.run([sys.executable, "-c", CONFIG_DRIVER, *flag], capture_output=True, text=True,
+                            timeout=300, check=True).stdout.strip() for flag in ([], ["--validate"])]
+    assert lines == ["False False", "True True"]
 
 
 def test_no_two_modules_share_a_file_name():

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import ConfigError, OfakdError
+from ..errors import ConfigError
 from ..pydantic_errors import config_error
 from ..suggest import nearest
 from .schema import MethodConfig, RunConfig
@@ -173,15 +173,19 @@ def split_override(text: str) -> tuple[str, Any]:
 
 
 def validate(raw: dict[str, Any]) -> RunConfig:
-    """Validate a raw dict into a :class:`RunConfig`, method options included (one-line errors)."""
+    """Validate a raw dict into a :class:`RunConfig`, method options included (one-line errors): the method is
+    resolved here, once (``cfg.method.resolved``), and its options written out, defaults included."""
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise config_error(err, RunConfig) from None
     except RecursionError:
         raise ConfigError("config: a value is nested too deeply") from None
-    options = check_method_options(cfg)
-    cfg = cfg.model_copy(update={"method": MethodConfig.model_validate({"name": cfg.method.name, **options})})
+    try:
+        method = cfg.method.resolved
+    except ConfigError as err:
+        raise ConfigError(f"config: {err}") from None
+    cfg = cfg.model_copy(update={"method": MethodConfig.of(method)})  # every option written out, as config.yaml has
     bad = _unusable_number(cfg.model_dump())
     if bad is not None:
         key, value = bad
@@ -207,28 +211,6 @@ def _unusable_number(tree: Any, prefix: str = "") -> tuple[str, float] | None:
         if found is not None:
             return found
     return None
-
-
-def check_method_options(cfg: RunConfig) -> dict[str, Any]:
-    """Check ``method.*`` against the method's own Options (errors name ``method.<option>``) and return them
-    resolved: every option of the method, defaults included (what ``config.yaml`` records)."""
-    from ..distill import get_method, resolved_options  # on use: the methods import torch (not for --help)
-    from ..distill.combined import Combination
-
-    try:
-        cls = get_method(cfg.method.name)
-    except OfakdError as err:
-        raise ConfigError(f"config: method.name: {err}") from None
-    if isinstance(cls, Combination):  # its parts check their own options
-        try:
-            return resolved_options(cfg.method.name, cfg.method.options)
-        except ConfigError as err:
-            raise ConfigError(f"config: method: {err}") from None
-    try:
-        cls.Options(**cfg.method.options)
-    except ValidationError as err:
-        raise config_error(err, cls.Options, prefix="method.") from None
-    return resolved_options(cfg.method.name, cfg.method.options)
 
 
 def load_config(

@@ -1,82 +1,24 @@
 """The run config: one validated tree (pydantic, unknown keys are errors) saved in every run folder.
 
-Sections: ``data`` and ``augment`` (owned by :mod:`ofakd.data.config`), ``teacher`` and
-``student`` (:class:`ModelConfig`), ``method`` (a name plus that method's own options, checked
-against the method's ``Options``), ``train`` (:class:`TrainConfig`) and ``run`` (:class:`RunSection`).
+Each part owns its section: ``data`` and ``augment`` :mod:`ofakd.data.config`, ``student``
+:mod:`ofakd.models.model_config`, ``teacher`` :mod:`ofakd.teacher.teacher_config`; here are ``method`` (a name
+plus that method's own options, checked against the method's ``Options``), ``train`` (:class:`TrainConfig`) and
+``run`` (:class:`RunSection`), and the tree of them all (:class:`RunConfig`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from ..data.config import AugmentConfig, DataConfig
+from ..models.model_config import ModelConfig
 from ..suggest import close_matches
+from ..teacher.teacher_config import TeacherConfig
 
-
-class ModelConfig(BaseModel):
-    """A timm model by name, its timm kwargs, weights and the input it expects."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
-    """timm model name, e.g. resnet18, deit_tiny_patch16_224; a pretrained tag (resnet50.a1_in1k) or a Hugging
-    Face Hub repo (hf-hub:org/name)."""
-    checkpoint: str | None = None
-    """Local weights for exactly this model (state_dict / {'model': ...} / .safetensors), loaded strictly."""
-    pretrained: bool | str | None = None
-    """Pretrained weights loaded through timm (classifier re-initialised when classes differ): true for the
-    weights of the tag or Hub repo in name (from the Hugging Face Hub cache, downloaded when missing and
-    online), or the path of a local file."""
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra timm.create_model kwargs, e.g. {img_size: 32, patch_size: 4, drop_path_rate: 0.1}."""
-    input_size: tuple[int, int, int] | None = None
-    """(C, H, W) the model is fed; default: read from the model (its img_size or pretrained config)."""
-    mean: tuple[float, ...] | None = None
-    """Normalisation mean per channel (1 or C values); default: the model's pretrained config."""
-    std: tuple[float, ...] | None = None
-    """Normalisation std per channel (1 or C values); default: the model's pretrained config."""
-
-    @field_validator("input_size")
-    @classmethod
-    def _input_size(cls, v):
-        if v is not None and (v[0] not in (1, 3) or min(v[1:]) < 1):
-            raise ValueError("must be [C, H, W] with C 1 or 3 and H, W >= 1")
-        return v
-
-    @field_validator("std")
-    @classmethod
-    def _std(cls, v):
-        if v is not None and (not v or min(v) <= 0):
-            raise ValueError("every std value must be > 0")
-        return v
-
-    @field_validator("kwargs")
-    @classmethod
-    def _kwargs(cls, v):
-        if "num_classes" in v:
-            raise ValueError("num_classes comes from the data set (data.name / data.root): remove it from the kwargs")
-        if "checkpoint" in v:
-            raise ValueError("a checkpoint is not a timm kwarg: set it as checkpoint (--checkpoint / --teacher-checkpoint)")
-        return v
-
-
-class TeacherConfig(ModelConfig):
-    """The teacher: a model as above, or (``cache``) its logits recorded by ``ofakd cache record``."""
-
-    cache: str | None = None
-    """Folder of a teacher-output cache: distil from its recorded logits; the teacher is never built."""
-    cache_cycle: bool = False
-    """Train past the cache's recorded epochs by replaying them (epoch e uses recorded epoch e mod E)."""
-    amp: Literal["same", "none", "bf16"] = "same"
-    """Autocast of the teacher's forward: same (as train.amp), none (float32 even when the student uses AMP),
-    bf16 (bfloat16 autocast on CPU or GPU even when the student trains in float32)."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """The teacher's weights: bfloat16 halves their memory; its forward then runs under bfloat16 autocast."""
-    random_init: bool = False
-    """Distil from a randomly initialised teacher on purpose (tests, timings): without it a teacher with no
-    weights (no checkpoint, pretrained or --teacher-run) is an error (--teacher-random-init)."""
+if TYPE_CHECKING:
+    from ..distill.method import Method
 
 
 class MethodConfig(BaseModel):
@@ -87,10 +29,32 @@ class MethodConfig(BaseModel):
     name: str = "ofa"
     """Method: see `ofakd methods` (vanilla, kd, ofa, ...)."""
 
+    _method: Any = PrivateAttr(None)
+    """The :class:`~ofakd.distill.method.Method` this section resolves to, once resolved."""
+
     @property
     def options(self) -> dict[str, Any]:
         """The method options (every key but ``name``)."""
         return dict(self.model_extra or {})
+
+    @property
+    def resolved(self) -> Method:
+        """The method and its validated options (:func:`~ofakd.distill.method.resolve_method`), resolved once:
+        :func:`~ofakd.config.load.validate` resolves it, and the run uses that. Errors name ``method.*`` keys."""
+        if self._method is None:
+            from ..distill.method import (
+                resolve_method,  # on use: the methods import torch (`ofakd --help` does not)
+            )
+
+            self._method = resolve_method(self.name, self.options, section="method")
+        return self._method
+
+    @classmethod
+    def of(cls, method: Method) -> MethodConfig:
+        """The section of a resolved method: its name and every option, the method kept with it."""
+        section = cls.model_validate(method.to_config())
+        section._method = method
+        return section
 
 
 SEED_MAX = 2**32 - 1

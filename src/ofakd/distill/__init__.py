@@ -6,28 +6,30 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..models.info import fixed_input_hw, input_spec, num_classes
 from ..models.tap import ModelOutput
 from ..teacher.data_view import DataView
 from ..teacher.protocol import TeacherSource
 from .base import Distiller, MethodOptions
-from .registry import get_method, list_methods, register_method, resolved_options
+from .method import Method, resolve_method
+from .registry import get_method, list_methods, register_method
 
 __all__ = [
     "Distiller",
+    "Method",
     "MethodOptions",
     "ModelOutput",
     "create_distiller",
     "get_method",
     "list_methods",
     "register_method",
-    "resolved_options",
+    "resolve_method",
 ]
 
 
 def create_distiller(
-    method: str,
+    method: str | Method,
     teacher: nn.Module | TeacherSource | None = None,
     student: nn.Module | None = None,
     *,
@@ -43,9 +45,10 @@ def create_distiller(
     teacher_stages: Sequence[str] | None = None,
     **options,
 ) -> Distiller:
-    """Build method ``method`` (see :func:`list_methods`) for ``teacher`` -> ``student``.
+    """Build method ``method`` (a name, see :func:`list_methods`, or a :class:`~ofakd.distill.method.Method`
+    already resolved) for ``teacher`` -> ``student``.
 
-    ``options`` are the method's own (e.g. ``eps``, ``temperature``, ``stages`` for OFA) and
+    ``options`` are the method's own (e.g. ``eps``, ``temperature``, ``stages`` for OFA; with a name only) and
     are validated: an unknown option names the closest valid one. ``input_size`` (C, H, W)
     is the size of the batches (the student's input), used to size feature branches; by default the
     student's own. ``mean``/``std`` are the batches' normalisation (what the data's transforms normalise
@@ -67,15 +70,19 @@ def create_distiller(
     from timm's ``feature_info``, or from the four modules named in ``student_stages`` /
     ``teacher_stages`` (dotted names in ``model.named_modules()``, e.g. ``["layer1", ..., "layer4"]``).
     """
-    cls = get_method(method)
+    if isinstance(method, Method):
+        if options:
+            raise ConfigError(f"create_distiller: method {method.method_name!r} comes with its options resolved; "
+                              f"drop {', '.join(sorted(options))} (or pass the method's name)")
+    else:
+        method = resolve_method(method, options)
     if student is None:
         raise ModelError("create_distiller needs a student model")
-    parsed = cls.parse_options(options)
     student_classes = num_classes(student)
-    if cls.needs_teacher:
+    if method.needs_teacher:
         teacher_classes = num_teacher_classes if teacher is None else num_classes(teacher)
         if teacher is None and teacher_classes is None:
-            raise ModelError(f"method {method!r} needs a teacher model (or num_teacher_classes with cached logits)")
+            raise ModelError(f"method {method.method_name!r} needs a teacher model (or num_teacher_classes with cached logits)")
         if teacher_classes != student_classes:
             raise ModelError(
                 f"teacher has {teacher_classes} classes but student has {student_classes}; "
@@ -88,9 +95,9 @@ def create_distiller(
                          f"{'teacher_input=' if teacher_input is not None else 'a teacher source'}: drop one of them")
     if teacher_input is None and teacher_model:
         teacher_input = DataView(teacher, student, size, teacher_size=teacher_size)
-    distiller = cls(teacher, student, parsed, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
-                    teacher_channels_last=teacher_channels_last, student_stages=student_stages,
-                    teacher_stages=teacher_stages)
+    distiller = method.build(teacher, student, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
+                             teacher_channels_last=teacher_channels_last, student_stages=student_stages,
+                             teacher_stages=teacher_stages)
     if mean is not None or std is not None:
         distiller.normalised_with(mean, std)
     return distiller

@@ -247,11 +247,14 @@ class Distiller(nn.Module):
         """
 
     @classmethod
-    def parse_options(cls, options: dict) -> MethodOptions:
-        """Validate ``options`` against ``cls.Options``; errors name the field and the fix."""
+    def parse_options(cls, options: dict, *, section: str = "") -> MethodOptions:
+        """Validate ``options`` against ``cls.Options``; errors name the field and the fix (``section``: the config
+        section they were read from, which then prefixes the field: ``method.eps``)."""
         try:
             return cls.Options(**options)
         except ValidationError as err:
+            if section:
+                raise ConfigError(problem(err, cls.Options, f"{section}.")) from None
             raise ConfigError(f"method {cls.method_name!r}: {problem(err, cls.Options)}") from None
 
 

@@ -83,8 +83,17 @@ class Combination:
     def needs_sample_indices(self) -> bool:
         return any(cls.needs_sample_indices for cls in self.parts.values())
 
-    def parse_options(self, options: dict[str, Any]) -> CombinationOptions:
-        """Validate ``options`` (see the module docstring); errors name the option and the fix."""
+    def parse_options(self, options: dict[str, Any], *, section: str = "") -> CombinationOptions:
+        """Validate ``options`` (see the module docstring); errors name the option and the fix (``section``: the
+        config section they were read from, named first)."""
+        try:
+            return self._parse(options)
+        except ConfigError as err:
+            if section:
+                raise ConfigError(f"{section}: {err}") from None
+            raise
+
+    def _parse(self, options: dict[str, Any]) -> CombinationOptions:
         raw: dict[str, dict[str, Any]] = {part: {} for part in self.parts}
         own: dict[str, Any] = {}
         for key, value in options.items():

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..suggest import close_matches
-from .combined import Combination, CombinationOptions
+from .combined import Combination
 
 if TYPE_CHECKING:
     from .base import Distiller
@@ -58,13 +58,6 @@ def get_method(name: str) -> type[Distiller] | Combination:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown method {name!r}.{hint} Known methods: {', '.join(list_methods())}.")
     return _METHODS[name]
-
-
-def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Every option of method ``name`` with ``options`` applied, defaults included, as a config's
-    ``method:`` section holds them (a combination: its own, then one mapping per part)."""
-    parsed = get_method(name).parse_options(options)
-    return parsed.to_config() if isinstance(parsed, CombinationOptions) else parsed.model_dump(mode="json")
 
 
 def list_methods() -> list[str]:

@@ -27,12 +27,12 @@ from torch.utils.data import Dataset
 from ..autocast import resolve_amp
 from ..cache import CachedTeacher
 from ..cache.record import record_given
-from ..config.schema import RunConfig
+from ..config.schema import MethodConfig, RunConfig
 from ..data import AugmentConfig, DataBundle, array_data, given_data
 from ..data.loaders import Loading
 from ..data.views import untouched_rng
 from ..distill import Distiller
-from ..distill.combined import CombinationOptions
+from ..distill.method import Method
 from ..errors import ConfigError, DataError
 from ..models.info import InputSpec, input_spec, num_classes
 from ..pydantic_errors import config_error
@@ -228,7 +228,7 @@ def _replayed_teacher(distiller: Distiller, cfg: RunConfig, views: DataBundle, s
     record_given(live, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
                  run_amp=run_amp, topk=topk, log=log)
     dist.barrier()  # every rank's share recorded before any is checked
-    return replayed_cache(cfg, views, spec, dist, distiller)
+    return replayed_cache(cfg, views, spec, dist, cfg.method.resolved)
 
 
 def _quiet(line: str) -> None:
@@ -241,7 +241,7 @@ def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, na
     """The config a run of ``fit`` records: data ``python`` (with arrays: their augmentation and data path), the
     distiller's method and options, the models' timm names where they have them, the ``train`` settings
     (validated: an unknown one names the nearest)."""
-    method = method_section(distiller)
+    method = Method.of(distiller)
     teacher = getattr(distiller.teacher, "model", None)
     arrays = given is not None and given.arrays
     raw = {
@@ -251,7 +251,7 @@ def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, na
                     "cache": str(teacher_cache) if teacher_cache is not None else None},
         "student": {**timm_recipe(distiller.student), "input_size": list(spec.input_size), "mean": list(spec.mean),
                     "std": list(spec.std)},
-        "method": method,
+        "method": method.to_config(),
         "train": train,
         "run": {"out_dir": str(out_dir)},
     }
@@ -259,20 +259,9 @@ def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, na
         cfg = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise config_error(err, RunConfig) from None
-    label = name or default_name(method["name"], raw["teacher"]["name"] if distiller.needs_teacher else None,
+    label = name or default_name(method.method_name, raw["teacher"]["name"] if method.needs_teacher else None,
                                  model_label(distiller.student), "python", cfg.train.seed)
-    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"name": label})})
-
-
-def method_section(distiller: Distiller) -> dict[str, Any]:
-    """``{"name": method, **options}`` as a config's ``method:`` section (a combination: options per part)."""
-    options = distiller.options
-    if isinstance(options, CombinationOptions):
-        values = {k: v for k, v in options.model_dump(mode="json").items() if k != "parts"}
-        values.update({part: o.model_dump(mode="json") for part, o in options.parts.items()})
-    else:
-        values = options.model_dump(mode="json")
-    return {"name": distiller.method_name or type(distiller).__name__, **values}
+    return cfg.model_copy(update={"method": MethodConfig.of(method), "run": cfg.run.model_copy(update={"name": label})})
 
 
 def timm_recipe(model: torch.nn.Module) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from ..autocast import resolve_amp
 from ..cache import CachedTeacher, TeacherCache
 from ..config.schema import RunConfig
 from ..data import DataBundle, dataset_num_classes, run_data
-from ..distill import Distiller, create_distiller, get_method
+from ..distill import Distiller, create_distiller
 from ..errors import ConfigError
 from ..models.from_config import build_model, check_forward, model_spec
 from ..models.info import InputSpec
@@ -47,7 +47,7 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
 
     Seed the global generators with the init seed first: models are initialised here.
     """
-    method = get_method(cfg.method.name)
+    method = cfg.method.resolved
     num_classes = dataset_num_classes(cfg.data)
     student = build_model(cfg.student, num_classes, "student")
     student_spec = model_spec(student, cfg.student)
@@ -68,14 +68,8 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
     if cfg.teacher.cache:
         teacher = replayed_cache(cfg, bundle, student_spec, dist, method,
                                  precision=precision_label(cfg.teacher.amp, cfg.teacher.dtype, run_amp))
-    distiller = create_distiller(
-        cfg.method.name,
-        teacher=teacher,
-        student=student,
-        input_size=student_spec.input_size,
-        num_samples=len(bundle.train_loader.dataset),
-        **cfg.method.options,
-    )
+    distiller = create_distiller(method, teacher=teacher, student=student, input_size=student_spec.input_size,
+                                 num_samples=len(bundle.train_loader.dataset))
     distiller.to(device)
     return Setup(distiller, student, teacher, bundle, student_spec)
 

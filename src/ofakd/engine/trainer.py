@@ -21,7 +21,6 @@ from ..config.load import dump_config, validate
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig, resume_changes
 from ..data import seed_everything
 from ..device import pick_device
-from ..distill import get_method
 from ..errors import ConfigError
 from ..models import count_parameters
 from ..run_folder import (
@@ -61,7 +60,7 @@ def run_name(cfg: RunConfig) -> str:
     """``run.name`` or the default ``method-teacher-student-dataset-sSEED``."""
     if cfg.run.name:
         return cfg.run.name
-    teacher = cfg.teacher.name if get_method(cfg.method.name).needs_teacher else None
+    teacher = cfg.teacher.name if cfg.method.resolved.needs_teacher else None
     return default_name(cfg.method.name, teacher, cfg.student.name or "model", cfg.data.name, cfg.train.seed)
 
 

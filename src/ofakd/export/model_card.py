@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..config.load import dump_yaml
-from ..distill import resolved_options
+from ..distill.method import resolve_method
 from ..errors import OfakdError
 from .student import StudentInfo
 
@@ -131,7 +131,7 @@ def _method(recipe: dict, method: str | None) -> str:
     if not method:
         return "unknown"
     with contextlib.suppress(OfakdError):  # a method this ofakd does not know: show what the run recorded
-        options = _differing(options, resolved_options(method, {}))
+        options = _differing(options, resolve_method(method).to_config())
     return f"`{method}`" + (f" {_kwargs(options)}" if options else "")
 
 

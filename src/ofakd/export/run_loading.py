@@ -24,12 +24,12 @@ from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from ..config.load import read_recipe
-from ..config.schema import ModelConfig
 from ..data import dataset_num_classes
 from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
 from ..models.from_config import build_model, model_spec
 from ..models.info import describe_input
+from ..models.model_config import ModelConfig
 from ..models.weights import load_strict
 from ..pydantic_errors import config_error
 from ..run_folder import (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -12,9 +11,7 @@ from torch import nn
 from ..errors import ConfigError, ModelError
 from .factory import create_model
 from .info import InputSpec, describe_input, input_spec
-
-if TYPE_CHECKING:
-    from ..config.schema import ModelConfig
+from .model_config import ModelConfig
 
 
 def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:

@@ -3,6 +3,7 @@
 * :class:`~ofakd.teacher.protocol.TeacherSource` — the call a Distiller makes;
 * :class:`~ofakd.teacher.live.LiveTeacher` — the model run live (frozen, its own input view and precision);
 * :mod:`~ofakd.teacher.run_teacher` — a run's live teacher from its config (engine and cache recorder);
+* :class:`~ofakd.teacher.teacher_config.TeacherConfig` — the ``teacher:`` section of a run config (light: no torch);
 * :class:`~ofakd.teacher.input_view.TeacherInput` — the student batch re-normalised and resized for it;
 * :class:`~ofakd.teacher.data_view.DataView` — the same for batches given in Python, from the teacher's own
   pretrained config and the data's normalisation (``create_distiller``, ``ofakd.fit``).
@@ -10,9 +11,15 @@
 The replayed teacher is :class:`ofakd.cache.cached_teacher.CachedTeacher`.
 """
 
-from .data_view import DataView
-from .input_view import TeacherInput, teacher_adapter
-from .live import LiveTeacher, freeze_teacher
-from .protocol import TeacherSource
+from ..lazy import lazy_exports
+from .teacher_config import TeacherConfig
 
-__all__ = ["DataView", "LiveTeacher", "TeacherInput", "TeacherSource", "freeze_teacher", "teacher_adapter"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    ".data_view": ("DataView",),
+    ".input_view": ("TeacherInput", "teacher_adapter"),
+    ".live": ("LiveTeacher", "freeze_teacher"),
+    ".protocol": ("TeacherSource",),
+})
+
+__all__ = ["DataView", "LiveTeacher", "TeacherConfig", "TeacherInput", "TeacherSource", "freeze_teacher",
+           "teacher_adapter"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config.schema import TeacherConfig
 from ..data.views import untouched_rng
 from ..errors import ConfigError
 from ..models.factory import check_model_name
@@ -17,6 +16,7 @@ from ..models.from_config import build_model, check_forward, model_spec
 from ..models.info import InputSpec
 from .input_view import teacher_adapter
 from .live import LiveTeacher
+from .teacher_config import TeacherConfig
 
 
 def teacher_precision(amp: str, dtype: str, run_amp: str) -> tuple[str, torch.dtype]:
