@@ -32,7 +32,7 @@ import ofakd
 from gpu_check_context import Context, Sizes, Skip, quiet
 from ofakd.config import load_config
 from ofakd.engine import fit
-from ofakd.engine.metrics_log import read_records
+from ofakd.run_folder import read_metrics
 from ofakd.teacher import LiveTeacher
 
 LR = 1e-3
@@ -68,7 +68,7 @@ so that across the methods compile meets bf16 with and without channels-last, an
 
 def train_losses(run: Path) -> list[dict[str, float]]:
     """Each step's total loss and its terms, from the run's metrics.jsonl."""
-    return [{"loss": r["loss"], **r["losses"]} for r in read_records(run / "metrics.jsonl") if r["kind"] == "train"]
+    return [{"loss": r["loss"], **r["losses"]} for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
 
 
 def all_finite(steps: list[dict[str, float]]) -> bool:

@@ -32,7 +32,7 @@ from ofakd.cache import record_cache
 from ofakd.config import load_config
 from ofakd.engine import Trainer, fit
 from ofakd.engine.loop import train_one_epoch
-from ofakd.engine.metrics_log import read_records
+from ofakd.run_folder import read_metrics
 from overhead import cuda_syncs
 from throughput import PeakMemory, sync
 
@@ -192,7 +192,7 @@ def cifar_loaders(ctx: Context, details: dict) -> bool:
         ])
         with PeakMemory(device) as peak:
             summary = fit(cfg, overwrite=True, progress=False, tensorboard=False, log=quiet)
-        second = [r["images_per_s"] for r in read_records(ctx.work / "cifar" / loader / "metrics.jsonl")
+        second = [r["images_per_s"] for r in read_metrics(ctx.work / "cifar" / loader / "metrics.jsonl")
                   if r["kind"] == "train" and r["epoch"] == 2]
         row = {"loader": loader, "data_path": summary["data_path"], "workers": cfg.data.workers,
                "images_per_s": statistics.median(second), "growth_mib": peak.peak / 2**20}

@@ -542,11 +542,11 @@ def test_a_rank_being_recorded_is_not_recorded_twice(teacher_file, tmp_path):
 
 
 def train_losses(run_dir) -> list[dict[str, float]]:
-    from ofakd.engine.metrics_log import read_records
+    from ofakd.run_folder import read_metrics
 
     return [
         {"loss": r["loss"], **r["losses"]}
-        for r in read_records(run_dir / "metrics.jsonl")
+        for r in read_metrics(run_dir / "metrics.jsonl")
         if r["kind"] == "train"
     ]
 

@@ -24,9 +24,8 @@ import torch
 from ofakd.cli import main
 from ofakd.config import load_config
 from ofakd.engine import fit
-from ofakd.engine.metrics_log import read_records
 from ofakd.errors import ConfigError
-from ofakd.run_folder import load_state
+from ofakd.run_folder import load_state, read_metrics
 
 VIT = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
 """A one-block ViT at 16 px: no BatchNorm, so one and two processes compute the same thing."""
@@ -136,12 +135,12 @@ def test_two_processes_give_the_weights_of_one_process(one_process, tmp_path):
     assert summary["data_path"] == "batched"
     assert json.loads((one_process / "summary.json").read_text())["global_batch"] == 32
     # rank 0 alone logs: one record per step, the loss averaged over both processes = the global batch's loss
-    ours = [r for r in read_records(run / "metrics.jsonl") if r["kind"] == "train"]
-    theirs = [r for r in read_records(one_process / "metrics.jsonl") if r["kind"] == "train"]
+    ours = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    theirs = [r for r in read_metrics(one_process / "metrics.jsonl") if r["kind"] == "train"]
     assert [r["step"] for r in ours] == [1, 2, 3, 4]
     assert np.allclose([r["loss"] for r in ours], [r["loss"] for r in theirs], atol=1e-4)
-    evals = [r for r in read_records(run / "metrics.jsonl") if r["kind"] == "eval"]
-    assert [r["top1"] for r in evals] == [r["top1"] for r in read_records(one_process / "metrics.jsonl")
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["top1"] for r in evals] == [r["top1"] for r in read_metrics(one_process / "metrics.jsonl")
                                           if r["kind"] == "eval"]  # 30 val images split 15/15, counted once
     assert "2 processes (gloo), global batch 32" in out
     assert out.count("done: best val top1") == 1  # only rank 0 reports
@@ -255,7 +254,7 @@ def test_a_lost_rank_stops_the_other_and_the_run_resumes(tmp_path, fault, capsys
     for update in (5, 6, 7, 8):
         schedule.step_update(num_updates=update)
         expected.append(optimizer.param_groups[0]["lr"])
-    logged = [r["lr"] for r in read_records(tmp_path / "lost" / "metrics.jsonl") if r["kind"] == "train"]
+    logged = [r["lr"] for r in read_metrics(tmp_path / "lost" / "metrics.jsonl") if r["kind"] == "train"]
     assert logged[2:] == pytest.approx(expected) and expected[-1] == pytest.approx(1e-5)
     assert len(set(expected)) == 4  # a cosine, not a constant
 
@@ -331,7 +330,7 @@ def tiny_run(tmp_path, name: str, *, epochs: int = 2, student: str = "vit", meth
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     summary = tiny_run(tmp_path, "bf16", epochs=3, extra=[("train.amp", "bf16")])
     assert summary["amp"] == "bf16" and summary["complete"]
-    records = read_records(tmp_path / "bf16" / "metrics.jsonl")
+    records = read_metrics(tmp_path / "bf16" / "metrics.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     top1 = [r["top1"] for r in records if r["kind"] == "eval"]
@@ -355,7 +354,7 @@ def test_bf16_teacher_with_a_float32_student(tmp_path, method):
     assert {p.dtype for p in trainer.setup.teacher.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in trainer.setup.student.parameters()} == {torch.float32}
     assert any("teacher amp bf16" in line for line in lines)
-    records = read_records(tmp_path / method / "metrics.jsonl")
+    records = read_metrics(tmp_path / method / "metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
     assert trainer.state.teacher_eval is not None  # the bf16 teacher was evaluated too
     # the teacher's logits in bf16 are close to its float32 logits

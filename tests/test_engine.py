@@ -16,13 +16,12 @@ from ofakd.engine import fit
 from ofakd.engine.amp import Precision
 from ofakd.engine.evaluate import evaluate
 from ofakd.engine.loop import StepContext, soft_targets, train_one_epoch
-from ofakd.engine.metrics_log import read_records
 from ofakd.engine.optim import build_optimizer, build_scheduler, param_groups
 from ofakd.engine.seeding import capture_rng, restore_rng
 from ofakd.engine.state import RunState
 from ofakd.errors import ConfigError, OfakdError
 from ofakd.models.info import InputSpec
-from ofakd.run_folder import atomic_write, load_state, read_weights_metadata, save_state
+from ofakd.run_folder import atomic_write, load_state, read_metrics, read_weights_metadata, save_state
 from ofakd.teacher.input_view import TeacherInput, teacher_adapter
 
 from .conftest import tiny_overrides
@@ -290,8 +289,8 @@ def test_resume_continues_exactly(resumed_pair):
     assert a["scheduler"] == b["scheduler"]
     assert (resumed["best_top1"], resumed["final_top1"]) == (full["best_top1"], full["final_top1"])
     # the resumed run's log has each epoch once, as the uninterrupted one
-    strip = [{k: v for k, v in r.items() if k != "images_per_s"} for r in read_records(out / "part" / "metrics.jsonl")]
-    full_records = [{k: v for k, v in r.items() if k != "images_per_s"} for r in read_records(out / "full" / "metrics.jsonl")]
+    strip = [{k: v for k, v in r.items() if k != "images_per_s"} for r in read_metrics(out / "part" / "metrics.jsonl")]
+    full_records = [{k: v for k, v in r.items() if k != "images_per_s"} for r in read_metrics(out / "full" / "metrics.jsonl")]
     assert strip == full_records
 
 
@@ -309,7 +308,7 @@ def test_run_folder_files_exist_and_agree(resumed_pair):
         assert key in summary, key
     assert (summary["method"], summary["teacher"], summary["dataset"], summary["ema"]) == ("ofa", "test_byobnet", "digits", True)
     assert summary["branch_params"] > 0 and summary["student_params"] > 0
-    records = read_records(run / "metrics.jsonl")
+    records = read_metrics(run / "metrics.jsonl")
     train = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
     assert [r["epoch"] for r in evals] == [1, 2]
@@ -351,7 +350,7 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     summary = fit(load_config("demo", tiny_overrides(tmp_path, "bf16", epochs=1) + [("train.amp", "bf16")]),
                   progress=False, tensorboard=False, log=lambda _msg: None)
     assert summary["amp"] == "bf16" and summary["complete"]
-    records = read_records(tmp_path / "bf16" / "metrics.jsonl")
+    records = read_metrics(tmp_path / "bf16" / "metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in records if r["kind"] == "train")
 
 
@@ -414,7 +413,7 @@ def test_resume_extends_a_finished_run_with_the_schedule_replanned_over_the_new_
     assert extended["complete"] and (extended["epochs_done"], extended["epochs"]) == (2, 2)
 
     def lrs(run: str, epoch: int) -> list[tuple[int, float]]:
-        return [(r["step"], r["lr"]) for r in read_records(tmp_path / run / "metrics.jsonl")
+        return [(r["step"], r["lr"]) for r in read_metrics(tmp_path / run / "metrics.jsonl")
                 if r["kind"] == "train" and r["epoch"] == epoch]
 
     assert lrs("short", 2) == lrs("long", 2) and lrs("short", 2)  # the 2-epoch schedule from epoch 1 on
@@ -437,7 +436,7 @@ def test_epoch_end_callback_sees_each_epochs_evals_and_its_exception_stops_a_res
     seen = []
     full = fit(load_config("demo", tiny_overrides(tmp_path, "full")), on_epoch_end=lambda e, ev: seen.append((e, ev)),
                **quiet)
-    logged = [r for r in read_records(tmp_path / "full" / "metrics.jsonl") if r["kind"] == "eval"]
+    logged = [r for r in read_metrics(tmp_path / "full" / "metrics.jsonl") if r["kind"] == "eval"]
     assert [e for e, _ in seen] == [1, 2] == [r["epoch"] for r in logged]
     for (_, evals), record in zip(seen, logged):
         assert {k: evals[k] for k in ("top1", "top5", "loss")} == {k: record[k] for k in ("top1", "top5", "loss")}

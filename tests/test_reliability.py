@@ -28,13 +28,13 @@ import pytest
 import torch
 
 from ofakd.cli import main
-from ofakd.engine.metrics_log import read_records
 from ofakd.run_folder import (
     CheckpointWriteError,
     file_problem,
     load_resume_state,
     load_state,
     previous_path,
+    read_metrics,
     save_state,
 )
 
@@ -65,7 +65,7 @@ def sha(path) -> str:
 
 
 def train_steps(run: Path) -> list[int]:
-    return [r["step"] for r in read_records(run / "metrics.jsonl") if r.get("kind") == "train"]
+    return [r["step"] for r in read_metrics(run / "metrics.jsonl") if r.get("kind") == "train"]
 
 
 def assert_same_run(ref: Path, run: Path) -> None:
@@ -82,7 +82,7 @@ def assert_same_run(ref: Path, run: Path) -> None:
     assert a["scheduler"] == b["scheduler"]
 
     def records(folder):
-        return [{k: v for k, v in r.items() if k != "images_per_s"} for r in read_records(folder / "metrics.jsonl")]
+        return [{k: v for k, v in r.items() if k != "images_per_s"} for r in read_metrics(folder / "metrics.jsonl")]
 
     assert records(ref) == records(run)  # each step logged once, with the same loss
 

@@ -31,12 +31,12 @@ from .engine.amp import Precision
 from .engine.evaluate import EvalResult, evaluate
 from .engine.launch import rank_device
 from .engine.processes import SINGLE_PROCESS, DistContext
-from .errors import DataError, ModelError
+from .errors import DataError
 from .export.run_loading import load_student
 from .export.student import StudentInfo
 from .models.from_config import build_model, model_spec
 from .pydantic_errors import config_error
-from .run_folder import STUDENT_PREFIX, load_state, strip_prefix
+from .run_folder import checkpoint_student, load_state
 
 __all__ = ["EvalResult", "eval_loader", "evaluate", "evaluate_target", "load_student", "resolve_data"]
 
@@ -101,10 +101,8 @@ def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False
     student_cfg = cfg.student.model_copy(update={"checkpoint": None}) if last_pt else cfg.student
     model = build_model(student_cfg, dataset_num_classes(cfg.data), "student")
     if last_pt:
-        weights = strip_prefix(load_state(cfg.student.checkpoint)["distiller"], STUDENT_PREFIX)
-        if not weights:
-            raise ModelError(f"{cfg.student.checkpoint} holds no student weights")
-        model.load_state_dict(weights)
+        path = cfg.student.checkpoint
+        model.load_state_dict(checkpoint_student(load_state(path), ema=False, where=path))
     spec = model_spec(model, cfg.student)
     augment = cfg.augment.model_copy(update=PLAIN_TRAIN) if split == "train" else cfg.augment
     bundle = build_data(cfg.data, augment, input_size=spec.input_size, mean=spec.mean, std=spec.std,

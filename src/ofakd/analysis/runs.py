@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config.load import parse_yaml
 from ..config.schema import RESUME_SAFE_KEYS
 from ..errors import OfakdError
-from ..run_folder import CONFIG, METRICS, SUMMARY
+from ..run_folder import SUMMARY, RunRecord, runs_below
 
 GROUP_KEYS = ("method", "teacher", "student", "dataset")
 """The summary keys every report names (a run without config.yaml is grouped by these and its method options)."""
@@ -131,45 +130,14 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
-    """(train entries, eval entries) of a ``metrics.jsonl``; unreadable lines are skipped."""
-    train, evals = [], []
-    if not path.exists():
-        return train, evals
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # e.g. the last line of a run killed mid-write
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("kind") == "train":
-            train.append(entry)
-        elif entry.get("kind") == "eval":
-            evals.append(entry)
-    return train, evals
-
-
 def load_run(path: str | Path) -> Run:
     """Read a finished run folder; a missing or broken ``summary.json`` is an :class:`OfakdError`."""
-    path = Path(path)
-    summary_path = path / SUMMARY
-    if not summary_path.is_file():
-        raise OfakdError(f"{path} has no {SUMMARY}: pass the folder of a finished run (or a folder of runs)")
-    try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError as err:
-        raise OfakdError(
-            f"{summary_path} is not valid JSON ({err}); was the run interrupted while writing it?"
-        ) from None
-    if not isinstance(summary, dict):
-        raise OfakdError(f"{summary_path} must hold a JSON object")
-    train, evals = read_metrics(path / METRICS)
-    config = parse_yaml((path / CONFIG).read_text(), str(path / CONFIG)) if (path / CONFIG).is_file() else None
-    return Run(path=path, summary=summary, train=train, evals=evals, config=config if isinstance(config, dict) else None)
+    record = RunRecord.at(path)
+    summary = record.summary()
+    records = record.metrics()
+    config = record.config() if record.has_config else None
+    return Run(path=record.path, summary=summary, train=[r for r in records if r.get("kind") == "train"],
+               evals=[r for r in records if r.get("kind") == "eval"], config=config)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -184,17 +152,13 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
         path = Path(raw)
         if not path.exists():
             raise OfakdError(f"run folder {path} does not exist")
-        if (path / SUMMARY).is_file():
-            candidates = [path]
-        elif path.is_dir():
-            candidates = sorted(p.parent for p in path.rglob(SUMMARY))
-            if not candidates:
-                raise OfakdError(f"{path} has no {SUMMARY} in it or below it: pass folders of finished runs")
-            unfinished = sorted(p.parent for p in path.rglob(METRICS) if not (p.parent / SUMMARY).is_file())
-            for folder in unfinished:
-                warnings.warn(f"skipping {folder}: no {SUMMARY} (run not finished)", stacklevel=2)
-        else:
+        if not path.is_dir():
             raise OfakdError(f"{path} is not a folder: pass run folders (each with a {SUMMARY})")
+        candidates, unfinished = runs_below(path)
+        if not candidates:
+            raise OfakdError(f"{path} has no {SUMMARY} in it or below it: pass folders of finished runs")
+        for folder in unfinished:
+            warnings.warn(f"skipping {folder}: no {SUMMARY} (run not finished)", stacklevel=2)
         for candidate in candidates:
             resolved = candidate.resolve()
             if resolved in seen:

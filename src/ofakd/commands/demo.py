@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..config.cli_args import HelpFormatter
@@ -53,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config.cli_args import teacher_from_run
     from ..config.load import load_config, read_recipe
+    from ..run_folder import RunRecord
 
     out = Path(args.out)
     recipe = read_recipe("demo")
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     ])
     print(f"== teacher: {teacher_cfg.student.name} on digits ({teacher_epochs} epochs)", flush=True)
     rows = [_row("teacher", "-", _part(teacher_cfg, args))]
-    teacher_section = teacher_from_run(out / "teacher")
+    teacher_section = RunRecord.at(out / "teacher").teacher_section()
     for method in STUDENT_METHODS:
         cfg = load_config("demo", [
             ("teacher", teacher_section), ("method", {"name": method, **METHOD_OPTIONS.get(method, {})}),
@@ -97,16 +96,16 @@ def _part(cfg, args: argparse.Namespace) -> dict:
     is kept as it is, a stopped one continues from its last.pt. A signal stops the demo naming ``--resume``."""
     from ..engine import fit
     from ..engine.preemption import Interrupted
-    from ..run_folder import RunFolder
+    from ..run_folder import RunRecord
 
-    folder = RunFolder(Path(cfg.run.out_dir) / cfg.run.name)
+    run = RunRecord.at(Path(cfg.run.out_dir) / cfg.run.name)
     resume = None
-    if args.resume and folder.last.is_file():
-        summary = json.loads(folder.summary.read_text()) if folder.summary.is_file() else {}
-        if summary.get("complete") and _same_config(folder, cfg):
-            print(f"{folder.path}: finished before, kept", flush=True)
+    if args.resume and run.has_checkpoint:
+        summary = run.summary() if run.has_summary else {}
+        if summary.get("complete") and _same_config(run, cfg):
+            print(f"{run.path}: finished before, kept", flush=True)
             return summary
-        resume = folder.path
+        resume = run.path
     try:
         return fit(cfg, resume=resume, overwrite=resume is None)
     except Interrupted as err:
@@ -117,14 +116,14 @@ def _part(cfg, args: argparse.Namespace) -> dict:
         raise Interrupted(f"{err}; or continue the whole demo with `{again}`") from err
 
 
-def _same_config(folder, cfg) -> bool:
-    """Whether the run in ``folder`` was configured as ``cfg`` (the device aside); an error naming the fix if not."""
-    from ..config.load import load_config
+def _same_config(run, cfg) -> bool:
+    """Whether ``run`` (a RunRecord) was configured as ``cfg`` (the device aside); an error naming the fix if not."""
+    from ..config.load import validate
     from ..errors import ConfigError
 
-    saved = load_config(str(folder.config))
+    saved = validate(run.config())
     if saved.model_copy(update={"train": saved.train.model_copy(update={"device": cfg.train.device})}) != cfg:
-        raise ConfigError(f"{folder.path} holds a demo run with other options (--quick, epochs); pass the same "
+        raise ConfigError(f"{run.path} holds a demo run with other options (--quick, epochs); pass the same "
                           "options with --resume, or run without --resume to start over")
     return True
 
@@ -159,12 +158,11 @@ def _plot(out: Path, runs: list[str]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..engine.metrics_log import read_records
-    from ..run_folder import RunFolder
+    from ..run_folder import RunRecord
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in runs:
-        evals = [r for r in read_records(RunFolder(out / name).metrics) if r.get("kind") == "eval"]
+        evals = [r for r in RunRecord.at(out / name).metrics() if r.get("kind") == "eval"]
         ax.plot([r["epoch"] for r in evals], [r["top1"] for r in evals], marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("val top-1 (%)")

@@ -11,7 +11,7 @@ from .. import finite_json
 from ..config.cli_args import HelpFormatter, add_field_flags, add_override
 from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
-from ..run_folder import BEST, CONFIG, EXPORT_CONFIG, LAST
+from ..run_folder import EXPORT_CONFIG, RunFolder
 
 if TYPE_CHECKING:
     from ..evaluation import EvalResult
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_target
 
     target = Path(args.target)
-    if target.is_dir() and (target / EXPORT_CONFIG).is_file() and not (target / CONFIG).is_file():
+    if target.is_dir() and (target / EXPORT_CONFIG).is_file() and not RunFolder(target).config.is_file():
         return _run_export(target, args)
     raw, weights = _config_and_weights(target, args)
     for key, value in getattr(args, "overrides", None) or []:
@@ -112,13 +112,15 @@ def _print(result: EvalResult, class_names: list[str], args, *, model: str, data
 
 def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
     if target.is_dir():
-        config = target / CONFIG
-        if not config.is_file():
+        from ..run_folder import RunRecord
+
+        run = RunRecord.at(target)
+        if not run.has_config:
             raise ConfigError(f"{target} has no config.yaml; pass a run folder (runs/NAME) or a weights file")
-        weights = target / (BEST if args.weights == "best" else LAST)
+        weights = run.folder.best if args.weights == "best" else run.folder.last
         if not weights.is_file():
             raise ConfigError(f"{target} has no {weights.name} yet (no epoch finished)")
-        return read_recipe(str(config)), weights
+        return run.config(), weights
     if not target.is_file():
         raise ConfigError(f"{target} does not exist; pass a run folder or a weights file")
     raw = read_recipe(args.config) if args.config else {}

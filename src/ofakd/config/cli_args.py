@@ -20,7 +20,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from ..run_folder import RunFolder
 from ..suggest import nearest
 from .load import (
     apply_override,
@@ -401,10 +400,12 @@ def _apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> N
 def _resumed_config(resume: str | Path, overrides: list[tuple[str, Any]]) -> RunConfig:
     """The resumed run's config.yaml with ``overrides`` applied; an override that changes a value outside
     RESUME_SAFE_KEYS is an error (the run's own original flags change nothing and pass)."""
-    path = RunFolder(Path(resume)).config
-    if not path.is_file():
+    from ..run_folder import RunRecord  # on use: it reads weights with torch (`ofakd --help` does not)
+
+    run = RunRecord.at(resume)
+    if not run.has_config:
         raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of a run (runs/NAME)")
-    recorded = read_recipe(str(path))
+    recorded = run.config()
     raw = copy.deepcopy(recorded)
     _apply_overrides(raw, overrides)
     cfg = validate(raw)
@@ -479,15 +480,6 @@ class TeacherRunAction(argparse.Action):
 def teacher_from_run(run_dir: str | Path) -> dict[str, Any]:
     """The ``teacher:`` section for a model trained by ``ofakd train`` in ``run_dir``
     (its name, kwargs, input size, normalisation, and ``best.safetensors``)."""
-    run_dir = Path(run_dir)
-    folder = RunFolder(run_dir)
-    config, weights = folder.config, folder.best
-    if not config.is_file() or not weights.is_file():
-        raise ConfigError(
-            f"--teacher-run {str(run_dir)!r}: expected config.yaml and best.safetensors there "
-            "(the folder of a finished `ofakd train` run)"
-        )
-    student = read_recipe(str(config)).get("student") or {}
-    section = {k: v for k, v in student.items() if k in ("name", "kwargs", "input_size", "mean", "std")}
-    section["checkpoint"] = str(weights)
-    return section
+    from ..run_folder import RunRecord  # on use: it reads weights with torch (`ofakd --help` does not)
+
+    return RunRecord.at(run_dir).teacher_section()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,63 +19,14 @@ from pydantic import ValidationError
 from ..errors import ConfigError
 from ..pydantic_errors import config_error
 from ..suggest import nearest
+from ..yaml_files import DuplicateKeyError, Loader, dump_yaml, parse_yaml
 from .schema import MethodConfig, RunConfig
-
-
-class DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A mapping names the same key twice (PyYAML would silently keep the last)."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does, and refuses a
-    mapping that names a key twice."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges are meant to override
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                if isinstance(key, (str, int, float, bool)) or key is None:
-                    if key in seen:
-                        raise DuplicateKeyError(None, None, f"key {key!r} appears twice in one mapping; keep one",
-                                                key_node.start_mark)
-                    seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-FLOAT_PATTERN = re.compile(
-    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-"""YAML 1.2 floats: also ``1e-5`` without a dot (PyYAML's YAML 1.1 reads that as a string)."""
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_PATTERN, list("-+0123456789."))
-
-
-def parse_yaml(text: str, where: str = "YAML") -> Any:
-    """Parse YAML text (safe), with a one-line error naming ``where``."""
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except RecursionError:
-        raise ConfigError(f"config: {where} is nested too deeply to read") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        if isinstance(err, DuplicateKeyError):
-            raise ConfigError(f"config: {where} line {mark.line + 1}: {err.problem}") from None
-        at = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"config: {where}{at} is not valid YAML ({problem})") from None
 
 
 def parse_value(text: str) -> Any:
     """A command-line value read as YAML: ``0.1`` -> float, ``[1.5]`` -> list, ``null`` -> None."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
     except DuplicateKeyError as err:
         raise ConfigError(f"config: the value {text!r}: {err.problem}") from None
     except (yaml.YAMLError, RecursionError):
@@ -224,25 +174,6 @@ def load_config(
     return validate(raw)
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block-style mappings, flow-style lists of plain values (``scale: [0.08, 1.0]``)."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list):
-    flow = all(not isinstance(v, (dict, list)) for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(list, _represent_list)
-# a string our loader would read as a float (e.g. "0E0") is written quoted, so it reads back a string
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_PATTERN, list("-+0123456789."))
-
-
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (what ``config.yaml`` holds; load it back with :func:`load_config`)."""
     return dump_yaml(cfg.to_dict())
-
-
-def dump_yaml(tree: dict[str, Any]) -> str:
-    """A config tree as YAML in config.yaml's style (block mappings, flow lists of plain values)."""
-    return yaml.dump(tree, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)

@@ -36,7 +36,7 @@ from ..distill.method import Method
 from ..errors import ConfigError, DataError
 from ..models.info import InputSpec, input_spec, num_classes
 from ..pydantic_errors import config_error
-from ..run_folder import LAST, default_name, sanitize_name
+from ..run_folder import RunFolder, default_name, sanitize_name
 from ..teacher.live import LiveTeacher
 from .launch import distributed
 from .processes import DistContext
@@ -119,7 +119,7 @@ def fit(
     try:
         with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder,
                          keep_group=True) as dist:
-            resuming, taken = resume and (folder / LAST).is_file(), folder.exists()
+            resuming, taken = resume and RunFolder(folder).last.is_file(), folder.exists()
             dist.barrier()  # every process has looked at the folder before rank 0 makes it
             if taken and not (resume or overwrite):
                 raise ConfigError(f"run folder {folder} already exists; pass resume=True to continue it, "

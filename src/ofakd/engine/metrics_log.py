@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from .. import finite_json
-from ..run_folder import write_text
+from ..run_folder import read_metrics, write_text
 
 
 class MetricsLog:
@@ -61,22 +61,6 @@ class MetricsLog:
             self._writer.close()
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """The records of a metrics.jsonl (a torn last line is skipped)."""
-    out = []
-    path = Path(path)
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
 def truncate_after(path: str | Path, epochs_done: int, steps_done: int | None = None) -> None:
     """Keep only the records of the first ``epochs_done`` epochs (resume re-logs the rest) and, with
     ``steps_done`` (a checkpoint inside an epoch), the train records of the next epoch up to that step."""
@@ -90,5 +74,5 @@ def truncate_after(path: str | Path, epochs_done: int, steps_done: int | None = 
         return (steps_done is not None and r["epoch"] == epochs_done + 1 and r.get("kind") == "train"
                 and isinstance(r.get("step"), int) and r["step"] <= steps_done)
 
-    kept = [r for r in read_records(path) if kept_record(r)]
+    kept = [r for r in read_metrics(path) if kept_record(r)]
     write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -26,10 +26,10 @@ from ..models import count_parameters
 from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
+    RunRecord,
     StudentMetadata,
     default_name,
     describe_checkpoint,
-    load_resume_state,
     sanitize_name,
     save_state,
     save_weights,
@@ -200,7 +200,7 @@ class Trainer:
         }
 
     def _load_checkpoint(self) -> None:
-        ckpt, used = load_resume_state(self.folder.last, log=self.log)
+        ckpt, used = RunRecord(self.folder).resume_state(log=self.log)
         saved = ckpt.get("config")
         saved = validate(saved).to_dict() if saved else {}  # (method options written out, as config.yaml now has)
         changed = resume_changes(saved, self.cfg.to_dict())

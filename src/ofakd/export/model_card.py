@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..config.load import dump_yaml
 from ..distill.method import resolve_method
 from ..errors import OfakdError
+from ..yaml_files import dump_yaml
 from .student import StudentInfo
 
 CARD_FILE = "README.md"

@@ -23,7 +23,6 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ..config.load import read_recipe
 from ..data import dataset_num_classes
 from ..data.config import AugmentConfig, DataConfig
 from ..errors import OfakdError, StudentSourceError, UnfinishedRunError
@@ -34,20 +33,15 @@ from ..models.weights import load_strict
 from ..pydantic_errors import config_error
 from ..run_folder import (
     BEST,
-    CONFIG,
-    EMA_PREFIX,
     EXPORT_CONFIG,
     EXPORT_WEIGHTS,
     LAST,
-    STUDENT_PREFIX,
-    SUMMARY,
+    RunRecord,
     StudentMetadata,
     WeightsDamaged,
-    load_state,
-    read_student_metadata,
-    read_weights,
-    strip_prefix,
+    student_metadata,
 )
+from ..run_folder import weights_file as read_weights_file
 from ..run_folder.digest import file_sha256
 from .student import Preprocess, StudentInfo
 
@@ -67,8 +61,8 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
         raise StudentSourceError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
     path = Path(path)
     if path.is_dir():
-        if (path / CONFIG).is_file():
-            return _load_run(path, weights=weights, ema=ema)
+        if RunRecord.at(path).has_config:
+            return _load_run(RunRecord.at(path), weights=weights, ema=ema)
         if (path / EXPORT_CONFIG).is_file():
             return _load_timm_folder(path)
         raise StudentSourceError(
@@ -76,8 +70,8 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
             "pass runs/NAME, runs/NAME/best.safetensors or a folder written by `ofakd export --format timm`"
         )
     if path.is_file() and path.suffix == ".safetensors":
-        if (path.parent / CONFIG).is_file():
-            return _load_run(path.parent, weights_file=path)
+        if RunRecord.at(path.parent).has_config:
+            return _load_run(RunRecord.at(path.parent), weights_file=path)
         return _load_weights_file(path)
     if not path.exists():
         raise StudentSourceError(f"{path} does not exist; pass a run folder, a .safetensors file or an exported timm folder")
@@ -98,67 +92,17 @@ def _section(raw: dict[str, Any], name: str, model: type[BaseModel], where: Path
         raise StudentSourceError(f"{where}: {problem}") from None
 
 
-def read_run_config(run_dir: Path) -> tuple[ModelConfig, AugmentConfig, DataConfig, dict[str, Any]]:
+def read_run_config(run: RunRecord) -> tuple[ModelConfig, AugmentConfig, DataConfig, dict[str, Any]]:
     """The student, augment and data sections of a run's ``config.yaml`` (and the raw dict)."""
-    where = run_dir / CONFIG
+    where = run.folder.config
     try:
-        raw = read_recipe(str(where))
+        raw = run.config()
     except OfakdError as err:
         raise StudentSourceError(f"{where} cannot be read: {err}") from None
     student = _section(raw, "student", ModelConfig, where)
     if not student.name:
         raise StudentSourceError(f"{where} names no student (student.name is empty); is this an ofakd run folder?")
     return student, _section(raw, "augment", AugmentConfig, where), _section(raw, "data", DataConfig, where), raw
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _weights_metadata(path: Path) -> StudentMetadata:
-    try:
-        return read_student_metadata(path)
-    except Exception as err:  # safetensors raises several types for a bad file
-        raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return read_weights(path)  # its content hash checked
-    except WeightsDamaged:
-        raise
-    except Exception as err:  # safetensors raises several types for a bad file
-        raise StudentSourceError(f"{path} is not a readable safetensors file ({err}); re-run or re-export it") from None
-
-
-def _read_last(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / LAST
-    if not path.is_file():
-        raise UnfinishedRunError(
-            f"run folder {run_dir} has no finished checkpoint ({LAST} is missing: no epoch has completed); "
-            "wait for its first epoch to end, or start the run again"
-        )
-    return load_state(path)
-
-
-def _student_from_last(ckpt: dict[str, Any], use_ema: bool, run_dir: Path) -> dict[str, torch.Tensor]:
-    if use_ema:
-        state = ckpt.get("ema")
-        if not isinstance(state, dict):
-            raise StudentSourceError(f"{run_dir / LAST} holds no EMA weights; pass --no-ema")
-        prefix = EMA_PREFIX
-    else:
-        state = ckpt.get("distiller")
-        if not isinstance(state, dict):
-            raise StudentSourceError(f"{run_dir / LAST} holds no 'distiller' state; it is not an ofakd last.pt")
-        prefix = STUDENT_PREFIX
-    out = strip_prefix(state, prefix)
-    if not out:
-        raise StudentSourceError(f"{run_dir / LAST}: no '{prefix}*' tensors; it is not an ofakd last.pt")
-    return out
 
 
 def _num_classes(meta: StudentMetadata, summary: dict[str, Any], data: DataConfig, where: Path) -> int:
@@ -173,26 +117,25 @@ def _num_classes(meta: StudentMetadata, summary: dict[str, Any], data: DataConfi
 
 
 def _select_run_weights(
-    run_dir: Path, weights: str, ema: bool | None, ema_run: bool
+    run: RunRecord, weights: str, ema: bool | None, ema_run: bool
 ) -> tuple[dict[str, torch.Tensor], StudentMetadata, str, bool | None, list[str]]:
     """(state_dict, best metadata, description, is_ema, notes) for the asked checkpoint of a run."""
-    best = run_dir / BEST
     notes: list[str] = []
     if weights == "best":
-        if not best.is_file():
-            hint = (f"pass --weights last to use {LAST}" if (run_dir / LAST).is_file()
+        if not run.has_best:
+            hint = (f"pass --weights last to use {LAST}" if run.has_checkpoint
                     else "wait for its first epoch to end, or start the run again")
             raise UnfinishedRunError(
-                f"run folder {run_dir} has no finished checkpoint ({BEST} is missing: no epoch has completed); {hint}"
+                f"run folder {run.path} has no finished checkpoint ({BEST} is missing: no epoch has completed); {hint}"
             )
-        meta = _weights_metadata(best)
+        meta = run.student_metadata()
         best_is_ema = meta.source == "ema"
         if ema is None or not ema_run or ema == best_is_ema:
             kind = "EMA" if best_is_ema else "student"
             epoch = meta.epoch
             text = f"{BEST} ({kind}" + (f", epoch {epoch})" if epoch else ")")
-            return _read_safetensors(best), meta, text, best_is_ema, notes
-        ckpt = _read_last(run_dir)
+            return run.best_weights(), meta, text, best_is_ema, notes
+        ckpt = run.checkpoint()
         epoch = int(ckpt.get("epoch", 0))
         wanted, other = ("EMA", "plain student") if ema else ("plain student", "EMA")
         notes.append(
@@ -200,37 +143,37 @@ def _select_run_weights(
             f"(last epoch, {epoch})" + ("; pass --no-ema for best.safetensors" if ema else "")
         )
         text = f"{LAST} ({'EMA' if ema else 'student'}, epoch {epoch})"
-        return _student_from_last(ckpt, bool(ema), run_dir), meta, text, bool(ema), notes
-    ckpt = _read_last(run_dir)
+        return run.student_weights(ckpt, ema=bool(ema)), meta, text, bool(ema), notes
+    ckpt = run.checkpoint()
     use_ema = ema_run and ema is not False
-    meta = _weights_metadata(best) if best.is_file() else StudentMetadata()
+    meta = run.student_metadata() if run.has_best else StudentMetadata()
     text = f"{LAST} ({'EMA' if use_ema else 'student'}, epoch {int(ckpt.get('epoch', 0))})"
-    return _student_from_last(ckpt, use_ema, run_dir), meta, text, use_ema, notes
+    return run.student_weights(ckpt, ema=use_ema), meta, text, use_ema, notes
 
 
 def _load_run(
-    run_dir: Path, *, weights: str = "best", ema: bool | None = None, weights_file: Path | None = None
+    run: RunRecord, *, weights: str = "best", ema: bool | None = None, weights_file: Path | None = None
 ) -> tuple[nn.Module, StudentInfo]:
 
-    student_cfg, augment, data, raw = read_run_config(run_dir)
-    summary = _read_json(run_dir / SUMMARY)
+    student_cfg, augment, data, raw = read_run_config(run)
+    summary = run.summary_if_any()
     ema_run = (raw.get("train") or {}).get("ema_decay") is not None or bool(summary.get("ema"))
     if weights_file is not None:
-        meta = _weights_metadata(weights_file)
-        state = _read_safetensors(weights_file)
+        meta = student_metadata(weights_file)
+        state = read_weights_file(weights_file)
         is_ema = meta.ema
         epoch = meta.epoch
         text = f"{weights_file.name}" + (f" ({'EMA' if is_ema else 'student'}, epoch {epoch})" if epoch else "")
         notes: list[str] = []
     else:
-        state, meta, text, is_ema, notes = _select_run_weights(run_dir, weights, ema, ema_run)
-    num_classes = _num_classes(meta, summary, data, run_dir)
+        state, meta, text, is_ema, notes = _select_run_weights(run, weights, ema, ema_run)
+    num_classes = _num_classes(meta, summary, data, run.path)
     clean_cfg = student_cfg.model_copy(update={"checkpoint": None, "pretrained": None})
     try:
         model = build_model(clean_cfg, num_classes, "student")
     except OfakdError as err:
-        raise StudentSourceError(f"{run_dir / CONFIG}: cannot rebuild the student ({err})") from None
-    load_state_dict_strict(model, state, weights_file or run_dir)
+        raise StudentSourceError(f"{run.folder.config}: cannot rebuild the student ({err})") from None
+    load_state_dict_strict(model, state, weights_file or run.path)
     model.eval()
     spec = model_spec(model, student_cfg)
     preprocess = Preprocess.from_augment(spec.input_size, spec.mean, spec.std, augment)
@@ -242,13 +185,13 @@ def _load_run(
         num_classes=num_classes,
         preprocess=preprocess,
         kind="run" if weights_file is None else "weights",
-        path=weights_file or run_dir,
+        path=weights_file or run.path,
         weights=text,
         ema=is_ema,
         epoch=meta.epoch if from_best else None,
         top1=meta.top1 if from_best else None,
         class_names=meta.class_names,
-        run_dir=run_dir,
+        run_dir=run.path,
         data=data,
         notes=notes,
         recipe=raw,
@@ -279,7 +222,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], whe
 
 def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 
-    meta = _weights_metadata(path)
+    meta = student_metadata(path)
     name = meta.model
     num_classes = meta.num_classes
     if not name or not isinstance(num_classes, int):
@@ -298,7 +241,7 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
         model = build_model(cfg, num_classes, "student")
     except OfakdError as err:
         raise StudentSourceError(f"{path}: cannot rebuild the student from its metadata ({err})") from None
-    load_state_dict_strict(model, _read_safetensors(path), path)
+    load_state_dict_strict(model, read_weights_file(path), path)
     model.eval()
     spec = model_spec(model, cfg)
     preprocess = Preprocess(spec.input_size, spec.mean, spec.std, "bicubic", 1.0, "squash")
@@ -322,6 +265,13 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 
 
 # ---- an exported timm folder -------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:

@@ -1,13 +1,14 @@
 """What a run leaves on disk, and how it is written: the one place that knows the run-folder format.
 
-    from ofakd.run_folder import RunFolder, load_state, read_student_metadata
-    folder = RunFolder(Path("runs/NAME"))
-    state = load_state(folder.last)                      # weights_only=True, CRC-checked
-    meta = read_student_metadata(folder.best)            # model name, classes, epoch, top-1, ...
+    from ofakd.run_folder import RunRecord
+    record = RunRecord.at("runs/NAME")                   # the one reader of a run folder
+    state = record.checkpoint()                          # last.pt: weights_only=True, CRC-checked
+    meta = record.student_metadata()                     # model name, classes, epoch, top-1, ...
 
-Files: ``layout`` (file names, :class:`RunFolder`, safe run names), ``atomic`` (atomic, verified
-writes and their one-line errors), ``checkpoint`` (``last.pt``: save, load, resume),
-``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`), ``lock`` (one writer per folder).
+Files: ``layout`` (file names, :class:`RunFolder`, safe run names), ``run_record`` (:class:`RunRecord`: a run
+folder read back), ``atomic`` (atomic, verified writes and their one-line errors), ``checkpoint`` (``last.pt``:
+save, load, resume), ``best_weights`` (``best.safetensors`` and its :class:`StudentMetadata`), ``lock`` (one
+writer per folder).
 
 Below the engine, the cache, export and analysis: it imports none of them.
 """
@@ -38,6 +39,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
                       "read_weights_metadata", "save_weights"),
     ".checkpoint": ("EMA_PREFIX", "STUDENT_PREFIX", "CheckpointDamaged", "CheckpointRefused", "describe_checkpoint",
                     "file_problem", "load_resume_state", "load_state", "save_state", "strip_prefix"),
+    ".run_record": ("RunRecord", "checkpoint_student", "read_metrics", "runs_below", "student_metadata",
+                    "weights_file"),
 })
 
 __all__ = [
@@ -59,24 +62,30 @@ __all__ = [
     "FolderLock",
     "FolderLocked",
     "RunFolder",
+    "RunRecord",
     "StudentMetadata",
     "WeightsDamaged",
     "atomic_write",
+    "checkpoint_student",
     "default_name",
     "describe_checkpoint",
     "file_problem",
     "load_resume_state",
     "load_state",
+    "read_metrics",
     "previous_path",
     "read_student_metadata",
     "read_weights",
     "read_weights_metadata",
+    "runs_below",
     "sanitize_name",
     "save_state",
     "save_weights",
     "strip_prefix",
+    "student_metadata",
     "write_error",
     "write_json",
     "write_text",
+    "weights_file",
     "writing",
 ]

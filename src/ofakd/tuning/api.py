@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cache.record import record_cache
-from ..config.cli_args import teacher_from_run
 from ..config.load import load_config
 from ..config.schema import RESUME_SAFE_KEYS, RunConfig
 from ..errors import ConfigError
+from ..run_folder import RunRecord
 from ..run_folder.lock import FolderLock, FolderLocked
 from . import folder as names
 from .space import SearchSpace, spec_values
@@ -112,7 +112,7 @@ def _base_config(config, overrides, teacher_run) -> RunConfig:
     else:
         queued = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides)
         if teacher_run is not None:
-            queued.insert(0, ("teacher", teacher_from_run(teacher_run)))
+            queued.insert(0, ("teacher", RunRecord.at(teacher_run).teacher_section()))
         base = load_config(config, queued)
     if base.data.holdout is not None:
         raise ConfigError("data.holdout is what ofakd tune sets for its trials (--holdout): leave it null in the "

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 
 from ..config.load import dump_config, merge, validate
 from ..config.schema import RunConfig
-from ..run_folder import LAST, SUMMARY
+from ..run_folder import RunRecord
 from ..run_folder.atomic import write_text
 from .trial import nest
 
@@ -47,24 +47,15 @@ def final_runs(best: RunConfig, seeds: Sequence[int], folder: Path, *,
     summaries = []
     for seed in seeds:
         name = f"s{seed}"
-        run = folder / name
-        if (run / SUMMARY).is_file() and _complete(run):
-            summaries.append(_read(run))
+        run = RunRecord.at(folder / name)
+        done = run.summary() if run.has_summary else {}
+        if done.get("complete"):
+            summaries.append(done)
             continue
         raw = best.to_dict()
         raw["train"]["seed"] = seed
         raw["run"] = {"out_dir": str(folder), "name": name}
-        resume = run if (run / LAST).is_file() else None
+        resume = run.path if run.has_checkpoint else None
         summaries.append(fit(validate(raw), resume=resume, overwrite=resume is None, progress=False,
                              tensorboard=True, log=lambda line, name=name: log(f"final {name}: {line}")))
     return summaries
-
-
-def _read(run: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads((run / SUMMARY).read_text())
-
-
-def _complete(run: Path) -> bool:
-    return bool(_read(run).get("complete"))
