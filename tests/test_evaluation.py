@@ -143,9 +143,9 @@ def test_every_model_handed_back_resolves_to_its_own_preprocessing(vit_run, tmp_
 
     from timm.data import create_transform, resolve_data_config
 
-    from ofakd.config.cli_args import teacher_from_run
-    from ofakd.config.schema import TeacherConfig
+    from ofakd.run_folder import RunRecord
     from ofakd.teacher.run_teacher import build_teacher_model
+    from ofakd.teacher.teacher_config import TeacherConfig
 
     export_student(vit_run, "timm", tmp_path / "timm")
     alone = shutil.copy(vit_run / "best.safetensors", tmp_path / "alone.safetensors")  # no config.yaml beside it
@@ -159,7 +159,7 @@ def test_every_model_handed_back_resolves_to_its_own_preprocessing(vit_run, tmp_
         image = Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).convert("RGB")
         assert model(create_transform(**expected[source])(image)[None]).shape == (1, 10), source
 
-    teacher, _ = build_teacher_model(TeacherConfig(**teacher_from_run(vit_run)), 10)
+    teacher, _ = build_teacher_model(TeacherConfig(**RunRecord.at(vit_run).teacher_section()), 10)
     assert {k: v for k, v in resolve_data_config({}, model=teacher).items() if k in ("input_size", "mean", "std")} == {
         "input_size": (3, 16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
     made = ofakd.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4, depth=1, embed_dim=32,

@@ -2,7 +2,7 @@
 """The ``ofakd`` command: one subcommand per module in ``ofakd.commands``.
 
 Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``. Bad input (:class:`ofakd.errors.OfakdError`, usage errors too) prints one
+``run(args) -> int`` (a module of ``ofakd.commands`` without ``NAME``, such as ``cli_args``, is the commands' own). Bad input (:class:`ofakd.errors.OfakdError`, usage errors too) prints one
 line and exits with status 2 (other statuses for stopped runs: see :mod:`ofakd.errors`);
 ``--debug`` shows the traceback instead.
 """
@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .config.cli_args import canonical_argv, suggest_flag
+from .commands.cli_args import canonical_argv, suggest_flag
 from .errors import EXIT_BAD_INPUT, EXIT_KILLED_BY_CTRL_C, OfakdError
 
 
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if not hasattr(module, "NAME"):
+            continue
         command = sub.add_parser(
             module.NAME,
             help=module.HELP,

@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 
-from ..config.cli_args import (
+from ..config.load import list_recipes
+from ..errors import ConfigError
+from .cli_args import (
     RANDOM_TEACHER_HELP,
     HelpFormatter,
     TeacherRunAction,
@@ -16,8 +18,6 @@ from ..config.cli_args import (
     print_config,
     resolve_config,
 )
-from ..config.load import list_recipes
-from ..errors import ConfigError
 
 NAME = "cache"
 HELP = "teacher-output cache: record a teacher's logits once (record), inspect a cache (info)"

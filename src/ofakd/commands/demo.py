@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config.cli_args import HelpFormatter
 from ..run_folder import atomic_write, write_json
+from .cli_args import HelpFormatter
 
 NAME = "demo"
 HELP = "train a CNN teacher on digits, then a ViT student from scratch, with KD and with OFA-KD"

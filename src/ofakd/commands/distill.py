@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config.cli_args import (
+from .cli_args import (
     RANDOM_TEACHER_HELP,
     HelpFormatter,
     TeacherRunAction,

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import finite_json
-from ..config.cli_args import HelpFormatter, add_field_flags, add_override
 from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
 from ..run_folder import EXPORT_CONFIG, RunFolder
+from .cli_args import HelpFormatter, add_field_flags, add_override
 
 if TYPE_CHECKING:
     from ..evaluation import EvalResult

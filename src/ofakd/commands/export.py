@@ -31,7 +31,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config.cli_args import HelpFormatter
+    from .cli_args import HelpFormatter
 
     parser.formatter_class = HelpFormatter
     parser.add_argument(

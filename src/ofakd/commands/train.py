@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config.cli_args import (
+from .cli_args import (
     HelpFormatter,
     add_field_flags,
     add_override,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config.cli_args import (
+from ..config.load import list_recipes
+from ..errors import ConfigError
+from .cli_args import (
     HelpFormatter,
     TeacherRunAction,
     add_field_flags,
@@ -12,8 +14,6 @@ from ..config.cli_args import (
     print_config,
     resolve_config,
 )
-from ..config.load import list_recipes
-from ..errors import ConfigError
 
 NAME = "tune"
 HELP = "find the best method, options and lr for your pair and data (an Optuna study; trials on the teacher cache)"

@@ -19,9 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..errors import ConfigError
-from ..suggest import nearest
-from .load import (
+from ..config.load import (
     apply_override,
     dump_config,
     list_recipes,
@@ -30,7 +28,9 @@ from .load import (
     split_override,
     validate,
 )
-from .schema import RESUME_SAFE_KEYS, SECTIONS, RunConfig, resume_changes
+from ..config.schema import RESUME_SAFE_KEYS, SECTIONS, RunConfig, resume_changes
+from ..errors import ConfigError
+from ..suggest import nearest
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -468,18 +468,13 @@ def print_config(cfg: RunConfig) -> None:
 
 
 class TeacherRunAction(argparse.Action):
-    """``--teacher-run DIR``: queue the whole ``teacher:`` section read from a train run."""
+    """``--teacher-run DIR``: queue the whole ``teacher:`` section read from a train run (its model's name, kwargs,
+    input size, normalisation, and ``best.safetensors``: :meth:`~ofakd.run_folder.RunRecord.teacher_section`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        from ..run_folder import RunRecord  # on use: it reads weights with torch (`ofakd --help` does not)
+
         pending = list(getattr(namespace, "overrides", None) or [])
-        pending.append(("teacher", teacher_from_run(values)))
+        pending.append(("teacher", RunRecord.at(values).teacher_section()))
         namespace.overrides = pending
         namespace.teacher_run = values
-
-
-def teacher_from_run(run_dir: str | Path) -> dict[str, Any]:
-    """The ``teacher:`` section for a model trained by ``ofakd train`` in ``run_dir``
-    (its name, kwargs, input size, normalisation, and ``best.safetensors``)."""
-    from ..run_folder import RunRecord  # on use: it reads weights with torch (`ofakd --help` does not)
-
-    return RunRecord.at(run_dir).teacher_section()
