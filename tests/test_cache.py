@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -24,6 +25,7 @@ from ofakd.cache.topk import TAIL_FLOOR
 from ofakd.config import load_config
 from ofakd.data import build_data
 from ofakd.distill import get_method
+from ofakd.errors import TeacherFeaturesError
 from ofakd.models import ModelOutput
 from ofakd.models.info import InputSpec
 
@@ -343,11 +345,12 @@ def test_each_manifest_mismatch_names_field_recorded_and_requested(full_cache, t
 
 def test_methods_that_need_teacher_features_refuse_a_cache(full_cache, teacher_file):
     cfg = make_cfg(teacher_file)
+    student = ofakd.create_model("vit_tiny_patch16_224", num_classes=10, **TINY_VIT)
     for method in ("fitnet", "ofa+rkd", "pat"):
-        with pytest.raises(
-            CacheError, match="needs teacher features .*needs_teacher_features.*drop --teacher-cache"
-        ):
-            check(full_cache, cfg, method=get_method(method))
+        assert get_method(method).needs_teacher_features
+        with pytest.raises(TeacherFeaturesError, match=f"method '{re.escape(method)}' needs teacher features.*drop "
+                                                       "--teacher-cache"):
+            ofakd.create_distiller(method, CachedTeacher(full_cache), student)
     for method in ("ofa", "kd", "dkd", "dist", "ofa+kd"):
         assert not get_method(method).needs_teacher_features
         check(full_cache, cfg, method=get_method(method))

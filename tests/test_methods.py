@@ -11,7 +11,7 @@ import torch
 import ofakd
 from ofakd.cli import main
 from ofakd.distill import get_method, list_methods
-from ofakd.errors import ConfigError, ModelError
+from ofakd.errors import ConfigError, TeacherFeaturesError
 from ofakd.models import ModelOutput
 
 from .tiny_models import tiny
@@ -127,11 +127,11 @@ def test_crd_needs_indices_and_dataset_size():
 @pytest.mark.parametrize("method", ["fitnet", "rkd", "crd", "cc", "rsd", "ofa+rsd", "pat"])
 def test_feature_methods_refuse_a_logits_only_cache(method):
     assert get_method(method).needs_teacher_features
-    with pytest.raises(ModelError, match="teacher"):
+    with pytest.raises(TeacherFeaturesError, match="teacher"):
         ofakd.create_distiller(method, None, tiny("mixer"), num_teacher_classes=10, input_size=(3, 32, 32),
                                num_samples=NUM_SAMPLES)
     distiller, _, _ = _build(method, "mixer", "resnet")
-    with pytest.raises(ConfigError, match="cache"):
+    with pytest.raises(TeacherFeaturesError, match="cache"):
         distiller.distill(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), ModelOutput(torch.randn(4, 10)),
                   sample_indices=torch.arange(4))
 

@@ -20,7 +20,7 @@ from ofakd.distill.pat_attention import batch_position_encoding
 from ofakd.distill.pat_layout import Layout
 from ofakd.distill.pat_prompts import PromptBlock, SqueezeExcitationGate, StageInput
 from ofakd.engine import fit
-from ofakd.errors import ConfigError, ModelError
+from ofakd.errors import ConfigError, ModelError, TeacherFeaturesError
 from ofakd.models.stages import default_stage_indices, stage_input_modules
 
 from .conftest import tiny_overrides
@@ -277,7 +277,7 @@ def test_pat_runs_alone_and_validates_its_region_grid():
 
 def test_pat_keeps_its_live_teacher():
     distiller = ofakd.create_distiller("pat", vit(SIZE), cnn(SIZE), input_size=(3, SIZE, SIZE), query_dim=64)
-    with pytest.raises(ModelError, match="method 'pat' needs teacher features: give a teacher model run live"):
+    with pytest.raises(TeacherFeaturesError, match="method 'pat' needs teacher features.*run it with a live teacher"):
         distiller.replace_teacher(None)
 
 

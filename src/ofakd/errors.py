@@ -66,6 +66,11 @@ class CacheMismatchError(CacheError):
         )
 
 
+class TeacherFeaturesError(CacheError, ConfigError):
+    """The method reads teacher features and its teacher gives logits only (a teacher-output cache, or none): a
+    cache that cannot serve the method, and a config that pairs them."""
+
+
 def _show(value) -> str:
     return json.dumps(value) if not isinstance(value, str) else repr(value)
 

@@ -227,16 +227,11 @@ class TeacherCache:
         precision: str | None = None,
     ) -> None:
         """Everything a run with config ``cfg`` needs from this cache, checked before its first step:
-        the method takes logits only; every manifest field matches (the error names the field, the
-        recorded and the requested value); enough epochs; every needed block recorded and whole."""
-        if method is not None:
-            if not method.needs_teacher:
-                raise CacheError(f"method {method.method_name!r} uses no teacher; drop --teacher-cache")
-            if method.needs_teacher_features:
-                raise CacheError(
-                    f"method {method.method_name!r} needs teacher features (Distiller.needs_teacher_features) but a "
-                    f"teacher cache holds logits only; run it with a live teacher (drop --teacher-cache)"
-                )
+        the method uses a teacher; every manifest field matches (the error names the field, the recorded and the
+        requested value); enough epochs; every needed block recorded and whole. (That the method takes logits
+        only is checked where the cache meets the method: :func:`ofakd.teacher.feature_check.check_features`.)"""
+        if method is not None and not method.needs_teacher:
+            raise CacheError(f"method {method.method_name!r} uses no teacher; drop --teacher-cache")
         teacher_dim = cfg.method.options.get("teacher_dim")
         if teacher_dim is not None and int(teacher_dim) != self.teacher_dim:
             raise CacheMismatchError(self.directory, "teacher.num_features", self.teacher_dim, teacher_dim)

@@ -112,7 +112,7 @@ def record_cache(
 
 
 def record_given(
-    live: LiveTeacher,
+    live: LiveTeacher | None,
     bundle,
     cfg: RunConfig,
     out: str | Path,
@@ -128,6 +128,9 @@ def record_given(
     ``world_size``, with sample indices) draws, into folder ``out``, under the run's autocast ``run_amp``, as the
     trainer would call it; resumes or extends a cache already there for the same teacher weights and views.
     What ``ofakd.fit(..., teacher_cache=)`` records for a distiller and data sets given in Python."""
+    if not isinstance(live, LiveTeacher):
+        raise ConfigError(f"teacher_cache= records the distiller's teacher, and it has none to run "
+                          f"({type(live).__name__}); build the distiller with teacher=a model")
     out = Path(out)
     num_classes = bundle.num_classes
     _, storage, k = _check_request(cfg, world_size, [bundle.rank], topk, num_classes)

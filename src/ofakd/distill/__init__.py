@@ -10,6 +10,7 @@ from ..errors import ConfigError, ModelError
 from ..models.info import fixed_input_hw, input_spec, num_classes
 from ..models.tap import ModelOutput
 from ..teacher.data_view import DataView
+from ..teacher.given_teacher import as_source, teacher_model
 from ..teacher.protocol import TeacherSource
 from .base import Distiller, MethodOptions
 from .method import Method, resolve_method
@@ -89,15 +90,15 @@ def create_distiller(
                 "create both with the same num_classes"
             )
     size = tuple(input_size) if input_size is not None else default_input_size(student, teacher)
-    teacher_model = isinstance(teacher, nn.Module) and not isinstance(teacher, TeacherSource)
-    if teacher_size is not None and (teacher_input is not None or not teacher_model):
+    model = teacher_model(teacher)
+    if teacher_size is not None and (teacher_input is not None or model is None):
         raise ModelError("teacher_size= sets the size a teacher model is fed; it cannot apply to "
                          f"{'teacher_input=' if teacher_input is not None else 'a teacher source'}: drop one of them")
-    if teacher_input is None and teacher_model:
-        teacher_input = DataView(teacher, student, size, teacher_size=teacher_size)
-    distiller = method.build(teacher, student, input_size=size, teacher_input=teacher_input, num_samples=num_samples,
-                             teacher_channels_last=teacher_channels_last, student_stages=student_stages,
-                             teacher_stages=teacher_stages)
+    if teacher_input is None and model is not None:
+        teacher_input = DataView(model, student, size, teacher_size=teacher_size)
+    source = as_source(teacher, input_view=teacher_input, channels_last=teacher_channels_last,
+                       stage_modules=teacher_stages)
+    distiller = method.build(source, student, input_size=size, num_samples=num_samples, student_stages=student_stages)
     if mean is not None or std is not None:
         distiller.normalised_with(mean, std)
     return distiller
@@ -108,8 +109,9 @@ def default_input_size(student: nn.Module, teacher) -> tuple[int, int, int]:
     student that takes any size (a CNN) beside a teacher model that does not, the teacher's; else the
     student's pretrained config."""
     spec = input_spec(student)
-    if fixed_input_hw(student) is None and isinstance(teacher, nn.Module) and not isinstance(teacher, TeacherSource):
-        teacher_hw = fixed_input_hw(teacher)
+    model = teacher_model(teacher)
+    if fixed_input_hw(student) is None and model is not None:
+        teacher_hw = fixed_input_hw(model)
         if teacher_hw is not None:
             return (spec.input_size[0], *teacher_hw)
     return spec.input_size

@@ -13,18 +13,19 @@ nothing of the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..models.tap import ModelOutput, ModelTap
 from ..pydantic_errors import problem
-from ..teacher.data_view import DataView, data_normalisation
-from ..teacher.live import LiveTeacher
+from ..teacher.data_view import data_normalisation
+from ..teacher.feature_check import check_features, features_error
+from ..teacher.given_teacher import check_source
 from ..teacher.protocol import TeacherSource
 from .search import Dimension, Range
 from .targets import ground_truth_loss
@@ -96,27 +97,24 @@ class Distiller(nn.Module):
 
     def __init__(
         self,
-        teacher: nn.Module | TeacherSource | None,
+        teacher: TeacherSource | None,
         student: nn.Module,
         options: MethodOptions,
         *,
         input_size: tuple[int, int, int] | None = None,
-        teacher_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
         num_samples: int | None = None,
-        teacher_channels_last: bool = True,
         student_positions: Sequence[int] = (),
         student_embedding: bool = False,
         teacher_positions: Sequence[int] = (),
         teacher_embedding: bool = False,
         student_stages: Sequence[str] | None = None,
-        teacher_stages: Sequence[str] | None = None,
     ) -> None:
-        """``teacher``: a model (run live, see :class:`~ofakd.teacher.live.LiveTeacher`, with
-        ``teacher_input`` as its view of the student batch), a teacher source (live or cached), or None
-        when the teacher's outputs are given to :meth:`distill`. The method reads the student's and the
-        teacher's stage features at ``*_positions`` (``feature_info`` positions, or positions in
-        ``*_stages``, the names of four stage modules of a model without timm's ``feature_info``) and
-        their penultimate embeddings when ``*_embedding``."""
+        """``teacher``: a teacher source (:mod:`ofakd.teacher`: the model run live, or a cache's replay of it; a
+        model becomes one in :func:`~ofakd.distill.create_distiller`), or None when the teacher's outputs are
+        given to :meth:`distill`. The method reads the student's and the teacher's stage features at
+        ``*_positions`` (``feature_info`` positions, or positions among ``student_stages``, the names of four
+        stage modules of a model without timm's ``feature_info``; the teacher's are its source's) and their
+        penultimate embeddings when ``*_embedding``."""
         super().__init__()
         self.options = options
         self.student = student
@@ -126,21 +124,20 @@ class Distiller(nn.Module):
         self.num_samples = num_samples
         self.normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         """(mean, std) the batches are normalised with, once given (:meth:`normalised_with`); None: unknown."""
-        # outside the module tree on purpose: never trained, never in parameters() or state_dict()
-        self.__dict__["teacher"] = as_teacher_source(teacher, teacher_input, teacher_channels_last, teacher_stages)
         self.teacher_positions = list(teacher_positions)
         self.teacher_embedding = teacher_embedding
-        if self.teacher is not None and (teacher_positions or teacher_embedding):
-            self.teacher.require(teacher_positions, embedding=teacher_embedding)
+        self.replace_teacher(teacher)
         self.student_tap = ModelTap(student, student_positions, embedding=student_embedding, modules=student_stages)
 
     # ---- the teacher, held outside the module tree -------------------------------
     def replace_teacher(self, teacher: TeacherSource | None) -> None:
         """Call ``teacher`` from now on (e.g. a cache's replay of the live teacher, and back); it must give what
         the method reads (a logits-only source refuses a feature method, naming the fix)."""
-        if teacher is not None and (self.teacher_positions or self.teacher_embedding):
+        check_source(teacher)
+        if self.teacher_positions or self.teacher_embedding:
+            check_features(self, teacher)
             teacher.require(self.teacher_positions, embedding=self.teacher_embedding)
-        self.__dict__["teacher"] = teacher
+        self.__dict__["teacher"] = teacher  # outside the module tree: never trained, never in state_dict()
 
     def normalised_with(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """The batches this distiller is fed are normalised with ``mean``/``std`` (what the data's transforms do;
@@ -154,8 +151,8 @@ class Distiller(nn.Module):
                 f"{list(self.normalisation[1])}, now with mean {list(given[0])} std {list(given[1])}; pass the same "
                 "mean=/std= to create_distiller and ofakd.fit (or give them once)"
             )
-        if isinstance(self.teacher, LiveTeacher) and isinstance(self.teacher.input_view, DataView):
-            self.teacher.input_view.normalised_with(*given)
+        if self.teacher is not None:
+            self.teacher.normalised_with(*given)
         self.normalisation = given
 
     def _apply(self, fn, recurse=True):  # noqa: D401 - nn.Module hook
@@ -218,11 +215,8 @@ class Distiller(nn.Module):
             self.teacher_embedding and teacher.embedding is None
         )
         if missing:
-            raise ConfigError(
-                f"method {self.method_name!r} needs teacher features (stages {self.teacher_positions}"
-                f"{', embedding' if self.teacher_embedding else ''}); logits alone (e.g. a logits-only teacher "
-                "cache) cannot serve it: run it with a live teacher (drop --teacher-cache)"
-            )
+            raise features_error(self.method_name, f" (stages {self.teacher_positions}"
+                                                   f"{', embedding' if self.teacher_embedding else ''})")
 
     # ---- helpers -----------------------------------------------------------------
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
@@ -240,6 +234,18 @@ class Distiller(nn.Module):
         """Hook every process calls just before the main process saves the run's state (collectives allowed), e.g.
         to gather what each process keeps for itself into what is saved (PAT's feedback). Default: nothing."""
 
+    def data_epoch(self, epoch: int) -> int:
+        """The epoch of data views training epoch ``epoch`` (0-based) draws: the teacher's say (a cache replays its
+        recorded epochs), else ``epoch``."""
+        return self.teacher.data_epoch(epoch) if self.teacher is not None else epoch
+
+    def start_epoch(self, epoch: int, *, step: int = 0) -> None:
+        """The engine starts epoch ``epoch`` (0-based) at ``step`` (a resume inside it): the method's
+        :meth:`set_epoch`, and the teacher positioned at the data epoch it serves."""
+        self.set_epoch(epoch)
+        if self.teacher is not None:
+            self.teacher.start_epoch(self.data_epoch(epoch), step)
+
     def set_epoch(self, epoch: int) -> None:
         """Hook the engine calls at the start of each epoch (0-based), also after a resume.
 
@@ -256,23 +262,3 @@ class Distiller(nn.Module):
             if section:
                 raise ConfigError(problem(err, cls.Options, f"{section}.")) from None
             raise ConfigError(f"method {cls.method_name!r}: {problem(err, cls.Options)}") from None
-
-
-def as_teacher_source(
-    teacher: nn.Module | TeacherSource | None,
-    input_view: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    channels_last: bool = True,
-    stage_modules: Sequence[str] | None = None,
-) -> TeacherSource | None:
-    """``teacher`` itself when it is a teacher source (live or cached), else the model run live (its stage
-    features from ``stage_modules`` when named)."""
-    if teacher is None or isinstance(teacher, TeacherSource):
-        named = getattr(getattr(teacher, "tap", None), "modules", None)
-        if stage_modules is not None and list(stage_modules) != named:
-            raise ModelError(
-                f"teacher_stages {list(stage_modules)} name modules of a teacher model, but a teacher source "
-                f"({type(teacher).__name__}) was given: pass the model itself, or build "
-                "LiveTeacher(model, stage_modules=[...])"
-            )
-        return teacher
-    return LiveTeacher(teacher, input_view=input_view, channels_last=channels_last, stage_modules=stage_modules)

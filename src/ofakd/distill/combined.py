@@ -27,6 +27,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.tap import ModelOutput
 from ..pydantic_errors import problem, unknown_key
+from ..teacher.feature_check import check_features
 from .base import Distiller, MethodOptions
 
 COMBINATION_OPTIONS = ("part_weights", "gt_weight", "gt_loss")
@@ -146,6 +147,7 @@ class CombinedDistiller(Distiller):
     """Several methods trained together (see the module docstring); built by :class:`Combination`."""
 
     def __init__(self, teacher, student, options: CombinationOptions, *, combination: Combination, **kwargs) -> None:
+        check_features(combination, teacher)  # named as the combination, before any part is built
         super().__init__(teacher, student, options, **kwargs)
         self.combination = combination
         # each part as built alone, on the same teacher source: its needs widen the teacher's tap

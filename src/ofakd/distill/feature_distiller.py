@@ -9,23 +9,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import ModelError
 from ..models.tap import ModelOutput
-from ..teacher.live import LiveTeacher
-from .base import Distiller, MethodOptions, as_teacher_source
-
-
-def live_teacher_source(method_name: str, teacher, kwargs: dict) -> LiveTeacher:
-    """``teacher`` as the live teacher a feature method needs (a model is wrapped, taking ``teacher_input`` and
-    ``teacher_channels_last`` out of ``kwargs``); any other source (a logits-only cache) is refused."""
-    source = as_teacher_source(teacher, kwargs.pop("teacher_input", None), kwargs.pop("teacher_channels_last", True),
-                               kwargs.get("teacher_stages"))
-    if not isinstance(source, LiveTeacher):
-        raise ModelError(
-            f"method {method_name!r} needs teacher features: give a teacher model run live "
-            "(a logits-only teacher cache cannot serve it)"
-        )
-    return source
+from ..teacher.feature_check import check_features
+from .base import Distiller, MethodOptions
 
 
 class FeatureDistiller(Distiller):
@@ -35,13 +21,13 @@ class FeatureDistiller(Distiller):
     needs_teacher_features = True
 
     def __init__(self, teacher, student: nn.Module, options: MethodOptions, **kwargs) -> None:
-        source = live_teacher_source(self.method_name, teacher, kwargs)
+        check_features(type(self), teacher)  # before its model is read: the live teacher, or an error
         student_positions, teacher_positions = self.stage_positions(
-            options, student, source.model, student_modules=kwargs.get("student_stages"),
-            teacher_modules=source.tap.modules,
+            options, student, teacher.model, student_modules=kwargs.get("student_stages"),
+            teacher_modules=teacher.tap.modules,
         )
         super().__init__(
-            source, student, options,
+            teacher, student, options,
             student_positions=student_positions or (), student_embedding=not student_positions,
             teacher_positions=teacher_positions or (), teacher_embedding=not teacher_positions,
             **kwargs,

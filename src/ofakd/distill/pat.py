@@ -49,8 +49,8 @@ from ..errors import ModelError
 from ..models.input_adapters import adapted_inputs
 from ..models.stages import stage_input_modules, stage_positions
 from ..models.tap import ModelOutput
+from ..teacher.feature_check import check_features
 from .base import Distiller, LossWeight, Stages
-from .feature_distiller import live_teacher_source
 from .float32 import float32_loss
 from .kd import LogitOptions, kd_loss
 from .pat_attention import HEADS, RegionAttention
@@ -117,12 +117,12 @@ class PAT(Distiller):
     solo_reason = "it runs the teacher a second time, with its prompts, on the batch's images"
 
     def __init__(self, teacher, student, options: PATOptions, **kwargs) -> None:
-        live = live_teacher_source(self.method_name, teacher, kwargs)
+        check_features(type(self), teacher)  # before its model is read: the live teacher, or an error
         student_positions = stage_positions(student, STAGES, options.feature_indices, kwargs.get("student_stages"))
-        teacher_positions = stage_positions(live.model, STAGES, options.teacher_feature_indices, live.tap.modules)
-        super().__init__(live, student, options, student_positions=student_positions,
+        teacher_positions = stage_positions(teacher.model, STAGES, options.teacher_feature_indices, teacher.tap.modules)
+        super().__init__(teacher, student, options, student_positions=student_positions,
                          teacher_positions=teacher_positions, **kwargs)
-        starts = stage_input_modules(live.model, teacher_positions, live.tap.modules)
+        starts = stage_input_modules(teacher.model, teacher_positions, teacher.tap.modules)
         self.prompt_sites = [starts[stage - 1][0] for stage in options.prompt_stages]
         """The module whose input each prompt replaces, in ``prompt_stages`` order."""
         student_layouts, self.teacher_layouts, stage_inputs = self._probe(starts)
@@ -163,10 +163,6 @@ class PAT(Distiller):
         )
 
     # ---- the teacher ------------------------------------------------------------
-    def replace_teacher(self, teacher) -> None:
-        """PAT runs the live teacher itself (its prompted forward): another source is refused."""
-        super().replace_teacher(live_teacher_source(self.method_name, teacher, {}))
-
     def prompted_teacher(self, images: torch.Tensor) -> ModelOutput:
         """The teacher's output with every prompt on its stage's input, fed the previous step's gaps."""
         gaps, has_feedback = self.branches["feedback"].read(images.shape[0])

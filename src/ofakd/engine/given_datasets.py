@@ -37,7 +37,7 @@ from ..errors import ConfigError, DataError
 from ..models.info import InputSpec, input_spec, num_classes
 from ..pydantic_errors import config_error
 from ..run_folder import RunFolder, default_name, sanitize_name
-from ..teacher.live import LiveTeacher
+from ..teacher.feature_check import check_features
 from .launch import distributed
 from .processes import DistContext
 from .setup import Setup, SetupBuilder, replayed_cache
@@ -108,7 +108,7 @@ def fit(
         mean, std = distiller.normalisation or (own.mean, own.std)
     if mean is not None or std is not None:
         distiller.normalised_with(mean, std)
-    if distiller.needs_teacher and isinstance(distiller.teacher, LiveTeacher):
+    if distiller.needs_teacher and distiller.teacher is not None:
         distiller.teacher.check_input()  # the view needs the data's normalisation: say so before the run starts
     spec = _student_spec(distiller)
     cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, teacher_cache=teacher_cache,
@@ -208,7 +208,7 @@ def given_setup(distiller: Distiller, given: GivenData, class_names: list[str], 
             teacher = _replayed_teacher(distiller, cfg, data(True), spec, device, dist, cache_topk,
                                         log if dist.is_main else _quiet)
             distiller.replace_teacher(teacher)
-        return Setup(distiller, distiller.student, teacher, data(distiller.needs_sample_indices), spec)
+        return Setup(distiller, distiller.student, data(distiller.needs_sample_indices), spec)
 
     return build
 
@@ -217,15 +217,9 @@ def _replayed_teacher(distiller: Distiller, cfg: RunConfig, views: DataBundle, s
                       dist: DistContext, topk: int | None, log: Callable[[str], None]) -> CachedTeacher:
     """The distiller's live teacher recorded over this process's ``views`` into ``cfg.teacher.cache`` (what is
     not there yet), then checked for this run and replayed."""
-    live = distiller.teacher
-    if not isinstance(live, LiveTeacher):
-        raise ConfigError(f"teacher_cache= records the distiller's teacher, and it has none to run "
-                          f"({type(live).__name__}); build the distiller with teacher=a model")
-    if distiller.needs_teacher_features:
-        raise ConfigError(f"method {distiller.method_name!r} needs teacher features and a teacher cache holds logits "
-                          "only; leave teacher_cache= out")
+    check_features(distiller, CachedTeacher)  # before recording: a cache would give it logits only
     run_amp = resolve_amp(cfg.train.amp, device)
-    record_given(live, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
+    record_given(distiller.teacher, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
                  run_amp=run_amp, topk=topk, log=log)
     dist.barrier()  # every rank's share recorded before any is checked
     return replayed_cache(cfg, views, spec, dist, cfg.method.resolved)

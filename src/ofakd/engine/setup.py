@@ -16,7 +16,7 @@ from ..distill import Distiller, create_distiller
 from ..errors import ConfigError
 from ..models.from_config import build_model, check_forward, model_spec
 from ..models.info import InputSpec
-from ..teacher.live import LiveTeacher
+from ..teacher.protocol import TeacherSource
 from ..teacher.run_teacher import build_teacher_model, live_teacher, precision_label
 from .processes import SINGLE_PROCESS, DistContext
 
@@ -24,16 +24,15 @@ from .processes import SINGLE_PROCESS, DistContext
 @dataclass
 class Setup:
     distiller: Distiller
+    """The method, holding the student and the teacher source (the model run live, a cache's replay, or none)."""
     student: nn.Module
-    teacher: LiveTeacher | CachedTeacher | None
-    """Where the teacher's outputs come from: the model run live, a teacher-output cache, or none."""
     bundle: DataBundle
     student_spec: InputSpec
 
     @property
-    def teacher_cache(self) -> TeacherCache | None:
-        """The teacher-output cache the run replays (``teacher.cache``), or None."""
-        return self.teacher.cache if isinstance(self.teacher, CachedTeacher) else None
+    def teacher(self) -> TeacherSource | None:
+        """The distiller's teacher source (its one owner)."""
+        return self.distiller.teacher
 
 
 SetupBuilder = Callable[[RunConfig, torch.device, DistContext], Setup]
@@ -71,7 +70,7 @@ def build_setup(cfg: RunConfig, device: torch.device, dist: DistContext = SINGLE
     distiller = create_distiller(method, teacher=teacher, student=student, input_size=student_spec.input_size,
                                  num_samples=len(bundle.train_loader.dataset))
     distiller.to(device)
-    return Setup(distiller, student, teacher, bundle, student_spec)
+    return Setup(distiller, student, bundle, student_spec)
 
 
 def replayed_cache(cfg: RunConfig, data: DataBundle, student_spec: InputSpec, dist: DistContext, method,
@@ -82,4 +81,4 @@ def replayed_cache(cfg: RunConfig, data: DataBundle, student_spec: InputSpec, di
     cache.check_run(cfg, fingerprint=data.fingerprint, views=data.path.name, student_spec=student_spec,
                     world_size=dist.world_size,
                     cycle=cfg.teacher.cache_cycle, method=method, precision=precision)
-    return CachedTeacher(cache, rank=dist.rank)
+    return CachedTeacher(cache, rank=dist.rank, cycle=cfg.teacher.cache_cycle)

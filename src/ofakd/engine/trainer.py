@@ -37,7 +37,6 @@ from ..run_folder import (
     write_json,
     write_text,
 )
-from ..teacher.live import LiveTeacher
 from ..threads import apply_threads
 from .amp import Precision
 from .ddp import prepare_modules, training_module, world_size_change
@@ -158,13 +157,14 @@ class Trainer:
             if self.dist.is_main:
                 self.folder.make()
                 write_text(self.folder.config, dump_config(cfg))
-            live = self.setup.teacher if isinstance(self.setup.teacher, LiveTeacher) else None
+            teacher = self.setup.teacher
+            scorer = teacher.scorer() if teacher is not None else None  # None: a cache (training views only)
             built = self.build_setup is None  # a teacher built from the config (not one given in Python)
-            if live is not None and built and cfg.teacher.random_init:
+            if scorer is not None and built and cfg.teacher.random_init:
                 self.log(f"note: teacher {cfg.teacher.name} is randomly initialised, as teacher.random_init asks")
-            if live is not None and cfg.train.eval_teacher:
+            if scorer is not None and cfg.train.eval_teacher:
                 self.state.teacher_eval = evaluate(
-                    live.logits, self.setup.bundle.val_loader, device=self.device, dist=self.dist
+                    scorer, self.setup.bundle.val_loader, device=self.device, dist=self.dist
                 ).scores()
                 self.log(f"teacher {cfg.teacher.name}: val top1 {self.state.teacher_eval['top1']:.2f} "
                          f"top5 {self.state.teacher_eval['top5']:.2f}")
@@ -309,12 +309,13 @@ class Trainer:
 
     def _run_line(self) -> str:
         cfg, setup = self.cfg, self.setup
+        note = setup.teacher.run_note() if setup.teacher is not None else ""
         return (
             f"run {self.folder.path}: {cfg.method.name} {cfg.teacher.name or '-'} -> {cfg.student.name} on "
             f"{cfg.data.name} ({len(setup.bundle.train_loader.dataset)} train / {len(setup.bundle.val_loader.dataset)} "
             f"val images, {setup.bundle.path.name.replace('_', '-')} data path), device {self.device} ({self.threads} CPU thread{'s' if self.threads != 1 else ''}), "
             f"amp {self.precision.mode}"
-            + (f", teacher amp {setup.teacher.amp}" if isinstance(setup.teacher, LiveTeacher) else "")
+            + (f", {note}" if note else "")
             + (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
                f"{cfg.train.batch_size * self.dist.world_size}" if self.dist.distributed else "")
         )
@@ -335,13 +336,10 @@ class Trainer:
         cfg, setup, state, main = self.cfg, self.setup, self.state, self.dist.is_main
         epoch_start = time.time()
         seed_everything(epoch_seed(cfg.data_seed, epoch, self.dist.rank))
-        cache = setup.teacher_cache  # a cached teacher: replay the recorded epoch's views and logits
-        data_epoch = cache.data_epoch(epoch, cfg.teacher.cache_cycle) if cache is not None else epoch
-        setup.bundle.train_sampler.set_epoch(data_epoch)
-        setup.distiller.set_epoch(epoch)
+        # a cached teacher replays a recorded epoch: the views drawn are that epoch's
+        setup.bundle.train_sampler.set_epoch(setup.distiller.data_epoch(epoch))
         done = self._resume_inside(epoch)
-        if setup.teacher is not None:
-            setup.teacher.start_epoch(data_epoch, done.steps if done is not None else 0)
+        setup.distiller.start_epoch(epoch, step=done.steps if done is not None else 0)
         bar = EpochProgress(epoch + 1, cfg.train.epochs, len(setup.bundle.train_loader), start_step=state.step,
                             done=done.steps if done is not None else 0, enabled=self.progress and main, log=self.log)
         try:

@@ -54,6 +54,8 @@ class LiveTeacher(nn.Module):
     :func:`freeze_teacher`).
     """
 
+    gives_features = True
+
     def __init__(
         self,
         model: nn.Module,
@@ -90,6 +92,19 @@ class LiveTeacher(nn.Module):
         if isinstance(self.input_view, DataView):
             self.input_view.check()
 
+    def normalised_with(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """The batches are normalised with ``mean``/``std``: a :class:`DataView` re-normalises from it to what the
+        teacher expects (any other view was built knowing the data's normalisation)."""
+        if isinstance(self.input_view, DataView):
+            self.input_view.normalised_with(mean, std)
+
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The teacher's logits for a batch: it scores on validation images as on training ones."""
+        return self.logits
+
+    def run_note(self) -> str:
+        return f"teacher amp {self.amp}"
+
     def view(self, images: torch.Tensor) -> torch.Tensor:
         """The teacher's input for a student batch: the input view, channels-last."""
         x = self.input_view(images) if self.input_view is not None else images
@@ -106,6 +121,10 @@ class LiveTeacher(nn.Module):
     def _autocast(self, device_type: str):
         """The forward's autocast: its own mode, or the caller's context when it has none."""
         return autocast(self.amp or "none", device_type, inherit=self.amp is None)
+
+    def data_epoch(self, epoch: int) -> int:
+        """``epoch``: a live teacher sees whatever views the epoch draws."""
+        return epoch
 
     def start_epoch(self, epoch: int, step: int = 0) -> None:
         """Nothing to do: a live teacher computes each batch as it comes."""
