@@ -186,3 +186,14 @@ def test_every_public_subpackage_loads_on_first_use_after_a_bare_import():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "True True True", "ofakd.export.run_loading LiveTeacher CachedTeacher export_student DataConfig RunConfig"]
+
+
+def test_every_engine_class_reads_in_one_sitting():
+    """No class of the engine over 250 lines: the trainer orchestrates, each concern has a module of its own
+    (setup, resume, saving, run_summary, loop, evaluate, ...)."""
+    long = []
+    for path in (PACKAGE / "engine").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 250:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

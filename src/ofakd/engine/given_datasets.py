@@ -8,7 +8,7 @@ everything the engine does.
 
 It is the :class:`~ofakd.engine.trainer.Trainer` of ``ofakd distill`` (run folder, ``last.pt`` and resume,
 metrics.jsonl and TensorBoard, EMA, AMP, torchrun, NaN checks, preemption); only where the distiller and
-the data come from differs: a :data:`~ofakd.engine.setup.SetupBuilder` hands over the given ones. The
+the data come from differs: the trainer's one setup builder takes them from a :class:`GivenSource`. The
 run's ``config.yaml`` records what the run was: ``data.name: python``, the method and its options, the
 ``train`` settings, and the models' timm names when they have them (so ``ofakd export`` rebuilds a timm
 student).
@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
+from torch import nn
 from torch.utils.data import Dataset
 
-from ..autocast import resolve_amp
 from ..cache import CachedTeacher
 from ..cache.record import record_given
 from ..config.schema import MethodConfig, RunConfig
@@ -38,9 +38,9 @@ from ..models.info import InputSpec, input_spec, num_classes
 from ..pydantic_errors import config_error
 from ..run_folder import RunFolder, default_name, sanitize_name
 from ..teacher.feature_check import check_features
+from ..teacher.protocol import TeacherSource
 from .launch import distributed
 from .processes import DistContext
-from .setup import Setup, SetupBuilder, replayed_cache
 from .trainer import Trainer
 
 ARRAY_AUGMENT = {"train_resize_only": True, "hflip": 0.0, "color_jitter": 0.0, "interpolation": "bilinear"}
@@ -114,7 +114,7 @@ def fit(
     cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, teacher_cache=teacher_cache,
                      train=train, given=given)
     folder = Path(cfg.run.out_dir) / sanitize_name(cfg.run.name)
-    setup = given_setup(distiller, given, names, spec, cache_topk=cache_topk, log=log)
+    source = GivenSource(distiller, given, names, spec, cache_topk=cache_topk, log=log)
     live = distiller.teacher
     try:
         with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout, resume_hint=folder,
@@ -125,7 +125,7 @@ def fit(
                 raise ConfigError(f"run folder {folder} already exists; pass resume=True to continue it, "
                                   "overwrite=True to replace it, or another name=")
             Trainer(cfg, resume=folder if resuming else None, overwrite=overwrite or (resume and not resuming),
-                    dist=dist, progress=progress, tensorboard=tensorboard, log=log, setup=setup).fit()
+                    dist=dist, progress=progress, tensorboard=tensorboard, log=log, source=source).fit()
     finally:
         distiller.replace_teacher(live)
     return folder
@@ -190,39 +190,51 @@ def _is_array_pair(value) -> bool:
     return isinstance(value, (tuple, list)) and len(value) == 2 and all(hasattr(v, "shape") for v in value)
 
 
-def given_setup(distiller: Distiller, given: GivenData, class_names: list[str], spec: InputSpec, *,
-                cache_topk: int | None = None, log: Callable[[str], None] = print) -> SetupBuilder:
-    """The trainer's setup from a built distiller and data sets: the loaders of this process, the distiller on
-    the device, its teacher replayed from ``teacher.cache`` when the config names one (recorded first)."""
+class GivenSource:
+    """The parts of a run of ``fit`` (see :func:`~ofakd.engine.setup.build_setup`): the distiller built in Python,
+    its student and teacher, the data sets given; a ``teacher.cache`` is recorded from the distiller's live
+    teacher (what is not there yet) before the run replays it."""
 
-    def build(cfg: RunConfig, device: torch.device, dist: DistContext) -> Setup:
+    def __init__(self, distiller: Distiller, given: GivenData, class_names: list[str], spec: InputSpec, *,
+                 cache_topk: int | None = None, log: Callable[[str], None] = print) -> None:
+        self.given_distiller, self.given, self.class_names, self.spec = distiller, given, class_names, spec
+        self.cache_topk, self.log = cache_topk, log
+
+    def student(self, cfg: RunConfig) -> tuple[nn.Module, InputSpec]:
+        return self.given_distiller.student, self.spec
+
+    def live_teacher(self, cfg: RunConfig, method: Method, spec: InputSpec, *, run_amp: str,
+                     device: torch.device) -> TeacherSource | None:
+        self.given_distiller.to(device)  # its teacher with it
+        return self.given_distiller.teacher
+
+    def data(self, cfg: RunConfig, spec: InputSpec, device: torch.device, dist: DistContext, *,
+             with_indices: bool) -> DataBundle:
         loading = Loading(cfg.data.workers, cfg.data.prefetch, pin_memory=device.type == "cuda",
                           persistent_workers=True)
+        return self.given.bundle(cfg, device, dist, self.class_names, spec, with_indices=with_indices,
+                                 loading=loading)
 
-        def data(with_indices: bool) -> DataBundle:
-            return given.bundle(cfg, device, dist, class_names, spec, with_indices=with_indices, loading=loading)
+    def record_cache(self, cfg: RunConfig, spec: InputSpec, device: torch.device, dist: DistContext, *,
+                     run_amp: str) -> None:
+        """The distiller's live teacher recorded over this process's views into ``cfg.teacher.cache`` (what is
+        not there yet), every rank's share before any is checked."""
+        check_features(self.given_distiller, CachedTeacher)  # before recording: a cache would give it logits only
+        views = self.data(cfg, spec, device, dist, with_indices=True)
+        record_given(self.given_distiller.teacher, views, cfg, cfg.teacher.cache, student_spec=spec,
+                     world_size=dist.world_size, device=device, run_amp=run_amp, topk=self.cache_topk,
+                     log=self.log if dist.is_main else _quiet)
+        dist.barrier()
 
-        distiller.to(device)
-        teacher = distiller.teacher
-        if cfg.teacher.cache:
-            teacher = _replayed_teacher(distiller, cfg, data(True), spec, device, dist, cache_topk,
-                                        log if dist.is_main else _quiet)
-            distiller.replace_teacher(teacher)
-        return Setup(distiller, distiller.student, data(distiller.needs_sample_indices), spec)
+    def cache_precision(self, cfg: RunConfig, run_amp: str) -> str | None:
+        """None: the cache was recorded here, by this teacher."""
+        return None
 
-    return build
-
-
-def _replayed_teacher(distiller: Distiller, cfg: RunConfig, views: DataBundle, spec: InputSpec, device: torch.device,
-                      dist: DistContext, topk: int | None, log: Callable[[str], None]) -> CachedTeacher:
-    """The distiller's live teacher recorded over this process's ``views`` into ``cfg.teacher.cache`` (what is
-    not there yet), then checked for this run and replayed."""
-    check_features(distiller, CachedTeacher)  # before recording: a cache would give it logits only
-    run_amp = resolve_amp(cfg.train.amp, device)
-    record_given(distiller.teacher, views, cfg, cfg.teacher.cache, student_spec=spec, world_size=dist.world_size, device=device,
-                 run_amp=run_amp, topk=topk, log=log)
-    dist.barrier()  # every rank's share recorded before any is checked
-    return replayed_cache(cfg, views, spec, dist, cfg.method.resolved)
+    def distiller(self, method: Method, teacher: TeacherSource | None, student: nn.Module, spec: InputSpec,
+                  bundle: DataBundle) -> Distiller:
+        if teacher is not self.given_distiller.teacher:  # a cache's replay of its teacher
+            self.given_distiller.replace_teacher(teacher)
+        return self.given_distiller
 
 
 def _quiet(line: str) -> None:
