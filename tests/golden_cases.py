@@ -1,6 +1,6 @@
 """Golden-value cases: every method built from fixed seeds on tiny models, and the numbers it computes.
 
-One definition, used by ``tests/test_golden.py`` (compare) and ``tests/fixtures/make_golden.py``
+One definition, used by ``tests/distill/test_golden.py`` (compare) and ``tests/fixtures/make_golden.py``
 (regenerate). A case's values are the loss terms of one training-mode forward
 (``student_logits, losses = distiller(images, targets)``; a few in a row, each followed by
 ``on_step_end``, where a method carries state from step to step) and, for OFA, the sum and the absolute

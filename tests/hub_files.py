@@ -8,6 +8,8 @@ from pathlib import Path
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 """The commit the cached files belong to (any 40 hex digits)."""
+TAG, TAG_REPO = "test_byobnet.r160_in1k", "timm/test_byobnet.r160_in1k"
+"""A pretrained tag of a tiny timm model and the Hub repo its weights come from."""
 
 
 def put_in_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes], revision: str = REVISION) -> Path:

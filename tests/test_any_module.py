@@ -12,31 +12,9 @@ from ofakd.distill.kd import kd_loss
 from ofakd.errors import ModelError
 from ofakd.models import ModelTap
 from ofakd.models.info import num_classes, num_features
-
-from .tiny_models import tiny
+from tests.tiny_models import SmallCNN, tiny
 
 STAGES = ["layer1", "layer2", "layer3", "layer4"]
-
-
-class SmallCNN(nn.Module):
-    """A hand-written CNN: no timm attributes at all (no num_classes, feature_info or forward_head)."""
-
-    def __init__(self, classes: int = 10, width: int = 8) -> None:
-        super().__init__()
-
-        def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
-
-        self.stem = block(3, width, 1)
-        self.layer1 = block(width, width, 1)
-        self.layer2 = block(width, 2 * width, 2)
-        self.layer3 = block(2 * width, 4 * width, 2)
-        self.layer4 = block(4 * width, 8 * width, 2)
-        self.fc = nn.Linear(8 * width, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
-        return self.fc(x.mean(dim=(2, 3)))
 
 
 class TokenMLP(nn.Module):

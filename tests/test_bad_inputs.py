@@ -26,6 +26,7 @@ from PIL import Image
 
 from ofakd.cli import main
 from ofakd.errors import OfakdError
+from tests import REPO
 
 TINY = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
 TEACHER = {"name": "test_byobnet", "input_size": [3, 16, 16], "random_init": True}  # a tiny random stand-in
@@ -447,7 +448,7 @@ def test_resume_with_the_runs_own_flags_changes_nothing(finished, tmp_path, caps
 def test_every_documented_exit_status_has_a_case():
     """docs/errors.md's table of exit statuses: each status is produced by a case of the catalogue (0 by the
     ``finished`` run every case uses), and each row shows an example."""
-    doc = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    doc = (REPO / "docs" / "errors.md").read_text()
     table = doc.split("## Exit statuses", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
     documented = {int(row.split("|")[1]) for row in rows}

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "accuracy.py"
+from tests import REPO
+
+BENCH = REPO / "bench" / "accuracy.py"
 DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 PAIRS = ["cnn->vit", "vit->cnn", "cnn->mlp"]

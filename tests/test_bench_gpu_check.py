@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests import REPO
+
+BENCH = REPO / "bench"
 CHECKS = ["precision_ofa_map", "precision_ofa_token", "precision_kd", "cache_equals_live",
           "resume_equals_uninterrupted", "torchrun_nccl", "speed_deit_t_to_resnet18", "speed_resnet50_to_deit_t",
           "speed_cifar_loaders"]

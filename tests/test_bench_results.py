@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests import REPO
+
+BENCH = REPO / "bench"
 sys.path.insert(0, str(BENCH))
 from converged import PAIRS, SIZES, SUCCESSORS, VARIANTS, ABLATION, record_folder, student_cell, teacher_cell  # noqa: E402,I001
 from records import RESULTS, digest, teacher_probe  # noqa: E402

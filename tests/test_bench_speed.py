@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests import REPO
+
+BENCH = REPO / "bench"
 
 
 def load(name: str):

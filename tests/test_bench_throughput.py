@@ -2,11 +2,12 @@
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
+from tests import REPO
+
+BENCH = REPO / "bench" / "throughput.py"
 
 
 def test_throughput_bench_quick_mode_measures_every_variant(capsys):

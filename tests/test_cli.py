@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from .conftest import TINY_CNN, tiny_cli_args, write_cifar100, write_imagefolder
+from tests.conftest import TINY_CNN, tiny_cli_args, write_cifar100, write_imagefolder
 
 CNN_ARGS = ["--model", TINY_CNN, "--set", "student.kwargs={}"]  # the demo recipe's student kwargs are a ViT's
 

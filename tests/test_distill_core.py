@@ -5,8 +5,7 @@ import torch
 
 import ofakd
 from ofakd.models import ModelOutput
-
-from .tiny_models import tiny
+from tests.tiny_models import tiny
 
 # (student family, teacher family, input size): every student family, teachers of other families
 PAIRS = [

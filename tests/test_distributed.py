@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,27 +24,11 @@ from ofakd.config import load_config
 from ofakd.engine import fit
 from ofakd.errors import ConfigError
 from ofakd.run_folder import load_state, read_metrics
+from tests.launching import child_env, finish, free_port, launch_report, torchrun
 
 VIT = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
 """A one-block ViT at 16 px: no BatchNorm, so one and two processes compute the same thing."""
-LAUNCH_TIMEOUT = 240
-"""Seconds a torchrun launch may take on a loaded 2-core machine (each process imports torch, timm, dynamo)."""
-
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """This environment without any torchrun variables, one thread per process."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
-    return env
 
 
 def distill_args(out_dir: Path, name: str, *, batch: int, student: str = "vit", method: str = "ofa",
@@ -64,32 +46,6 @@ def distill_args(out_dir: Path, name: str, *, batch: int, student: str = "vit", 
         "--augment.hflip", "0.5", "--augment.reprob", "0.25",
         "--out-dir", str(out_dir), "--name", name, *extra,
     ]
-
-
-def torchrun(args: list[str], *, nproc: int, port: int, nnodes: int = 1, node_rank: int = 0,
-             program: tuple[str, ...] = ("-m", "ofakd")) -> subprocess.Popen:
-    """Start ``torchrun ... PROGRAM ARGS`` (``-m ofakd`` unless a script is given; a static rendezvous at
-    127.0.0.1:port)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--nnodes={nnodes}",
-           f"--node_rank={node_rank}", "--master_addr=127.0.0.1", f"--master_port={port}", *program, *args]
-    return subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def launch_report(output: str, tail: int = 3000) -> str:
-    """A failed launch's output for an assertion message: every rank's own error lines (printed before the
-    launcher's summary, which the tail alone would show), then the tail."""
-    errors = [line for line in output.splitlines() if re.match(r"\[rank\d+\]: [\w.]*(Error|Exception)\b", line)]
-    return "\n".join(["errors by rank:", *errors, "...", output[-tail:]])
-
-
-def finish(process: subprocess.Popen, timeout: float = LAUNCH_TIMEOUT) -> tuple[int, str]:
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-        pytest.fail(f"no exit within {timeout}s:\n{out[-3000:]}")
-    return process.returncode, out
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
@@ -178,7 +134,7 @@ def test_batchnorm_cnn_student_on_two_processes(tmp_path):
 @pytest.mark.slow
 def test_pat_saves_the_feedback_of_every_process(tmp_path):
     """PAT's feedback is each process's own: the main process's last.pt holds every process's rows (the
-    engine gathers them before saving; each process taking its own back is tests/test_pat.py's DDP test)."""
+    engine gathers them before saving; each process taking its own back is tests/distill/test_pat.py's DDP test)."""
     args = distill_args(tmp_path, "pat", batch=16, method="pat", epochs=1,
                         extra=("--method.query_dim", "64", "--method.num_queries", "16"))
     code, out = finish(torchrun(args, nproc=2, port=free_port()))

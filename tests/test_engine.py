@@ -23,8 +23,7 @@ from ofakd.errors import ConfigError, OfakdError
 from ofakd.models.info import InputSpec
 from ofakd.run_folder import atomic_write, load_state, read_metrics, read_weights_metadata, save_state
 from ofakd.teacher.input_view import TeacherInput, teacher_adapter
-
-from .conftest import tiny_overrides
+from tests.conftest import tiny_overrides
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

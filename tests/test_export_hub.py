@@ -17,9 +17,8 @@ from ofakd.config import load_config
 from ofakd.config.load import apply_override, validate
 from ofakd.engine import fit
 from ofakd.export import export_student
-
-from .conftest import write_imagefolder
-from .hub_files import put_in_hub_cache
+from tests.conftest import write_imagefolder
+from tests.hub_files import put_in_hub_cache
 
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[\w.-]+/")
 """A path from the file-system root (URLs such as https://host/... do not match)."""

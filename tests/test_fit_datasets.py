@@ -3,58 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from torch.utils.data import Dataset
 
 import ofakd
 from ofakd.engine.evaluate import evaluate
 from ofakd.errors import CacheMismatchError, ConfigError, DataError, OfakdError
 from ofakd.models.info import input_spec
-from ofakd.teacher import LiveTeacher
-
-from .test_any_module import SmallCNN
-from .tiny_models import tiny
-
-
-class Killed(Exception):
-    """The process died (a crash, the OOM killer)."""
-
-
-class Blobs(Dataset):
-    """Three classes of 16-px noise around different means, flipped at random (a transform drawing from torch's
-    global generator, as torchvision's do); loading fails after ``crash_after`` items when given."""
-
-    classes = ["low", "mid", "high"]
-
-    def __init__(self, n: int, seed: int, crash_after: int | None = None) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.targets = torch.randint(0, 3, (n,), generator=g)
-        self.images = torch.randn(n, 3, 16, 16, generator=g) * 0.5 + self.targets.view(-1, 1, 1, 1).float()
-        self.crash_after, self.calls = crash_after, 0
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int):
-        self.calls += 1
-        if self.crash_after is not None and self.calls > self.crash_after:
-            raise Killed
-        image = self.images[index]
-        return (image.flip(-1) if torch.rand(()) < 0.5 else image), int(self.targets[index])
-
-
-def distiller(method: str = "ofa", **kwargs):
-    torch.manual_seed(0)
-    return ofakd.create_distiller(method, teacher=SmallCNN(classes=3), student=tiny("deit", num_classes=3, size=16),
-                                  input_size=(3, 16, 16), **kwargs)
-
-
-SETTINGS = dict(epochs=2, batch_size=16, lr=1e-3, progress=False, tensorboard=False, log=lambda _m: None)
+from tests.blobs import SETTINGS, Blobs, Killed, bf16_distiller, distiller
+from tests.tiny_models import SmallCNN, tiny
 
 
 def test_fit_trains_given_datasets_into_a_run_folder(tmp_path):
@@ -87,15 +47,6 @@ def test_a_crashed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
     assert json.loads((run / "summary.json").read_text())["steps"] == 8
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
-
-
-def bf16_distiller(method: str = "ofa", seed: int = 0):
-    """The teacher under bf16 autocast: its logits are bfloat16 values, which a cache's fp16 rows hold exactly."""
-    torch.manual_seed(seed)
-    teacher = LiveTeacher(SmallCNN(classes=3), amp="bf16", stage_modules=["layer1", "layer2", "layer3", "layer4"])
-    torch.manual_seed(0)
-    return ofakd.create_distiller(method, teacher=teacher, student=tiny("deit", num_classes=3, size=16),
-                                  input_size=(3, 16, 16))
 
 
 def test_a_teacher_cache_is_recorded_once_and_replays_what_the_live_teacher_gave(tmp_path):
@@ -176,37 +127,6 @@ def test_a_teacher_cache_refuses_another_teacher_and_feature_methods(tmp_path):
     with pytest.raises(ConfigError, match="needs teacher features .* leave teacher_cache= out"):
         ofakd.fit(bf16_distiller("fitnet"), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="c",
                   teacher_cache=cache, **{**SETTINGS, "epochs": 1})
-
-
-TORCHRUN_FITS = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from tests.test_fit_datasets import SETTINGS, Blobs, bf16_distiller
-import ofakd
-
-out = sys.argv[2]
-ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="live", **SETTINGS)
-ofakd.fit(bf16_distiller(), Blobs(64, 0), Blobs(16, 1), out_dir=out, name="cached", teacher_cache=out + "/cache",
-          **SETTINGS)
-"""
-
-
-@pytest.mark.slow
-def test_fit_under_torchrun_records_each_rank_and_replays_the_live_run(tmp_path):
-    from .test_distributed import LAUNCH_TIMEOUT, finish, free_port, launch_report, torchrun
-
-    script = tmp_path / "fits.py"
-    script.write_text(TORCHRUN_FITS)
-    code, out = finish(torchrun([str(Path(__file__).parents[1]), str(tmp_path)], nproc=2, port=free_port(),
-                                program=(str(script),)), timeout=2 * LAUNCH_TIMEOUT)
-    assert code == 0, launch_report(out)
-    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
-    assert manifest["world_size"] == 2 and manifest["steps_per_epoch"] == 2  # 64 images, 2 ranks x batch 16
-    summary = json.loads((tmp_path / "cached" / "summary.json").read_text())
-    assert summary["complete"] and summary["steps"] == 4
-    live, cached = load_file(str(tmp_path / "live" / "best.safetensors")), load_file(
-        str(tmp_path / "cached" / "best.safetensors"))
-    assert live.keys() == cached.keys() and all(torch.equal(live[k], cached[k]) for k in live)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,7 @@ from torch import nn
 import ofakd
 from ofakd.models import ModelOutput
 from ofakd.models.fold_batchnorm import conv_batchnorm_pairs, fold_batchnorm
-
-from .tiny_models import tiny
+from tests.tiny_models import tiny
 
 
 def _randomise_statistics(model: nn.Module) -> nn.Module:

@@ -1,8 +1,8 @@
 """``FolderLock``: one writer per folder, with flock and with the lease used where flock is unsupported.
 
-Two real processes fight over a run folder in tests/test_reliability.py; these tests take the lock's
-cases one by one inside one process (flock locks belong to an open file, so two locks of one process
-still exclude each other).
+Real processes fight over a run folder in tests/processes/ (test_reliability, test_folder_lock_processes); these
+tests take the lock's cases one by one inside one process (flock locks belong to an open file, so two locks of one
+process still exclude each other).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -38,38 +37,6 @@ def test_a_second_lock_is_refused_naming_the_holder(tmp_path, mode):
     assert not path.exists()  # released: the file is gone, and the next writer takes the lock
     with FolderLock(path, "run folder x", mode=mode):
         pass
-
-
-HOLDER = """
-import os, sys, time
-from ofakd.run_folder.lock import FolderLock
-lock = FolderLock(sys.argv[1], "x", mode="flock").acquire()
-if os.fork() == 0:  # a child forked while the lock is held, as a DataLoader worker is: it outlives its parent
-    os.write(1, b"child running\\n")  # after the fork hooks, so its copy is closed by now (one write: whole lines)
-    time.sleep(600)
-    os._exit(0)
-os.write(1, b"held\\n")
-time.sleep(600)
-"""
-
-
-def test_flock_ends_with_its_process(tmp_path):
-    """A SIGKILLed holder leaves its lock file behind, naming it; the lock itself is free at once, although a
-    child the holder forked while holding it still runs."""
-    path = tmp_path / "run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
-    try:
-        assert {holder.stdout.readline().strip() for _ in range(2)} == {"held", "child running"}
-        with pytest.raises(FolderLocked, match=f"pid {holder.pid}"):
-            FolderLock(path, "x", mode="flock").acquire()
-        holder.kill()
-        holder.wait()
-        assert json.loads(path.read_text())["pid"] == holder.pid
-        with FolderLock(path, "x", mode="flock") as lock:
-            assert lock.held_as == "flock"
-    finally:
-        os.killpg(holder.pid, signal.SIGKILL)  # the forked child too
 
 
 def test_a_file_system_without_flock_gets_a_lease(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from .golden_cases import CASES, FIXTURE, compute_values, versions
+from tests.golden_cases import CASES, FIXTURE, compute_values, versions
 
 RELATIVE = 1e-6
 ABSOLUTE_FLOOR = 1e-8

@@ -1,5 +1,6 @@
 """The training step never waits on the device: host syncs counted over 20 steady-state steps, with one process
-and under torchrun; and ``train.nonfinite: skip`` leaves the model exactly as it was before a bad step.
+(under torchrun: tests/processes/test_host_syncs_torchrun.py); and ``train.nonfinite: skip`` leaves the model exactly
+as it was before a bad step.
 
 A host sync is any call that brings a tensor's value to Python: ``item``, ``tolist``, ``cpu``, ``numpy``,
 ``__float__``, ``__int__``, ``__bool__``, ``__index__`` (on a GPU each waits for the queued work; on CPU they are
@@ -9,96 +10,12 @@ the CPU on purpose (``capturable=False``), so reading them never waits on a GPU.
 
 from __future__ import annotations
 
-import contextlib
-import json
-from pathlib import Path
-
-import pytest
 import torch
 
 from ofakd.config import load_config
 from ofakd.engine.loop import train_one_epoch
-from ofakd.engine.processes import SINGLE_PROCESS
 from ofakd.engine.trainer import Trainer
-
-VIT = {"img_size": 16, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
-SYNCING = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
-WINDOW = (5, 25)
-"""Batches whose steps are counted: 20 steady-state steps after 5 of warm-up (one-off work: lazy state)."""
-LOG_EVERY = 10
-COLLECTIVES = ("all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce", "barrier")
-
-
-class HostSyncs(contextlib.AbstractContextManager):
-    """Counts, while :attr:`active`, the calls of the :data:`SYNCING` tensor methods (``exempt``: tensor ids)
-    and, in a process group, of the :data:`COLLECTIVES` (DDP's own gradient all-reduce runs in C++, unseen)."""
-
-    def __init__(self) -> None:
-        self.active, self.calls, self.exempt = False, [], set()
-        self.saved = [(torch.Tensor, name, getattr(torch.Tensor, name)) for name in SYNCING]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            self.saved += [(torch.distributed, name, getattr(torch.distributed, name)) for name in COLLECTIVES]
-
-    def __enter__(self):
-        for owner, name, function in self.saved:
-            setattr(owner, name, self._counting(name, function))
-        return self
-
-    def _counting(self, name, function):
-        def wrapper(first=None, *args, **kwargs):
-            if self.active and id(first) not in self.exempt:
-                self.calls.append(name)
-            return function(first, *args, **kwargs) if first is not None else function(*args, **kwargs)
-
-        return wrapper
-
-    def __exit__(self, *exc) -> None:
-        for owner, name, function in self.saved:
-            setattr(owner, name, function)
-
-
-class CountedBatches:
-    """The batches, counting host syncs during the steps of batches WINDOW[0] to WINDOW[1] - 1."""
-
-    def __init__(self, batches, syncs: HostSyncs, optimizer) -> None:
-        self.batches, self.syncs, self.optimizer = batches, syncs, optimizer
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        for i, batch in enumerate(self.batches):
-            if i == WINDOW[0]:
-                self.syncs.exempt = {id(s["step"]) for s in self.optimizer.state.values() if "step" in s}
-            self.syncs.active = WINDOW[0] <= i < WINDOW[1]
-            yield batch
-        self.syncs.active = False
-
-
-def tiny_trainer(out: Path, *extra: tuple[str, object], student=None, dist=SINGLE_PROCESS) -> Trainer:
-    """A distillation run (OFA from a live CNN teacher, EMA, clipping) on 256 digits per process, batch 8:
-    32 steps an epoch."""
-    cfg = load_config("demo", [
-        ("data.train_subset", 256 * dist.world_size), ("data.val_subset", 16), ("train.batch_size", 8),
-        ("train.epochs", 1), ("train.log_every", LOG_EVERY), ("train.ema_decay", 0.9), ("train.clip_grad", 5.0),
-        ("train.eval_teacher", False), ("teacher", {"name": "test_byobnet", "input_size": [3, 16, 16], "random_init": True}),
-        ("student", student or {"name": "vit_tiny_patch16_224", "kwargs": VIT, "input_size": [3, 16, 16]}),
-        ("run.out_dir", str(out)), ("run.name", "run"), ("train.device", "cpu"), *extra,
-    ])
-    trainer = Trainer(cfg, progress=False, tensorboard=False, log=lambda _msg: None, dist=dist)
-    trainer._prepare()
-    trainer.setup.bundle.train_sampler.set_epoch(0)
-    return trainer
-
-
-def count_syncs(trainer: Trainer) -> tuple[list[str], list[dict]]:
-    """Host syncs over 20 steady-state steps of the trainer's own step, and the train records it logged."""
-    batches = list(trainer.setup.bundle.train_loader)
-    records: list[dict] = []
-    with HostSyncs() as syncs:
-        train_one_epoch(trainer._step_context(), CountedBatches(batches, syncs, trainer.optimizer),
-                        epoch=1, start_step=0, on_log=records.append)
-    return syncs.calls, records
+from tests.sync_counting import LOG_EVERY, WINDOW, count_syncs, tiny_trainer
 
 
 def test_one_process_syncs_once_per_log_step(tmp_path):
@@ -107,60 +24,6 @@ def test_one_process_syncs_once_per_log_step(tmp_path):
     assert len(calls) <= reads, f"{len(calls)} host syncs in 20 steps: {calls}"
     assert [r["step"] for r in records] == [10, 20, 30, 32]  # every log_every steps and the epoch's last
     assert all(set(r["losses"]) == {"gt", "kd", "ofa_s1", "ofa_s2", "ofa_s3", "ofa_s4"} for r in records)
-
-
-SCRIPT = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from pathlib import Path
-import torch
-from test_host_syncs import count_syncs, tiny_trainer
-from ofakd.engine.launch import distributed
-from ofakd.engine.loop import train_one_epoch
-
-with distributed("cpu") as dist:
-    trainer = tiny_trainer(Path(sys.argv[2]), dist=dist)
-    calls, records = count_syncs(trainer)
-    # then nonfinite: skip, rank 1 alone seeing an inf loss whose gradients are finite (a constant added to gt)
-    trainer.numerics.policy, trainer.numerics.max_skipped = "skip", 5
-    forward, seen = trainer.setup.distiller.forward, []
-
-    def inf_on_rank_1(*args, **kwargs):
-        logits, losses = forward(*args, **kwargs)
-        seen.append(1)
-        if dist.rank == 1 and len(seen) == 2:
-            losses["gt"] = losses["gt"] + float("inf")
-        return logits, losses
-
-    trainer.setup.distiller.forward = inf_on_rank_1
-    batches = list(trainer.setup.bundle.train_loader)[:3]
-    result = train_one_epoch(trainer._step_context(), batches, epoch=2, start_step=32, on_log=lambda r: None)
-    weights = torch.cat([p.detach().flatten() for p in trainer.setup.distiller.parameters()])
-    both = [torch.zeros_like(weights) for _ in range(2)]
-    torch.distributed.all_gather(both, weights)
-    Path(sys.argv[2], f"rank{dist.rank}.json").write_text(json.dumps({
-        "rank": dist.rank, "world": dist.world_size, "calls": calls, "steps": [r["step"] for r in records],
-        "skipped": result.skipped, "same_weights": torch.equal(*both)}))
-"""
-
-
-@pytest.mark.slow
-def test_torchrun_syncs_and_all_reduces_once_per_log_step_and_skips_alike(tmp_path):
-    from .test_distributed import finish, free_port, launch_report, torchrun
-
-    script = tmp_path / "count.py"
-    script.write_text(SCRIPT)
-    code, out = finish(torchrun([str(Path(__file__).parent), str(tmp_path)], nproc=2, port=free_port(),
-                                program=(str(script),)))
-    assert code == 0, launch_report(out)
-    results = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
-    assert sorted(r["rank"] for r in results) == [0, 1] and {r["world"] for r in results} == {2}
-    for r in results:  # the 20 steps hold two reads, each one all-reduce of the step records and one host sync
-        collectives = [c for c in r["calls"] if c in COLLECTIVES]
-        assert collectives == ["all_reduce", "all_reduce"], r
-        assert len(r["calls"]) - len(collectives) <= 2, r
-        assert r["steps"] == [10, 20, 30, 32]
-        assert r["skipped"] == 1 and r["same_weights"], r  # both processes skipped step 34, so they stay equal
 
 
 # ----------------------------------------------------------------------------- nonfinite: skip is exact

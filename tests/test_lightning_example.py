@@ -5,14 +5,15 @@ stays frozen and out of the checkpoint, the OFA branches train. Runs when Lightn
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests import REPO
+
 pytest.importorskip("lightning")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lightning_distill.py"
+EXAMPLE = REPO / "examples" / "lightning_distill.py"
 
 
 def load_example():

@@ -16,8 +16,7 @@ from ofakd.distill.projectors import FeatureProjector
 from ofakd.distill.rkd import rkd_angle_loss, rkd_distance_loss
 from ofakd.distill.rsd import rsd_loss
 from ofakd.models import ModelOutput
-
-from .tiny_models import tiny
+from tests.tiny_models import tiny
 
 
 def _softmax(z):

@@ -13,8 +13,7 @@ from ofakd.cli import main
 from ofakd.distill import get_method, list_methods
 from ofakd.errors import ConfigError, TeacherFeaturesError
 from ofakd.models import ModelOutput
-
-from .tiny_models import tiny
+from tests.tiny_models import tiny
 
 # (teacher family, student family): CNN->ViT, ViT->CNN, CNN->MLP, MLP->CNN
 PAIRS = [("resnet", "deit"), ("deit", "resnet"), ("resnet", "mixer"), ("mixer", "resnet")]

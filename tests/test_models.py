@@ -8,8 +8,7 @@ from torch import nn
 import ofakd
 from ofakd.errors import ConfigError, ModelError
 from ofakd.models import ModelTap, count_parameters, default_stage_indices
-
-from .tiny_models import tiny
+from tests.tiny_models import tiny
 
 
 @pytest.mark.parametrize(

@@ -94,8 +94,7 @@ def test_kd_loss_matches_hand_computation():
 def test_binary_cross_entropy_gt_loss_matches_hand_computation():
     import ofakd
     from ofakd.distill.targets import ground_truth_loss
-
-    from .tiny_models import tiny
+    from tests.tiny_models import tiny
 
     logits = torch.tensor([[1.0, -2.0, 0.5]])
     expected = 0.0

@@ -22,9 +22,8 @@ from ofakd.distill.pat_prompts import PromptBlock, SqueezeExcitationGate, StageI
 from ofakd.engine import fit
 from ofakd.errors import ConfigError, ModelError, TeacherFeaturesError
 from ofakd.models.stages import default_stage_indices, stage_input_modules
-
-from .conftest import tiny_overrides
-from .golden_cases import cnn, vit
+from tests.conftest import tiny_overrides
+from tests.golden_cases import cnn, vit
 
 SIZE = 32
 

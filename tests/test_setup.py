@@ -9,9 +9,8 @@ from ofakd.engine import fit
 from ofakd.engine import trainer as trainer_module
 from ofakd.engine.given_datasets import GivenSource
 from ofakd.engine.setup import ConfigSource
-
-from .conftest import tiny_overrides
-from .test_fit_datasets import SETTINGS, Blobs, distiller
+from tests.blobs import SETTINGS, Blobs, distiller
+from tests.conftest import tiny_overrides
 
 
 def test_the_cli_and_ofakd_fit_build_their_runs_through_the_one_builder(tmp_path, monkeypatch):

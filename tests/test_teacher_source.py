@@ -16,8 +16,7 @@ from ofakd.errors import CacheError, ConfigError, ModelError, TeacherFeaturesErr
 from ofakd.models import ModelOutput
 from ofakd.teacher import LiveTeacher, TeacherSource
 from ofakd.teacher.feature_check import check_features
-
-from .tiny_models import tiny
+from tests.tiny_models import tiny
 
 ROOT = Path(ofakd.__file__).parent
 TEACHER_TYPES = {"LiveTeacher", "CachedTeacher", "TeacherSource", "TeacherCache", "DataView", "TeacherInput"}

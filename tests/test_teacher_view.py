@@ -13,10 +13,8 @@ import ofakd
 from ofakd.errors import ConfigError, ModelError
 from ofakd.evaluation import eval_loader, load_student
 from ofakd.teacher import DataView
-
-from .conftest import TINY_CNN, TINY_VIT
-from .test_any_module import SmallCNN
-from .tiny_models import tiny
+from tests.conftest import TINY_CNN, TINY_VIT
+from tests.tiny_models import SmallCNN, tiny
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)

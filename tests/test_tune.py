@@ -4,15 +4,9 @@ best.yaml run as is, the report, resume."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import optuna
 import pytest
-import torch
 import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -25,34 +19,12 @@ from ofakd.errors import ConfigError
 from ofakd.tuning.space import DEFAULT_METHODS, Fixed, SearchSpace, declared_space, method_names
 from ofakd.tuning.study import counts, open_storage, places_before
 from ofakd.tuning.trial import TrialPlan, TrialRunner, trial_config
-
-TINY_VIT = {"img_size": 16, "patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
-QUIET = {"log": lambda _line: None}
+from tests.tuning_runs import QUIET, save_tiny_teacher, tiny_flags, tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory):
-    torch.manual_seed(0)
-    teacher = ofakd.create_model("test_byobnet", num_classes=10)
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pth"
-    torch.save(teacher.state_dict(), path)
-    return path
-
-
-def tiny_overrides(teacher_file, epochs: int = 2) -> list[tuple[str, object]]:
-    """The demo recipe at seconds per trial: 96 digits (32 held out by the tunings below), 16 px, batch 16."""
-    return [("data.train_subset", 96), ("data.val_subset", 64), ("train.batch_size", 16), ("train.epochs", epochs),
-            ("train.log_every", 2), ("train.device", "cpu"), ("train.seed", 0),
-            ("student", {"name": "vit_tiny_patch16_224", "kwargs": TINY_VIT, "input_size": [3, 16, 16]}),
-            ("teacher", {"name": "test_byobnet", "checkpoint": str(teacher_file), "input_size": [3, 16, 16]})]
-
-
-def tiny_flags(teacher_file, epochs: int = 2) -> list[str]:
-    """The same as command-line flags."""
-    return ["--config", "demo", "--data.train_subset", "96", "--data.val_subset", "64", "--train.batch_size", "16",
-            "--epochs", str(epochs), "--train.log_every", "2", "--device", "cpu", "--seed", "0",
-            "--set", f"student={json.dumps({'name': 'vit_tiny_patch16_224', 'kwargs': TINY_VIT, 'input_size': [3, 16, 16]})}",
-            "--set", f"teacher={json.dumps({'name': 'test_byobnet', 'checkpoint': str(teacher_file), 'input_size': [3, 16, 16]})}"]
+    return save_tiny_teacher(tmp_path_factory.mktemp("teacher"))
 
 
 # ----------------------------------------------------------------------------- the search space
@@ -250,71 +222,6 @@ def test_tune_input_errors_are_one_line(ofakd_cli, teacher_file, tmp_path):
     code, _, err = ofakd_cli("tune", *flags, "--budget", "2", "--out", str(tmp_path / "e"), "--space", "lr=1e-6:1e-5",
                              "--train.min_lr", "1e-4")
     assert code == 2 and "a trial of kd at lr 1e-06" in err and "must not exceed train.lr" in err
-
-
-# ----------------------------------------------------------------------------- several workers
-
-
-def _worker(teacher_file, out, budget: int, *extra: str, epochs: int = 2) -> subprocess.Popen:
-    """``ofakd tune`` of kd in a process of its own (no final run)."""
-    argv = [sys.executable, "-m", "ofakd", "tune", *tiny_flags(teacher_file, epochs), "--budget", str(budget),
-            "--out", str(out), "--methods", "kd", "--holdout", "32", *extra, "--final-seeds"]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def _trials(out) -> list[optuna.trial.FrozenTrial]:
-    """The trials of the study in ``out`` (none while it is being made)."""
-    if not (out / "study.db").is_file():
-        return []
-    try:
-        storage = open_storage(f"sqlite:///{out / 'study.db'}", heartbeat_s=1)
-        return optuna.load_study(study_name=out.name, storage=storage).get_trials(deepcopy=False)
-    except KeyError:  # the first worker has not made the study yet
-        return []
-
-
-@pytest.mark.slow
-def test_two_workers_finish_the_budget_between_them_with_no_trial_lost_or_run_twice(teacher_file, tmp_path):
-    out = tmp_path / "shared"
-    workers = [_worker(teacher_file, out, 6, "--heartbeat", "2") for _ in range(2)]
-    logs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], logs
-    trials = _trials(out)
-    ran = [t for t in trials if counts(t)]
-    assert len(ran) == 6 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ran)
-    assert all("surplus" in t.user_attrs and "run_dir" not in t.user_attrs for t in trials if not counts(t))
-    assert len({t.user_attrs["worker"] for t in ran}) == 2  # both worked
-    folders = sorted(p.name for p in (out / "trials").iterdir())
-    assert folders == [f"trial-{t.number:04d}" for t in ran]  # a run folder per counted trial, no other
-    for t in ran:  # each trained once: its log holds each of its epochs once
-        evals = [json.loads(line) for line in (out / "trials" / f"trial-{t.number:04d}" / "metrics.jsonl").open()]
-        assert [e["epoch"] for e in evals if e["kind"] == "eval"] == list(range(1, t.user_attrs["epochs"] + 1))
-
-
-@pytest.mark.slow
-def test_a_killed_workers_trial_is_marked_failed_and_the_study_goes_on(teacher_file, tmp_path):
-    out = tmp_path / "killed"
-    flags = ("--heartbeat", "1", "--pruner", "none")
-    first = _worker(teacher_file, out, 3, *flags, epochs=6)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and first.poll() is None:
-            if any(t.state == TrialState.RUNNING and "run_dir" in t.user_attrs for t in _trials(out)):
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"the first worker never started a trial: {first.communicate()[0] if first.poll() else ''}")
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    second = _worker(teacher_file, out, 3, *flags, epochs=6)
-    log = second.communicate(timeout=600)[0]
-    assert second.returncode == 0, log
-    trials = _trials(out)
-    assert trials[0].state == TrialState.FAIL and "error" not in trials[0].user_attrs  # failed by the heartbeat
-    assert [t.state for t in trials[1:] if counts(t)] == [TrialState.COMPLETE] * 3  # the budget, all run by the second
-    assert {t.user_attrs["worker"] for t in trials[1:]} != {trials[0].user_attrs["worker"]}
 
 
 def test_a_journal_file_holds_the_study_for_workers_on_machines_sharing_a_file_system(teacher_file, tmp_path):

@@ -1,9 +1,11 @@
-"""Tiny timm models of every family for fast CPU tests (randomly initialised, 10 classes)."""
+"""Tiny timm models of every family for fast CPU tests (randomly initialised, 10 classes), and a hand-written CNN."""
 
 from __future__ import annotations
 
+import torch
 from timm.layers import Mlp
 from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
+from torch import nn
 
 import ofakd
 
@@ -49,3 +51,24 @@ def tiny(family: str, num_classes: int = 10, size: int = 32):
             block_layer=ResBlock, stem_norm=False, mlp_layer=Mlp, norm_layer=Affine,
         )
     raise ValueError(f"unknown family {family!r}")
+
+
+class SmallCNN(nn.Module):
+    """A hand-written CNN: no timm attributes at all (no num_classes, feature_info or forward_head)."""
+
+    def __init__(self, classes: int = 10, width: int = 8) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+        self.stem = block(3, width, 1)
+        self.layer1 = block(width, width, 1)
+        self.layer2 = block(width, 2 * width, 2)
+        self.layer3 = block(2 * width, 4 * width, 2)
+        self.layer4 = block(4 * width, 8 * width, 2)
+        self.fc = nn.Linear(8 * width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(x.mean(dim=(2, 3)))
