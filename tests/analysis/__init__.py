@@ -1,0 +1,1 @@
+"""ofakd.analysis: CKA and the report."""

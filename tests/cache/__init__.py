@@ -1,0 +1,1 @@
+"""ofakd.cache: the teacher-output cache."""

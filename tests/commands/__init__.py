@@ -1,0 +1,1 @@
+"""ofakd.commands and ofakd.cli: the commands end to end, flags, the bad-input catalogue."""

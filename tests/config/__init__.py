@@ -1,0 +1,1 @@
+"""ofakd.config: recipes, overrides, validation."""

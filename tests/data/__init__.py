@@ -1,0 +1,1 @@
+"""ofakd.data: sources, transforms, views, the batched path."""

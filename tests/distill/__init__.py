@@ -1,0 +1,1 @@
+"""ofakd.distill: the losses, the methods, their golden values."""

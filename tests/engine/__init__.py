@@ -1,0 +1,1 @@
+"""ofakd.engine: the trainer, ofakd.fit, the setup builder, host syncs."""

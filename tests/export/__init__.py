@@ -1,0 +1,1 @@
+"""ofakd.export: timm, ONNX and TorchScript exports, the Hub repo."""

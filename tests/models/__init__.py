@@ -1,0 +1,1 @@
+"""ofakd.models: creation, checkpoints, stage maps, any nn.Module, the Hugging Face Hub."""

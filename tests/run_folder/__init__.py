@@ -1,0 +1,1 @@
+"""ofakd.run_folder: the folder lock, the run-folder record."""

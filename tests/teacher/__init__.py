@@ -1,0 +1,1 @@
+"""ofakd.teacher: the teacher source and the teacher's view of a batch."""

@@ -1,0 +1,1 @@
+"""ofakd.tuning: ofakd tune."""
