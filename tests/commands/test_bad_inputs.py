@@ -85,6 +85,56 @@ class Case(NamedTuple):
     """The exit status (docs/errors.md)."""
     setup: Callable[[pytest.MonkeyPatch], None] | None = None
     """What happens around the command (a signal, a torchrun environment), set up before it runs."""
+    kept: Callable[[Path], None] | None = None
+    """``kept(tmp)`` checks, after the command, that the user's files it must not touch are as they were."""
+
+
+# ---- the user's files that a case places where ofakd writes: after the command, each must be as it was
+USERS = "the user's own words\n"
+
+
+def users_file(path: Path) -> Path:
+    """A file of the user's, holding :data:`USERS`."""
+    return write(path, USERS)
+
+
+def users_files_kept(*names: str) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        for name in names:
+            assert (tmp / name).read_text() == USERS, f"{name} was changed or lost"
+    return check
+
+
+def link(path: Path, target: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return path
+
+
+def run_copy(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+def locked_through_a_link(tmp: Path, run: Path) -> Path:
+    """A copy of a finished run whose run.lock is a symbolic link to a user's file outside the folder."""
+    copy = run_copy(run, tmp / "copy")
+    link(copy / "run.lock", users_file(tmp / "notes.txt"))
+    return copy
+
+
+def run_with_users_files(tmp: Path, run: Path) -> list[str]:
+    """A copy of a finished run (runs/done) holding a user's notes.txt and analysis/plot.ipynb beside its files."""
+    copy = run_copy(run, tmp / "runs" / "done")
+    users_file(copy / "notes.txt")
+    users_file(copy / "analysis" / "plot.ipynb")
+    return [*tiny(tmp), "--name", "done", "--overwrite"]
+
+
+def cache_record_args(teacher_run: Path, out: Path) -> list[str]:
+    return ["cache", "record", "--config", "demo", "--teacher-run", str(teacher_run), "--student",
+            "vit_tiny_patch16_224", "--student.kwargs", json.dumps(TINY), "--student.input_size", "[3, 16, 16]",
+            "--data.train_subset", "32", "--train.batch_size", "8", "--epochs", "1", "--out", str(out)]
 
 
 # ---- what some cases need: folders that cannot be written, signals, a torchrun peer that never comes
@@ -194,6 +244,12 @@ CASES = [Case(*case) for case in [
     ("unusable-run-name", lambda t, f: [*tiny(t), "--name", "../.."], ["run.name", "no usable characters"]),
     ("overwrite-a-non-run-folder", lambda t, f: [*tiny(t), "--name", "mine", "--overwrite"] if write(
         t / "runs" / "mine" / "thesis.tex", "keep me") else [], ["does not look like a run folder", "not deleting"]),
+    ("overwrite-keeps-users-files", lambda t, f: run_with_users_files(t, f),
+     ["--overwrite", "holds files a run did not write (analysis/, notes.txt)", "move them away"], 2, None,
+     users_files_kept("runs/done/notes.txt", "runs/done/analysis/plot.ipynb")),
+    ("lock-is-a-link", lambda t, f: ["train", "--resume", str(locked_through_a_link(t, f))],
+     ["copy/run.lock is a symbolic link", "never writes through a link", "remove the link"], 2, None,
+     users_files_kept("notes.txt")),
     ("resume-not-a-run", lambda t, f: ["train", "--resume", str(t)], ["no config.yaml there", "runs/NAME"]),
     ("resume-changes-recipe", lambda t, f: ["train", "--resume", str(f), "--set", "train.lr=1"],
      ["'train.lr' cannot change", "Start a new run"]),
@@ -270,6 +326,18 @@ CASES = [Case(*case) for case in [
      ["not an ofakd teacher-cache manifest"]),
     ("cache-newer-version", lambda t, f: [*tiny(t, "distill"), "--teacher-cache", str(cache_with(
         t, json.dumps({"format": "ofakd-teacher-cache", "version": 99}).encode()))], ["version", "99", "record the cache again"]),
+    ("cache-block-is-a-link", lambda t, f: cache_record_args(f, t / "cache") if link(
+        t / "cache" / "epoch_0000.logits.f16", users_file(t / "notes.txt")) else [],
+     ["cache/epoch_0000.logits.f16 is a symbolic link", "never writes through a link"], 2, None,
+     users_files_kept("notes.txt")),
+    # ---- exports into a folder of the user's
+    ("export-over-users-readme", lambda t, f: ["export", str(f), "--out", str(users_file(t / "mine" / "README.md").parent)],
+     ["mine/README.md was not written by ofakd export", "never replaces a file it did not write", "another --out"], 2,
+     None, users_files_kept("mine/README.md")),
+    ("export-overwrite-users-files", lambda t, f: ["export", str(f), "--overwrite", "--out", str(
+        users_file(t / "mine" / "config.json").parent)] if users_file(t / "mine" / "notes.txt") else [],
+     ["mine/config.json was not written by ofakd export", "--overwrite included"], 2, None,
+     users_files_kept("mine/config.json", "mine/notes.txt")),
     # ---- method options
     ("method-option-out-of-range", lambda t, f: [*tiny(t, "distill"), "--method", "ofa", "--method.eps", "[0]"], ["method.eps"]),
     ("method-option-unknown", lambda t, f: [*tiny(t, "distill"), "--set", "method.temprature=2"],
@@ -301,10 +369,8 @@ CASES = [Case(*case) for case in [
      ["cannot write", "cka.png (No space left on device)", "free disk space"], 74),
     ("full-disk-export", lambda t, f: ["export", str(f), "--out", str(tmpfs(t / "disk", "size=12k") / "export")],
      ["cannot write", "export/model.safetensors (No space left on device)", "free disk space"], 74),
-    ("full-disk-cache-record", lambda t, f: ["cache", "record", "--config", "demo", "--teacher-run", str(f), "--student",
-                                             "vit_tiny_patch16_224", "--student.kwargs", json.dumps(TINY),
-                                             "--student.input_size", "[3, 16, 16]", "--data.train_subset", "1024",
-                                             "--epochs", "1", "--out", str(tmpfs(t / "disk", "size=16k") / "cache")],
+    ("full-disk-cache-record", lambda t, f: [*cache_record_args(f, tmpfs(t / "disk", "size=16k") / "cache"),
+                                             "--data.train_subset", "1024", "--train.batch_size", "64"],
      ["cannot write", "cache/epoch_0000.logits.f16 (No space left on device)", "free disk space"], 74),
     ("read-only-report-out", lambda t, f: ["report", str(f), "--out", str(read_only(t) / "report")],
      ["cannot write", "/ro/report", "nothing was replaced"], 74),
@@ -414,6 +480,8 @@ def test_bad_input_is_one_clear_line(case, tmp_path, finished, capsys, monkeypat
     for word in case.words:
         assert word in lines[0], f"{word!r} not in {lines[0]!r}"
     assert not (tmp_path / "PWNED").exists()
+    if case.kept is not None:
+        case.kept(tmp_path)
     if case.code == 2 and case.id != "run-exists":  # bad input leaves no run folder behind (a lock taken and let go)
         assert not (tmp_path / "runs").exists() or any((tmp_path / "runs").iterdir()), "an empty runs/ was left"
 
@@ -455,3 +523,13 @@ def test_every_documented_exit_status_has_a_case():
     assert documented == {0, 2, 3, 69, 74, 75, 130}
     assert documented == {0} | {case.code for case in CASES}
     assert all(row.split("|")[3].strip().startswith("`") for row in rows)  # the example column
+
+
+def test_the_documented_catalogue_is_the_tested_one():
+    """docs/errors.md's catalogue lists every case of this file, by test id, once, numbered in order."""
+    doc = (REPO / "docs" / "errors.md").read_text()
+    table = doc.split("## The bad-input catalogue", 1)[1]
+    rows = [line.split("|") for line in table.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(row[1]) for row in rows] == list(range(1, len(rows) + 1))
+    documented = [row[4].strip().strip("`") for row in rows]
+    assert sorted(documented) == sorted(case.id for case in CASES)

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import CacheError
 from ..run_folder.atomic import write_error, write_json
 from ..run_folder.digest import file_sha256
+from ..run_folder.no_links import open_no_follow, refuse_link
 
 MANIFEST = "manifest.json"
 DONE = "done"
@@ -170,11 +171,12 @@ class Layout:
         for spec in self.arrays:
             path = self.path(epoch, spec)
             expected = self.expected_bytes(spec)
+            refuse_link(path)  # (recording writes through a memory map of the file: never of a file elsewhere)
             exists = path.is_file()
             if exists and path.stat().st_size == expected:
                 continue
             reset = reset or exists
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)
             try:
                 os.ftruncate(fd, expected)
             finally:
@@ -192,7 +194,7 @@ class Layout:
         start = self.rank_rows(rank).start
         for spec in self.arrays:
             path = self.path(epoch, spec)
-            fd = os.open(path, os.O_RDWR)
+            fd = open_no_follow(path, os.O_RDWR)
             try:
                 os.posix_fallocate(fd, start * spec.row_bytes(), self.rows_per_rank * spec.row_bytes())
             except OSError as err:
@@ -202,7 +204,10 @@ class Layout:
                 os.close(fd)
 
     def open(self, epoch: int, mode: str = "r") -> dict[str, np.memmap]:
-        """Memory maps of ``epoch``'s arrays (``mode`` "r" or "r+")."""
+        """Memory maps of ``epoch``'s arrays (``mode`` "r" or "r+"; "r+" never maps a symbolic link)."""
+        if mode != "r":
+            for spec in self.arrays:
+                refuse_link(self.path(epoch, spec))
         return {
             spec.name: np.memmap(self.path(epoch, spec), dtype=spec.dtype, mode=mode, shape=self.shape(spec))
             for spec in self.arrays

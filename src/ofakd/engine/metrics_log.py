@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import finite_json
 from ..run_folder import read_metrics, write_text
+from ..run_folder.no_links import open_to_append
 
 
 class MetricsLog:
@@ -23,7 +24,7 @@ class MetricsLog:
 
     def __init__(self, path: str | Path, *, tensorboard_dir: str | Path | None = None, purge_step: int | None = None):
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        self._file = open_to_append(self.path)  # kept open for the run
         self._writer = None
         if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter

@@ -80,11 +80,24 @@ def merge_existing(new: dict[str, Any], existing: dict[str, Any] | None) -> dict
 
 
 def read_config(path: Path) -> dict[str, Any] | None:
-    """A folder's ``config.json`` or None (missing or unreadable)."""
+    """A folder's ``config.json`` or None (missing or unreadable: not JSON, not UTF-8 text, not a mapping)."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
         return None
+    return found if isinstance(found, dict) else None
+
+
+def recorded_files(config: dict[str, Any] | None) -> set[str]:
+    """The files of a folder that ofakd's exports wrote, as its ``config.json`` lists them (that file included);
+    none for a folder without an ofakd ``config.json``."""
+    ofakd = (config or {}).get("ofakd")
+    exports = ofakd.get("exports") if isinstance(ofakd, dict) else None
+    if not isinstance(exports, dict):
+        return set()
+    files = {f for entry in exports.values() if isinstance(entry, dict)
+             for f in entry.get("files", []) if isinstance(f, str) and "/" not in f}
+    return files | {"config.json"}
 
 
 def write_config(path: Path, config: dict[str, Any]) -> None:

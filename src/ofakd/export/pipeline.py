@@ -24,7 +24,15 @@ from ..errors import ExportCheckError, ExportError, UnknownFormatError
 from ..models.info import count_parameters
 from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, writing
 from ..run_folder.digest import file_sha256
-from .config_json import build_config, merge_existing, read_config, weights_digest, write_config
+from ..run_folder.no_links import refuse_link
+from .config_json import (
+    build_config,
+    merge_existing,
+    read_config,
+    recorded_files,
+    weights_digest,
+    write_config,
+)
 from .model_card import CARD_FILE, model_card
 from .onnx_export import DEFAULT_OPSET, export_onnx, onnx_runner
 from .onnx_export import WEIGHTS_FILE as ONNX_FILE
@@ -119,7 +127,8 @@ def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *
                  opset: int, onnx_exporter: str, torchscript_method: str, repo_id: str | None) -> ExportResult:
     """Write, check and move into ``out_dir`` one format's export (see :func:`export_student`)."""
     out = _output_folder(out_dir, _MAIN_FILE[fmt], overwrite)
-    merged, stale = _export_config(model, info, out, overwrite)
+    existing = read_config(out / EXPORT_CONFIG)
+    merged, stale = _export_config(model, info, out, existing, overwrite)
     merged["ofakd"]["exports"].pop(fmt, None)
 
     c, h, w = info.preprocess.input_size
@@ -129,6 +138,7 @@ def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *
         files, exporter, runner = _write_format(fmt, model, info, example, tmp, merged, opset=opset,
                                                 onnx_exporter=onnx_exporter, torchscript_method=torchscript_method,
                                                 repo_id=repo_id)
+        _refuse_foreign_files(out, [*files, EXPORT_CONFIG], existing)
         check = compare(model, runner, random_batches((c, h, w)), atol)
         if not check.passed:
             raise ExportCheckError(
@@ -142,7 +152,7 @@ def _export_into(model: nn.Module, info: StudentInfo, fmt: str, out_dir: Path, *
             entry.update(opset=opset, input="input", output="logits", dynamic_axes={"input": [0], "logits": [0]})
         merged["ofakd"]["exports"][fmt] = entry
         for name in stale:
-            if name not in files and (out / name).is_file():
+            if name not in files and (out / name).is_file() and not (out / name).is_symlink():
                 (out / name).unlink()
         write_config(tmp / EXPORT_CONFIG, merged)
         for name in [*files, EXPORT_CONFIG]:
@@ -162,11 +172,26 @@ def _output_folder(out_dir: str | Path, main_file: str, overwrite: bool) -> Path
     return out
 
 
-def _export_config(model: nn.Module, info: StudentInfo, out: Path, overwrite: bool) -> tuple[dict, list[str]]:
+def _refuse_foreign_files(out: Path, names: list[str], existing: dict | None) -> None:
+    """An export replaces only files an export wrote there (those its ``config.json`` lists), never a user's
+    own ``README.md`` or ``config.json``, and never through a symbolic link."""
+    recorded = recorded_files(existing)
+    for name in names:
+        path = out / name
+        refuse_link(path)
+        if path.exists() and name not in recorded:
+            raise ExportError(
+                f"{path} was not written by ofakd export (the folder's {EXPORT_CONFIG} does not list it), and an "
+                "export never replaces a file it did not write, --overwrite included: move it away, or pass "
+                "another --out"
+            )
+
+
+def _export_config(model: nn.Module, info: StudentInfo, out: Path, existing: dict | None,
+                   overwrite: bool) -> tuple[dict, list[str]]:
     """The folder's config.json for these weights, merged with the exports already there of the same
     weights, and the files of another export that ``overwrite`` replaces."""
     config = build_config(model, info, weights_digest(model))
-    existing = read_config(out / EXPORT_CONFIG)
     merged = merge_existing(config, existing)
     if merged is not None:
         return merged, []
@@ -176,9 +201,7 @@ def _export_config(model: nn.Module, info: StudentInfo, out: Path, overwrite: bo
             f"{out} already holds an export of other weights ({existing.get('architecture')}, "
             f"{old.get('weights', 'unknown source')}); pass another --out, or --overwrite to replace it"
         )
-    stale = [f for entry in ((existing.get("ofakd") or {}).get("exports") or {}).values()
-             for f in entry.get("files", []) if "/" not in f and f != EXPORT_CONFIG]
-    return config, stale
+    return config, sorted(recorded_files(existing) - {EXPORT_CONFIG})
 
 
 def _write_format(fmt: str, model: nn.Module, info: StudentInfo, example: torch.Tensor, tmp: Path, config: dict, *,

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from .. import finite_json
 from ..errors import EXIT_WRITE_FAILED, OfakdError
+from .no_links import open_no_follow, refuse_link
 
 
 class CheckpointWriteError(OfakdError):
@@ -76,10 +77,11 @@ def atomic_write(
     :class:`CheckpointWriteError` and the old file stays as it was.
     """
     path = Path(path)
+    refuse_link(path)
     tmp = temporary_name(path)
     existed = path.exists()
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(_create_temporary(tmp), "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -114,8 +116,30 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(".") and ".tmp-" in path.name
 
 
+def _create_temporary(tmp: Path) -> int:
+    """A new, empty ``tmp``: what an earlier process of the same id left there is removed first; a link placed
+    there is never followed."""
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    return open_no_follow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that interrupted writes (a SIGKILL mid-save) left in ``folder``; called by the
+    one writer of the folder, under its lock, when it starts. Returns what it removed."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in Path(folder).iterdir():
+            if is_temporary(entry) and (entry.is_symlink() or entry.is_file()):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
+
 def _keep_previous(path: Path, previous: Path) -> None:
     """Make ``previous`` name the file ``path`` names now (``path`` itself is left in place)."""
+    refuse_link(previous)
     link = temporary_name(previous)
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
@@ -123,7 +147,7 @@ def _keep_previous(path: Path, previous: Path) -> None:
         try:
             os.link(path, link)
         except OSError:  # no hard links here: copy (the old file then exists twice for a moment)
-            with open(path, "rb") as src, open(link, "wb") as dst:
+            with open(path, "rb") as src, os.fdopen(_create_temporary(link), "wb") as dst:
                 while chunk := src.read(1 << 22):
                     dst.write(chunk)
                 dst.flush()

@@ -6,6 +6,9 @@
     runs/NAME/best.safetensors   the best epoch's student weights and recipe (``best_weights``)
     runs/NAME/summary.json       the run's results
     runs/NAME/run.lock           while a run writes the folder: its lock, naming the process (``lock``)
+    runs/NAME/events.out.tfevents.*   TensorBoard's logs
+    runs/NAME/.FILE.tmp-PID      a file being written (``atomic``); left by a write a crash interrupted, it is
+                                 removed when the next run or resume of the folder starts
     EXPORT/config.json           timm's model config (``ofakd export --format timm``)
     EXPORT/model.safetensors     the bare student's weights, as timm loads them
 """
@@ -13,12 +16,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .atomic import write_error, writing
+from .atomic import is_temporary, remove_temporaries, write_error, writing
 from .lock import FolderLock, FolderLocked, missing_folders
 
 CONFIG = "config.yaml"
@@ -28,6 +30,7 @@ BEST = "best.safetensors"
 SUMMARY = "summary.json"
 LOCK = "run.lock"
 _RUN_FILES = (CONFIG, METRICS, LAST, BEST, SUMMARY)
+TENSORBOARD_PREFIX = "events.out.tfevents."
 
 EXPORT_CONFIG = "config.json"
 EXPORT_WEIGHTS = "model.safetensors"
@@ -42,6 +45,14 @@ def previous_path(path: str | Path) -> Path:
 
 PREVIOUS = previous_path(LAST).name
 """The last.pt before the latest one (kept in case the latest is damaged)."""
+
+
+def is_run_file(entry: Path) -> bool:
+    """True for a file a run writes in its folder (the layout above): what ``--overwrite`` may remove."""
+    if entry.is_dir() and not entry.is_symlink():
+        return False
+    name = entry.name
+    return name in (*_RUN_FILES, PREVIOUS, LOCK) or name.startswith(TENSORBOARD_PREFIX) or is_temporary(entry)
 
 
 def sanitize_name(name: str) -> str:
@@ -116,26 +127,32 @@ class RunFolder:
         return folder
 
     def _check_new(self, overwrite: bool) -> None:
-        """A run already in the folder is an error unless ``overwrite``; a folder of other files always is."""
+        """A run already in the folder is an error unless ``overwrite``; ``overwrite`` removes a run's own files
+        only, so a folder that holds anything else (a user's notes, a subfolder) is refused, naming it."""
         if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
             if not overwrite:
                 raise ConfigError(
                     f"run folder {self.path} already exists; pass --resume {self.path} to continue it, "
                     "--name NAME for a new run, or --overwrite to replace it"
                 )
+            others = sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "")
+                            for p in self.path.iterdir() if not is_run_file(p))
             if not any((self.path / f).exists() for f in _RUN_FILES):
-                raise ConfigError(f"--overwrite: {self.path} does not look like a run folder; not deleting it")
+                raise ConfigError(f"--overwrite: {self.path} does not look like a run folder (it holds "
+                                  f"{_some(others)}); not deleting it")
+            if others:
+                raise ConfigError(
+                    f"--overwrite: {self.path} holds files a run did not write ({_some(others)}); --overwrite removes "
+                    "only a run's own files, and these would be lost with the folder: move them away, or pass --name "
+                    "NAME for a new run"
+                )
 
     def make(self) -> None:
-        """Create the folder empty but for its lock (replacing a previous run's files when planned with
-        ``overwrite``)."""
+        """Create the folder empty but for its lock: a previous run's files are removed (when planned with
+        ``overwrite``), and nothing else (:meth:`_check_new` refused a folder holding anything else)."""
         self.path.mkdir(parents=True, exist_ok=True)
         for entry in self.path.iterdir():
-            if entry.name == LOCK:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
+            if entry.name != LOCK and is_run_file(entry):
                 entry.unlink()
 
     @classmethod
@@ -163,6 +180,7 @@ class RunFolder:
         except BaseException:
             lock.release()
             raise
+        remove_temporaries(folder.path)
         return folder, lock
 
     @classmethod
@@ -183,6 +201,7 @@ class RunFolder:
         except BaseException:
             lock.release()
             raise
+        remove_temporaries(folder.path)  # what a write that a crash interrupted left (the lock is ours now)
         return folder, lock
 
     def _lock(self, *, remove_folders: list[Path] | None = None, overwrite: bool = False) -> FolderLock:
@@ -195,3 +214,9 @@ class RunFolder:
             raise
         except OSError as err:
             raise write_error(err, err.filename or self.lock_file) from None
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    """``a, b, c, d and 3 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OfakdError
+from .no_links import open_no_follow
 
 try:
     import fcntl
@@ -261,16 +262,16 @@ def _describe(holder: dict | None) -> str:
 
 
 def _open(path: Path, flags: int) -> int:
-    """Open the lock file; its folder is made again when another holder removed it on release meanwhile."""
-    flags |= getattr(os, "O_CLOEXEC", 0)
+    """Open the lock file (never through a symbolic link: :class:`~ofakd.run_folder.no_links.LinkRefused`); its
+    folder is made again when another holder removed it on release meanwhile."""
     for _ in range(3):
         try:
-            return os.open(path, flags, 0o644)
+            return open_no_follow(path, flags)
         except FileNotFoundError:
             if not flags & os.O_CREAT:
                 raise
             path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, flags, 0o644)
+    return open_no_follow(path, flags)
 
 
 def _same_file(fd: int, path: Path) -> bool:
