@@ -241,6 +241,46 @@ def test_sigint_then_sigkill_lose_nothing(runs, tmp_path, capsys):
     assert_same_run(runs / "ref", run)
 
 
+def resume_killed_at_a_replace(run: Path, into: str, log: Path) -> None:
+    """``--resume RUN`` in a forked process, SIGKILLed inside a checkpoint save: once the temporary file that is
+    to become ``into`` (``last.pt``, or ``last.prev.pt``: the backup link) is written and about to be renamed."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            sys.stdout = sys.stderr = open(log, "w", buffering=1)  # noqa: SIM115
+            replace = os.replace
+
+            def replace_or_hang(src, dst):
+                if Path(dst).name == into:
+                    while True:  # the parent kills it here, the temporary file whole and not yet renamed
+                        time.sleep(1)
+                return replace(src, dst)
+
+            os.replace = replace_or_hang
+            main(["train", "--resume", str(run), "--checkpoint-every", "5"])
+        finally:
+            os._exit(70)
+    deadline = time.monotonic() + 180
+    while not list(run.glob(f".{into}.tmp-{pid}")):
+        assert time.monotonic() < deadline and not os.waitpid(pid, os.WNOHANG)[0], log.read_text()
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("into", ["last.pt", "last.prev.pt"])
+def test_a_sigkill_inside_a_save_leaves_no_litter_after_resume(runs, tmp_path, capsys, into):
+    """A SIGKILL inside a checkpoint save leaves its temporary file (the checkpoint, or the backup's hard link);
+    the next --resume of the folder removes it, and still ends exactly as the uninterrupted run."""
+    run = copy_run(runs, "run", tmp_path)
+    resume_killed_at_a_replace(run, into, tmp_path / "killed.log")
+    assert list(run.glob(f".{into}.tmp-*"))  # what the kill left
+    code, _, err = cli("train", "--resume", run, capsys=capsys)
+    assert code == 0, err
+    assert not list(run.glob(".*")), sorted(p.name for p in run.iterdir())
+    assert_same_run(runs / "ref", run)
+
+
 # ----------------------------------------------------------------------------- one writer per run folder
 
 
