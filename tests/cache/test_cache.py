@@ -459,7 +459,9 @@ def test_impossible_values_in_an_unhashed_cache_are_errors(teacher_file, tmp_pat
     index or a NaN logit in it is a clear error, not an IndexError or a NaN loss."""
     cache = record_cache(make_cfg(teacher_file), tmp_path / "topk", topk=3, **QUIET)
     for marker in (tmp_path / "topk" / "done").iterdir():
-        marker.write_text("32\n")  # the format before hashes
+        marker.write_text("32\n")  # the format before hashes: version 1
+    manifest = json.loads((tmp_path / "topk" / "manifest.json").read_text())
+    (tmp_path / "topk" / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
     indices = np.memmap(tmp_path / "topk" / "epoch_0000.topk_indices.i32", dtype=np.int32, mode="r+", shape=(32, 3))
     indices[5, 1] = 70000
     indices.flush()
@@ -476,6 +478,8 @@ def test_impossible_values_in_an_unhashed_cache_are_errors(teacher_file, tmp_pat
     assert cache.read(0, 1).shape == (16, 10)
     with pytest.raises(CacheError, match=r"epoch_0001.topk_values.f16 holds NaN/inf at epoch 1, step 1, rank 0"):
         cache.read(1, 1)
+    with pytest.raises(CacheError, match=r"cannot be verified: it was recorded by an older ofakd \(format version 1\)"):
+        cache.verify(hashes=True)  # never "verified" for blocks without a hash
 
 
 def test_resumed_and_split_recording_equals_an_uninterrupted_one(teacher_file, tmp_path):

@@ -7,7 +7,9 @@ Each case runs ``ofakd.cli.main([...])`` in-process on tiny models and data (a 1
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
+import io
 import json
 import os
 import re
@@ -23,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from ofakd.cli import main
 from ofakd.errors import OfakdError
@@ -135,6 +138,64 @@ def cache_record_args(teacher_run: Path, out: Path) -> list[str]:
     return ["cache", "record", "--config", "demo", "--teacher-run", str(teacher_run), "--student",
             "vit_tiny_patch16_224", "--student.kwargs", json.dumps(TINY), "--student.input_size", "[3, 16, 16]",
             "--data.train_subset", "32", "--train.batch_size", "8", "--epochs", "1", "--out", str(out)]
+
+
+def quietly(argv: list) -> None:
+    """Run ``ofakd ARGV`` as a case's preparation (its output is not the case's)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main([str(a) for a in argv]) == 0
+
+
+def flip(path: Path, offset: int = -100) -> Path:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x55
+    path.write_bytes(bytes(data))
+    return path
+
+
+def recorded_cache(tmp: Path, run: Path) -> Path:
+    quietly(cache_record_args(run, tmp / "cache"))
+    return tmp / "cache"
+
+
+def garbled_marker(tmp: Path, run: Path) -> Path:
+    """A recorded cache with flipped bytes in a block whose marker was garbled (no sha256 left in it)."""
+    cache = recorded_cache(tmp, run)
+    write(cache / "done" / "epoch_0000.rank_0000", b"\x00garbage")
+    flip(cache / "epoch_0000.logits.f16")
+    return cache
+
+
+def renamed_weights_hash(tmp: Path, run: Path) -> Path:
+    """A copy of a finished run whose best.safetensors has its ofakd_sha256 renamed and a flipped weight."""
+    from safetensors.torch import load_file, save_file
+
+    copy = run_copy(run, tmp / "copy")
+    with safe_open(str(copy / "best.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    meta["ofakd_sha256_old"] = meta.pop("ofakd_sha256")
+    tensors = load_file(copy / "best.safetensors")
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, copy / "best.safetensors", metadata=meta)
+    return copy
+
+
+def exported(tmp: Path, run: Path, edit: Callable[[dict], None]) -> Path:
+    """A timm export of a finished run whose config.json ``edit`` changed."""
+    quietly(["export", run, "--out", tmp / "export"])
+    config = json.loads((tmp / "export" / "config.json").read_text())
+    edit(config)
+    (tmp / "export" / "config.json").write_text(json.dumps(config))
+    return tmp / "export"
+
+
+def without_sha256(config: dict) -> None:
+    del config["ofakd"]["exports"]["timm"]["sha256"]
+
+
+def one_more_class(config: dict) -> None:
+    config["num_classes"] += 1
 
 
 # ---- what some cases need: folders that cannot be written, signals, a torchrun peer that never comes
@@ -330,6 +391,16 @@ CASES = [Case(*case) for case in [
         t / "cache" / "epoch_0000.logits.f16", users_file(t / "notes.txt")) else [],
      ["cache/epoch_0000.logits.f16 is a symbolic link", "never writes through a link"], 2, None,
      users_files_kept("notes.txt")),
+    ("cache-marker-garbled", lambda t, f: ["cache", "info", str(garbled_marker(t, f)), "--verify"],
+     ["done/epoch_0000.rank_0000 (the marker of rank 0's rows) is unreadable", "a damaged marker", "the cache is damaged",
+      "record that block again"]),
+    # ---- hash records removed or renamed: damage, not "an older ofakd"
+    ("weights-hash-renamed", lambda t, f: ["eval", str(renamed_weights_hash(t, f))],
+     ["copy/best.safetensors is damaged", "lacks the ofakd_sha256 that every file of its format"]),
+    ("export-hash-removed", lambda t, f: ["eval", str(flip(exported(t, f, without_sha256) / "model.safetensors").parent)],
+     ["export/model.safetensors cannot be checked", "lacks its sha256", "export it again"]),
+    ("export-config-edited", lambda t, f: ["eval", str(exported(t, f, one_more_class))],
+     ["export/config.json does not describe the exported weights", "randomly initialised", "export it again"]),
     # ---- exports into a folder of the user's
     ("export-over-users-readme", lambda t, f: ["export", str(f), "--out", str(users_file(t / "mine" / "README.md").parent)],
      ["mine/README.md was not written by ofakd export", "never replaces a file it did not write", "another --out"], 2,

@@ -120,7 +120,7 @@ def test_train_distill_eval_chain(ofakd_cli, tmp_path):
     assert code == 0, err
     result = json.loads(out)
     assert result["count"] == 32 and result["split"] == "val"
-    assert "note: evaluating the run's 32-image val subset" in err  # a run folder: its own (sub)set, said so
+    assert "note: evaluated the run's 32-image val subset" in err  # a run folder: its own (sub)set, said so
     assert result["top1"] == pytest.approx(summary["best_top1"]) and result["top5"] == pytest.approx(summary["best_top5"])
     # per-class accuracies weighted by their counts give the overall top-1; images/s is measured
     per_class = [a * n / 100 for a, n in zip(result["per_class_accuracy"], result["per_class_count"]) if n]

@@ -2,7 +2,8 @@
 
 Fields (JSON)::
 
-    format, version            "ofakd-teacher-cache", 1
+    format, version            "ofakd-teacher-cache", 2 (1: a cache of an older ofakd, whose block markers
+                               carry no sha256; read with a warning, and never reported as verified)
     teacher                    name, kwargs, checkpoint (path, informational), checkpoint_sha256
                                (sha256 of that file, or null), weights_sha256 (sha256 of the loaded
                                state_dict's tensors), num_classes, num_features (D_t, sizes OFA's
@@ -35,7 +36,11 @@ from ..errors import CacheMismatchError
 from ..run_folder.digest import file_sha256
 
 FORMAT = "ofakd-teacher-cache"
-VERSION = 1
+VERSION = 2
+"""The format this ofakd records: every block's marker carries the sha256 of its rows."""
+READABLE_VERSIONS = (1, 2)
+UNHASHED_VERSIONS = (1,)
+"""Formats whose block markers carry no sha256 (an older ofakd's): the only caches read without them."""
 VIEW_AUGMENT_FIELDS = tuple(
     name for name in AugmentConfig.model_fields if name not in ("crop_pct", "smoothing")
 )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import CacheError, CacheMismatchError
-from .manifest import FORMAT, VERSION, check_fields, request_fields
+from .manifest import FORMAT, READABLE_VERSIONS, UNHASHED_VERSIONS, VERSION, check_fields, request_fields
 from .storage import Layout
 from .topk import reconstruct_topk
 
@@ -51,13 +51,14 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"teacher cache {directory}: manifest.json is not an ofakd teacher-cache manifest; pass the folder that "
             "`ofakd cache record --out DIR` wrote"
         )
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise CacheMismatchError(
             directory,
             "version",
             manifest.get("version"),
             VERSION,
-            "this ofakd reads cache format version 1 only: record the cache again",
+            f"this ofakd reads cache format versions {' and '.join(map(str, READABLE_VERSIONS))} only: record the "
+            "cache again",
         )
     return manifest
 
@@ -76,6 +77,7 @@ class TeacherCache:
             k=m["k"],
             rows_per_epoch=m["views_per_epoch"],
             rows_per_rank=m["steps_per_epoch"] * m["batch_size"],
+            hashed=m["version"] not in UNHASHED_VERSIONS,
         )
         self._maps: dict[int, dict[str, np.memmap]] = {}
         self._checked: set[tuple[int, int]] = set()
@@ -108,7 +110,13 @@ class TeacherCache:
     def verify(self, epochs=None, *, hashes: bool = False) -> None:
         """Raise :class:`CacheError` unless every rank of ``epochs`` (default: all) is recorded and
         every file of those epochs has its full size; with ``hashes`` also unless every block's rows match
-        the sha256 recorded with them (a read of the whole cache: ``ofakd cache info --verify``)."""
+        the sha256 recorded with them (a read of the whole cache: ``ofakd cache info --verify``), which a cache
+        of an older format, recorded without them, cannot be."""
+        if hashes and not self.layout.hashed:
+            raise CacheError(
+                f"teacher cache {self.directory} cannot be verified: it was recorded by an older ofakd (format version "
+                f"{self.manifest['version']}), whose blocks carry no sha256; record it again to have it checked"
+            )
         for epoch in range(self.epochs) if epochs is None else epochs:
             for rank in range(self.world_size):
                 if not self.is_done(epoch, rank):
@@ -130,7 +138,7 @@ class TeacherCache:
         recorded sha256 (a cache of an older ofakd has none: a warning, once)."""
         if (epoch, rank) in self._checked:
             return
-        if self.layout.recorded_hashes(epoch, rank) is None and not self._checked:
+        if not self.layout.hashed and not self._checked:
             warnings.warn(f"teacher cache {self.directory} was recorded by an older ofakd: its blocks carry no "
                           "sha256, so damaged bytes cannot be found; record it again to have them checked",
                           stacklevel=2)

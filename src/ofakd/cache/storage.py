@@ -83,8 +83,11 @@ class Layout:
         k: int,
         rows_per_epoch: int,
         rows_per_rank: int,
+        hashed: bool = True,
     ) -> None:
         self.directory = Path(directory)
+        self.hashed = hashed
+        """Whether every block's marker carries the sha256 of its rows (every format but an older ofakd's)."""
         self.storage = storage
         self.k = k
         self.arrays = array_specs(storage, num_classes, k)
@@ -131,18 +134,24 @@ class Layout:
         return file_sha256(self.path(epoch, spec), start, self.rows_per_rank * spec.row_bytes())
 
     def recorded_hashes(self, epoch: int, rank: int) -> dict[str, str] | None:
-        """The sha256 per array that the block's marker records; None for a marker of an older ofakd."""
+        """The sha256 per array that the block's marker records; None for a marker that records none (an older
+        ofakd's, or a damaged one)."""
         try:
-            marker = json.loads(self.marker(epoch, rank).read_text())
+            marker = json.loads(self.marker(epoch, rank).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         hashes = marker.get("sha256") if isinstance(marker, dict) else None
         return hashes if isinstance(hashes, dict) else None
 
     def block_problem(self, epoch: int, rank: int) -> str | None:
-        """None when ``rank``'s rows of ``epoch`` match their recorded hashes (or none are recorded)."""
+        """None when ``rank``'s rows of ``epoch`` match their recorded hashes (or, in an older format, none are
+        recorded). In the current format a marker without every array's sha256 is damage, like a differing one."""
         recorded = self.recorded_hashes(epoch, rank) or {}
         for spec in self.arrays:
+            if self.hashed and not isinstance(recorded.get(spec.name), str):
+                return (f"{self.marker(epoch, rank)} (the marker of rank {rank}'s rows) is unreadable or lacks the "
+                        f"sha256 of its rows in {self.path(epoch, spec).name}: a damaged marker, those rows cannot be "
+                        "checked")
             if spec.name in recorded and self.block_sha256(epoch, rank, spec) != recorded[spec.name]:
                 return (f"{self.path(epoch, spec)}: the rows of rank {rank} differ from the sha256 recorded with "
                         "them (flipped or overwritten bytes)")

@@ -68,14 +68,13 @@ def run(args: argparse.Namespace) -> int:
     raw["method"] = {"name": "vanilla"}
     raw.pop("teacher", None)
     cfg = validate(raw)
-    subset = cfg.data.val_subset if args.split == "val" else cfg.data.train_subset
-    if subset is not None:
-        print(f"note: evaluating the run's {subset}-image {args.split} subset (data.{args.split}_subset); "
-              f"--data.{args.split}_subset null for the whole split", file=sys.stderr)
-
     with distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout) as dist:  # under torchrun: a share each
         result, names = evaluate_target(cfg, split=args.split, dist=dist,
                                         last_pt=weights.suffix == ".pt" and args.weights == "last")
+    subset = cfg.data.val_subset if args.split == "val" else cfg.data.train_subset
+    if subset is not None and dist.is_main:  # (once the weights and data were read: an error stays one line)
+        print(f"note: evaluated the run's {subset}-image {args.split} subset (data.{args.split}_subset); "
+              f"--data.{args.split}_subset null for the whole split", file=sys.stderr)
     if dist.is_main:
         _print(result, names, args, model=cfg.student.name, dataset=cfg.data.name,
                title=f"{cfg.student.name} on {cfg.data.name} {args.split}")

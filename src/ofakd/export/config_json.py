@@ -6,7 +6,8 @@
                         "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "squash", ...},
      "label_names": ["0", "1", ...],
      "ofakd": {"run": "NAME", "weights": "best.safetensors (EMA, epoch 3)", "ema": true,
-               "weights_sha256": "...", "exports": {"onnx": {"file": "model.onnx", "max_abs_diff": 1e-07}}}}
+               "weights_sha256": "...", "format": 2,
+               "exports": {"onnx": {"files": ["model.onnx"], "sha256": {"model.onnx": "..."}, ...}}}}
 
 timm builds the model from ``architecture`` + ``model_args`` and reads preprocessing from
 ``pretrained_cfg``; the ``ofakd`` block is provenance only, with no local path in it (the run folder by
@@ -25,6 +26,10 @@ from torch import nn
 from .. import __version__
 from ..run_folder.digest import tensors_sha256
 from .student import StudentInfo
+
+EXPORT_FORMAT = 2
+"""The ``ofakd.format`` of the exports this ofakd writes: each export lists the sha256 of each of its files (an
+export without ``format``, of an older ofakd, may not)."""
 
 # Facts about the source checkpoint timm's default config carries that do not describe our weights.
 _SOURCE_ONLY_KEYS = ("tag", "license", "origin_url", "paper_ids", "paper_name", "notes", "hf_hub_id", "url", "file")
@@ -61,6 +66,7 @@ def build_config(model: nn.Module, info: StudentInfo, digest: str) -> dict[str, 
         "top1": info.top1,
         "data": info.data.model_copy(update={"root": None}).model_dump(mode="json") if info.data is not None else None,
         "weights_sha256": digest,
+        "format": EXPORT_FORMAT,
         "ofakd_version": __version__,
         "exports": {},
     }

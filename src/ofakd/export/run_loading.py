@@ -268,10 +268,14 @@ def _load_weights_file(path: Path) -> tuple[nn.Module, StudentInfo]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
+    """The JSON mapping in ``path`` ({} when there is none); a file that is not UTF-8 JSON text is an error."""
+    if not path.is_file():
         return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError, UnicodeDecodeError (bytes that are not text)
+        raise StudentSourceError(f"{path} is not readable JSON text ({err}); export the model again") from None
+    return found if isinstance(found, dict) else {}
 
 
 def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
@@ -291,6 +295,7 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
     except Exception as err:  # timm raises several types for a bad folder
         raise StudentSourceError(f"timm cannot load {path} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     model.eval()
+    _check_built_weights(path, model, config)
     preprocess = Preprocess.from_timm(model.pretrained_cfg)
     describe_input(model, preprocess.to_timm())  # as every student ofakd loads (tuples where JSON gave lists)
     ofakd = config.get("ofakd") or {}
@@ -318,12 +323,33 @@ def _check_export_hash(weights: Path, config: dict[str, Any]) -> None:
     if not isinstance(ofakd, dict):
         return  # not exported by ofakd: nothing recorded
     recorded = ((ofakd.get("exports") or {}).get("timm") or {}).get("sha256", {}).get(weights.name)
+    if recorded is None and "format" in ofakd:
+        raise WeightsDamaged(
+            f"{weights} cannot be checked: {EXPORT_CONFIG} (ofakd format {ofakd['format']}, whose exports "
+            "always record it) lacks its sha256, so the folder is damaged; export it again "
+            "(ofakd export RUN_DIR --format timm --overwrite)"
+        )
     if recorded is None:
         warnings.warn(f"{weights} has no sha256 in {EXPORT_CONFIG} (exported by an older ofakd): it is used "
                       "unchecked", stacklevel=3)
     elif file_sha256(weights) != recorded:
         raise WeightsDamaged(
             f"{weights} is damaged: its sha256 differs from the one {EXPORT_CONFIG} records for it; export it again "
+            "(ofakd export RUN_DIR --format timm --overwrite)"
+        )
+
+
+def _check_built_weights(path: Path, model: nn.Module, config: dict[str, Any]) -> None:
+    """The model timm built from ``config.json`` must hold exactly the exported weights (``ofakd.weights_sha256``):
+    an edited ``num_classes`` or ``model_args`` makes timm re-initialise the layers that no longer fit."""
+    from .config_json import weights_digest
+
+    recorded = (config.get("ofakd") or {}).get("weights_sha256") if isinstance(config.get("ofakd"), dict) else None
+    if recorded is not None and weights_digest(model) != recorded:
+        raise WeightsDamaged(
+            f"{path / EXPORT_CONFIG} does not describe the exported weights: the model timm builds from it "
+            "(architecture, num_classes, model_args) differs from the one exported (some layers would be randomly "
+            "initialised); restore the folder's config.json or export it again "
             "(ofakd export RUN_DIR --format timm --overwrite)"
         )
 

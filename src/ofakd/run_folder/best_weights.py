@@ -4,8 +4,10 @@ The metadata is a :class:`StudentMetadata`, stored as ``ofakd_<field>`` keys wit
 enough to rebuild the student without its run folder (``ofakd eval``, ``ofakd export``).
 ``ofakd_sha256`` holds the content hash: sha256 of the other ``ofakd_*`` metadata (as JSON, keys
 sorted) and of every tensor (:func:`~ofakd.run_folder.digest.tensors_sha256`). :func:`read_weights`
-checks it; a file that fails is :class:`WeightsDamaged`, never used. A file written by an older
-ofakd (no hash) is read with a warning; a file ofakd did not write (no ``ofakd_*`` keys) as it is.
+checks it; a file that fails is :class:`WeightsDamaged`, never used. ``ofakd_format`` (2) says the file is
+of the format that always carries the hash: such a file without it (removed or renamed) is damaged too. Only a
+file of an older ofakd (``ofakd_*`` keys, no ``ofakd_format``) is read unhashed, with a warning; a file ofakd
+did not write (no ``ofakd_*`` keys) is read as it is.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class WeightsDamaged(OfakdError):
 
 
 HASH_KEY = KEY_PREFIX + "sha256"
+FORMAT_KEY, FORMAT = KEY_PREFIX + "format", "2"
+"""The format of the files this ofakd writes: every one carries :data:`HASH_KEY`."""
 
 
 def save_weights(path: str | Path, model: nn.Module, metadata: StudentMetadata | None = None) -> None:
@@ -78,7 +82,7 @@ def save_weights(path: str | Path, model: nn.Module, metadata: StudentMetadata |
     and the content hash."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     recorded = metadata.to_metadata() if metadata is not None else {}
-    meta = {"format": "pt", **{k: json.dumps(v) for k, v in recorded.items()}}
+    meta = {"format": "pt", **{k: json.dumps(v) for k, v in recorded.items()}, FORMAT_KEY: FORMAT}
     meta[HASH_KEY] = _content_sha256(tensors, meta)
     data = save(tensors, metadata=meta)
     atomic_write(path, lambda f: f.write(data))
@@ -92,11 +96,13 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         meta = f.metadata() or {}
         tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     recorded = meta.get(HASH_KEY)
+    fix = "restore it from a copy (for a run's best.safetensors, or use its last.pt: --weights last)"
     if recorded is not None and recorded != _content_sha256(tensors, meta):
-        raise WeightsDamaged(
-            f"{path} is damaged: its tensors or metadata differ from the sha256 recorded when it was written; "
-            "restore it from a copy (for a run's best.safetensors, or use its last.pt: --weights last)"
-        )
+        raise WeightsDamaged(f"{path} is damaged: its tensors or metadata differ from the sha256 recorded when it "
+                             f"was written; {fix}")
+    if recorded is None and FORMAT_KEY in meta:
+        raise WeightsDamaged(f"{path} is damaged: its metadata lacks the {HASH_KEY} that every file of its format "
+                             f"({FORMAT_KEY} {meta[FORMAT_KEY]}) carries, so its content cannot be checked; {fix}")
     if recorded is None and any(key.startswith(KEY_PREFIX) for key in meta):
         warnings.warn(f"{path} carries no content hash (written by an older ofakd): it is used unchecked",
                       stacklevel=2)
