@@ -190,6 +190,22 @@ def exported(tmp: Path, run: Path, edit: Callable[[dict], None]) -> Path:
     return tmp / "export"
 
 
+NOT_TEXT = b"train:\n  lr: \xff\xfe\x80 0.1\n"
+"""Bytes that are not UTF-8 text (a binary file, a file in another encoding)."""
+
+
+def with_file_not_text(tmp: Path, run: Path, name: str) -> Path:
+    """A copy of a finished run whose ``name`` holds bytes that are not UTF-8 text."""
+    copy = run_copy(run, tmp / "copy")
+    write(copy / name, NOT_TEXT)
+    return copy
+
+
+ALIAS_BOMB = "student:\n  kwargs:\n    a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"    {chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+"""A 'billion laughs': 9 levels of 9 aliases, 9**9 (387 million) strings once expanded, in 300 bytes."""
+
+
 def without_sha256(config: dict) -> None:
     del config["ofakd"]["exports"]["timm"]["sha256"]
 
@@ -426,6 +442,26 @@ CASES = [Case(*case) for case in [
     ("lr-beyond-float32", lambda t, f: [*tiny(t), "--train.lr", "1e300"], ["train.lr", "beyond float32's range"]),
     ("model-kwargs-num-classes", lambda t, f: [*tiny(t), "--set", "student.kwargs.num_classes=5"],
      ["student.kwargs", "num_classes comes from the data set", "remove it"]),
+    ("config-not-text", lambda t, f: ["train", "--config", str(write(t / "latin1.yaml", NOT_TEXT))],
+     ["latin1.yaml is not UTF-8 text (byte 0xff at position 13)", "YAML text file"]),
+    ("resume-config-not-text", lambda t, f: ["train", "--resume", str(with_file_not_text(t, f, "config.yaml"))],
+     ["copy/config.yaml is not UTF-8 text"]),
+    ("eval-config-not-text", lambda t, f: ["eval", str(with_file_not_text(t, f, "config.yaml"))],
+     ["copy/config.yaml is not UTF-8 text"]),
+    ("export-config-not-text", lambda t, f: ["export", str(with_file_not_text(t, f, "config.yaml")), "--out",
+                                             str(t / "export")], ["copy/config.yaml is not UTF-8 text"]),
+    ("teacher-run-config-not-text", lambda t, f: [*tiny(t, "distill"), "--teacher-run",
+                                                  str(with_file_not_text(t, f, "config.yaml"))],
+     ["copy/config.yaml is not UTF-8 text"]),
+    ("report-summary-not-text", lambda t, f: ["report", str(with_file_not_text(t, f, "summary.json"))],
+     ["copy/summary.json is not valid JSON text", "invalid start byte"]),
+    ("export-json-not-text", lambda t, f: ["eval", str(write(exported(t, f, lambda c: None) / "config.json",
+                                                             NOT_TEXT).parent)],
+     ["export/config.json is not readable JSON text"]),
+    ("yaml-alias-bomb", lambda t, f: ["train", "--config", str(write(t / "bomb.yaml", ALIAS_BOMB))],
+     ["bomb.yaml: its aliases expand to more than 100,000 values", "write the values out"]),
+    ("cka-val-subset-zero", lambda t, f: [*cka_args(t / "cka"), "--val-subset", "0"],
+     ["data.val_subset", "must be a positive number of images"]),
     ("duplicate-yaml-key", lambda t, f: ["train", "--config", str(write(t / "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n"))],
      ["dup.yaml line 3", "key 'lr' appears twice", "keep one"]),
     ("out-dir-is-a-file", lambda t, f: [*tiny(t), "--out-dir", str(write(t / "afile", "x"))],
@@ -604,3 +640,30 @@ def test_the_documented_catalogue_is_the_tested_one():
     assert [int(row[1]) for row in rows] == list(range(1, len(rows) + 1))
     documented = [row[4].strip().strip("`") for row in rows]
     assert sorted(documented) == sorted(case.id for case in CASES)
+
+
+@pytest.mark.parametrize("command", ["train", "eval-run", "eval-export", "cka", "cache-record", "tune"])
+def test_val_subset_zero_is_one_line_in_every_command(command, tmp_path, finished, capsys):
+    """``--val-subset 0`` (``--data.val_subset 0``) names the field in one line in every command that takes it."""
+    argv = {"train": lambda: tiny(tmp_path),
+            "eval-run": lambda: ["eval", finished],
+            "eval-export": lambda: ["eval", exported(tmp_path, finished, lambda c: None)],
+            "cka": lambda: cka_args(tmp_path / "cka"),
+            "cache-record": lambda: cache_record_args(finished, tmp_path / "cache"),
+            "tune": lambda: ["tune", "--config", "demo", "--out", tmp_path / "tune"]}[command]()
+    flag = "--val-subset" if command == "cka" else "--data.val_subset"
+    code, err = run_cli(capsys, [*argv, flag, "0"])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "data.val_subset: must be a positive number of images" in err and "Traceback" not in err
+
+
+def test_metrics_lines_that_are_not_records_are_named_once(finished, tmp_path, capsys):
+    """A metrics.jsonl with a garbage line and a line that is not text: `ofakd report` says so, once, and reports
+    the run from the records that remain."""
+    copy = run_copy(finished, tmp_path / "copy")
+    lines = (copy / "metrics.jsonl").read_bytes().splitlines(keepends=True)
+    (copy / "metrics.jsonl").write_bytes(b"".join([lines[0], b"garbage\n", NOT_TEXT, *lines[1:]]))
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: 3 line\(s\) are not JSON records \(line 2 first\)") as seen:
+        code, err = run_cli(capsys, ["report", copy, "--out", tmp_path / "report"])
+    assert code == 0, err
+    assert len(seen) == 1

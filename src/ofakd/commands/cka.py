@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from ..errors import ConfigError, ModelError
 from ..run_folder import writing
 
@@ -73,17 +71,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _data_config(args: argparse.Namespace):
+    """The data flags (--data, --data-root, --val-subset, --workers) as a DataConfig; a bad value is one line."""
+    from pydantic import ValidationError
+
+    from ..data.config import DataConfig
+    from ..pydantic_errors import config_error
+
+    try:
+        return DataConfig(name=args.data, root=args.data_root, val_subset=args.val_subset, workers=args.workers)
+    except ValidationError as err:
+        raise config_error(err, DataConfig, "data.") from None
+
+
 def parse_kwargs(items: list[str], flag: str) -> dict:
     """``["img_size=32", "act_layer=gelu"]`` -> ``{"img_size": 32, "act_layer": "gelu"}``."""
+    from ..config.load import parse_value
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{flag} takes KEY=VALUE pairs, got {item!r} (e.g. {flag} img_size=32)")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key] = value
+        out[key] = parse_value(value)  # (YAML, as every command-line value is read)
     return out
 
 
@@ -126,7 +136,7 @@ def load_model(
 def run(args: argparse.Namespace) -> int:
     from ..analysis.heatmap import plot_cka_heatmap
     from ..analysis.stage_cka import cka
-    from ..data import AugmentConfig, DataConfig, build_data, dataset_num_classes
+    from ..data import AugmentConfig, build_data, dataset_num_classes
     from ..device import pick_device
     from ..teacher.input_view import teacher_adapter
 
@@ -136,9 +146,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batches must be >= 1, got {args.batches}")
     out = _output_folder(args.out)  # before the work: a folder we cannot write is found now
     device = pick_device(args.device or "auto")
-    data_config = DataConfig(
-        name=args.data, root=args.data_root, val_subset=args.val_subset, workers=args.workers
-    )
+    data_config = _data_config(args)
     models, specs = _load_pair(args, dataset_num_classes(data_config), device)
     # Load at the larger resolution; the other model gets resized, renormalised images.
     source = max(specs, key=lambda s: (s.input_size[1] * s.input_size[2], s.input_size[0]))

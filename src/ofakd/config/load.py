@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ..errors import ConfigError
 from ..pydantic_errors import config_error
 from ..suggest import nearest
-from ..yaml_files import DuplicateKeyError, Loader, dump_yaml, parse_yaml
+from ..yaml_files import DuplicateKeyError, Loader, dump_yaml, parse_yaml, read_yaml_text
 from .schema import MethodConfig, RunConfig
 
 
@@ -75,10 +75,7 @@ def _locate(ref: str, relative_to: Path | None) -> tuple[str, str, Path | None]:
         candidates.insert(0, relative_to / ref)
     for path in candidates:
         if path.is_file():
-            try:
-                return path.read_text(), str(path), path.parent
-            except OSError as err:
-                raise ConfigError(f"config: cannot read {str(path)!r} ({err.strerror})") from None
+            return read_yaml_text(path), str(path), path.parent
     looks_like_path = ref.endswith((".yaml", ".yml")) or "/" in ref or ref.startswith(".")
     if looks_like_path:
         raise ConfigError(f"config: file {ref!r} does not exist; pass a YAML path or a recipe name ({', '.join(list_recipes())})")

@@ -17,6 +17,7 @@ in the other modules of :mod:`ofakd.run_folder`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, OfakdError, StudentSourceError, UnfinishedRunError
-from ..yaml_files import parse_yaml
+from ..yaml_files import parse_yaml, read_yaml_text
 from .best_weights import StudentMetadata, WeightsDamaged, read_student_metadata, read_weights
 from .checkpoint import EMA_PREFIX, STUDENT_PREFIX, load_resume_state, load_state, strip_prefix
 from .layout import BEST, LAST, METRICS, SUMMARY, RunFolder
@@ -57,11 +58,7 @@ class RunRecord:
         """``config.yaml``: the run's whole config, a mapping of sections (a one-line ConfigError when it cannot
         be read as one)."""
         path = self.folder.config
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise ConfigError(f"config: cannot read {str(path)!r} ({err.strerror})") from None
-        raw = parse_yaml(text, str(path)) or {}
+        raw = parse_yaml(read_yaml_text(path), str(path)) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config: {path} must hold a mapping of sections (data, train, ...)")
         return raw
@@ -81,9 +78,9 @@ class RunRecord:
         if not path.is_file():
             raise OfakdError(f"{self.path} has no {SUMMARY}: pass the folder of a finished run (or a folder of runs)")
         try:
-            summary = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise OfakdError(f"{path} is not valid JSON ({err}); was the run interrupted while writing it?") from None
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError (bytes that are not text)
+            raise OfakdError(f"{path} is not valid JSON text ({err}); was the run interrupted while writing it?") from None
         if not isinstance(summary, dict):
             raise OfakdError(f"{path} must hold a JSON object")
         return summary
@@ -167,18 +164,28 @@ def runs_below(path: str | Path) -> tuple[list[Path], list[Path]]:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` (``[]`` when there is none); a torn or foreign line is skipped."""
+    """The records of a ``metrics.jsonl`` (``[]`` when there is none). A last line cut short (a run killed while
+    writing it) is skipped; any other line that is not a JSON record (not text, not JSON, not an object) is skipped
+    with one warning naming the file and the line."""
     path = Path(path)
     if not path.exists():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    out, bad = [], []
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # e.g. the last line of a run killed mid-write
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            record = None
         if isinstance(record, dict):
             out.append(record)
+        elif number < len(lines):  # (the last piece has no newline after it: a write cut short, not damage)
+            bad.append(number)
+    if bad:
+        warnings.warn(f"{path}: {len(bad)} line(s) are not JSON records (line {bad[0]} first), so they were "
+                      "skipped: the file was edited or damaged", stacklevel=2)
     return out
 
 
