@@ -389,6 +389,8 @@ CASES = [Case(*case) for case in [
     ("corrupt-image", lambda t, f: [*tiny(t), *corrupt(t)], ["cannot read image", "broken.png", "--data.skip_corrupt true"]),
     ("corrupt-image-in-a-worker", lambda t, f: [*tiny(t), *corrupt(t), "--data.workers", "1"],
      ["cannot read image", "broken.png", "--data.skip_corrupt true"]),
+    ("float-image", lambda t, f: [*tiny(t), *float_image(t)],
+     ["float.tif holds 32-bit float pixels, whose range ofakd cannot know", "8- or 16-bit"]),
     ("subset-larger-than-data", lambda t, f: [*tiny(t), "--data.train_subset", "100000"], ["data.train_subset=100000", "larger than"]),
     ("no-full-batch", lambda t, f: [*tiny(t), "--train.batch_size", "64"], ["make no full batch of 64", "lower the batch size"]),
     ("mixup-odd-batch", lambda t, f: [*tiny(t), "--augment.mixup", "0.5", "--train.batch_size", "7"], ["even batch size", "7"]),
@@ -551,6 +553,13 @@ def corrupt(tmp: Path) -> list[str]:
     good = next((tmp / "data" / "train" / "a").glob("*.png"))
     write(tmp / "data" / "train" / "a" / "broken.png", good.read_bytes()[:60])  # a PNG cut short
     return [*args, "--train.batch_size", "9"]  # one batch of every image: broken.png is in it
+
+
+def float_image(tmp: Path) -> list[str]:
+    """An image folder with one 32-bit float TIFF (a range ofakd cannot know) among its images."""
+    args = folder_data(tmp, classes=("a", "b"), n=4)
+    Image.fromarray(np.full((12, 12), 0.5, dtype=np.float32)).save(tmp / "data" / "train" / "a" / "float.tif")
+    return [*args, "--train.batch_size", "9"]  # one batch of every image: float.tif is in it
 
 
 def cache_with(tmp: Path, manifest: bytes) -> Path:

@@ -63,17 +63,40 @@ class ArrayImageDataset(Dataset):
         return cls(np.ascontiguousarray(pixels), targets)
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL's modes of one-channel images wider than 8 bits (16-bit PNG/TIFF; "I": 32-bit integers, as some decoders
+give 16-bit files)."""
+
+
 def read_image(path: str) -> Image.Image:
-    """Open and fully decode the image at ``path``; raise DataError naming it when unreadable."""
+    """Open and fully decode the image at ``path`` as 8-bit RGB or L; raise DataError naming it when unreadable.
+    A 16-bit image is scaled by its real range (v / 257: 65535 -> 255), never clipped at 255 (which would make
+    every pixel above 255 white)."""
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode in SIXTEEN_BIT_MODES:
+                return _from_16_bits(im, path)
+            if im.mode == "F":
+                raise DataError(f"image {path} holds 32-bit float pixels, whose range ofakd cannot know (0..1? "
+                                "0..255?); convert it to an 8- or 16-bit image")
             return im.copy() if im.mode in ("RGB", "L") else im.convert("RGB")
+    except DataError:
+        raise
     except UNREADABLE as e:
         raise DataError(
             f"cannot read image {path} ({type(e).__name__}: {e}); replace or delete it, "
             "or pass --data.skip_corrupt true to skip unreadable images"
         ) from None
+
+
+def _from_16_bits(im: Image.Image, path: str) -> Image.Image:
+    """A one-channel image of up to 16 bits as 8-bit L, each value v as round(v / 257)."""
+    pixels = np.asarray(im, dtype=np.int64)
+    if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+        raise DataError(f"image {path} holds {im.mode} pixels outside 0..65535 ({int(pixels.min())}..{int(pixels.max())}), "
+                        "whose range ofakd cannot know; convert it to an 8- or 16-bit image")
+    return Image.fromarray(np.rint(pixels / 257.0).astype(np.uint8))  # (2-D uint8: mode L)
 
 
 class ImageFileDataset(Dataset):
