@@ -8,10 +8,11 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch.utils.data import Dataset
 
 import ofakd
 from ofakd.engine.evaluate import evaluate
-from ofakd.errors import CacheMismatchError, ConfigError, DataError, OfakdError
+from ofakd.errors import CacheMismatchError, ConfigError, DataError, ModelError, OfakdError
 from ofakd.models.info import input_spec
 from tests.blobs import SETTINGS, Blobs, Killed, bf16_distiller, distiller
 from tests.tiny_models import SmallCNN, tiny
@@ -40,8 +41,9 @@ def test_fit_trains_given_datasets_into_a_run_folder(tmp_path):
 def test_a_crashed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
     whole = distiller()
     ofakd.fit(whole, Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="whole", **SETTINGS)
-    with pytest.raises(Killed):  # dies in epoch 2, after epoch 1's last.pt (1 check + 64 items + 8)
-        ofakd.fit(distiller(), Blobs(64, 0, crash_after=73), Blobs(16, 1), out_dir=tmp_path, name="crash", **SETTINGS)
+    with pytest.raises(Killed):  # dies in epoch 2, after epoch 1's last.pt (a batch checked + 64 items + 8)
+        ofakd.fit(distiller(), Blobs(64, 0, crash_after=88), Blobs(16, 1), out_dir=tmp_path, name="crash", **SETTINGS)
+    assert torch.load(tmp_path / "crash" / "last.pt", weights_only=True)["epoch"] == 1
     resumed = distiller()
     run = ofakd.fit(resumed, Blobs(64, 0), Blobs(16, 1), out_dir=tmp_path, name="crash", resume=True, **SETTINGS)
     assert json.loads((run / "summary.json").read_text())["steps"] == 8
@@ -157,3 +159,76 @@ def test_bad_input_names_the_problem_and_the_fix(tmp_path, change, error, messag
     with pytest.raises(error, match=message):
         ofakd.fit(made, train, Blobs(8, 1), out_dir=tmp_path, name="taken", **{**SETTINGS, **change})
     assert issubclass(error, OfakdError)
+
+
+class Altered(Dataset):
+    """``Blobs`` whose item ``at`` (every item with ``at=None``) is changed by ``change(image, label)``."""
+
+    def __init__(self, base: Dataset, change, at: int | None = 3) -> None:
+        self.base, self.change, self.at = base, change, at
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return self.change(image, label) if self.at in (None, index) else (image, label)
+
+
+class TupleStudent(SmallCNN):
+    def forward(self, x):
+        return super().forward(x), x.mean()
+
+
+def kd_with(teacher=None, student=None):
+    torch.manual_seed(0)
+    student = student if student is not None else SmallCNN(classes=3)
+    return ofakd.create_distiller("kd", teacher=teacher if teacher is not None else SmallCNN(classes=3),
+                                  student=student, input_size=(3, 16, 16))
+
+
+def same_module():
+    model = SmallCNN(classes=3)
+    return kd_with(model, model)
+
+
+BOUNDARY = {  # what fit is given -> the error that names it (issue 29, point 10; wrong types: point 7)
+    "label-out-of-range": (dict(train=Altered(Blobs(32, 0), lambda x, y: (x, 3))), DataError,
+                           r"train_set\[3\]: label 3 is outside \[0, 3\) for a student with 3 classes"),
+    "negative-label": (dict(train=Altered(Blobs(32, 0), lambda x, y: (x, -1))), DataError,
+                       r"train_set\[3\]: label -1 is outside \[0, 3\)"),
+    "float-label": (dict(train=Altered(Blobs(32, 0), lambda x, y: (x, 1.0))), DataError,
+                    r"train_set\[3\]: the label must be an integer class index, got 1.0"),
+    "string-label": (dict(train=Altered(Blobs(32, 0), lambda x, y: (x, "mid"))), DataError,
+                     r"train_set\[3\]: the label must be an integer class index, got 'mid'"),
+    "val-label-out-of-range": (dict(val=Altered(Blobs(8, 1), lambda x, y: (x, 7))), DataError,
+                               r"val_set\[3\]: label 7 is outside \[0, 3\)"),
+    "mixed-sizes": (dict(train=Altered(Blobs(32, 0), lambda x, y: (x[:, :8, :8], y))), DataError,
+                    r"train_set gives images of shape \(3, 8, 8\) but the distiller was built for input_size"),
+    "uint8-images": (dict(train=Altered(Blobs(32, 0), lambda x, y: ((x * 60).clamp(0, 255).byte(), y), at=None)),
+                     DataError, r"train_set\[0\]: the image is a torch.uint8 tensor; the models take float images"),
+    "extra-element": (dict(train=Altered(Blobs(32, 0), lambda x, y: (x, y, "note"), at=None)), DataError,
+                      r"train_set\[0\] must be \(image tensor, class index\), got a 3-item tuple"),
+    "empty-train-set": (dict(train=torch.utils.data.TensorDataset(torch.zeros(0, 3, 16, 16))), DataError,
+                        "train_set is empty"),
+    "meta-teacher": (dict(made=lambda: kd_with(SmallCNN(classes=3).to("meta"))), ModelError,
+                     r"the teacher's stem.0.weight is on the meta device: the teacher has no weights yet"),
+    "fp16-teacher": (dict(made=lambda: kd_with(SmallCNN(classes=3).half())), ModelError,
+                     r"the teacher holds torch.float16 weights .* pass teacher.float\(\)"),
+    "student-returns-a-tuple": (dict(made=lambda: kd_with(student=TupleStudent(classes=3))), ModelError,
+                                r"the student's forward returns a tuple for one image, not its logits \(1, 3\)"),
+    "teacher-is-student": (dict(made=same_module), ModelError,
+                           r"the teacher and the student are the same module .* copy.deepcopy\(model\)"),
+    "epochs-as-text": (dict(epochs="3"), ConfigError, r"epochs='3': expected int, got str; pass the value itself"),
+}
+
+
+@pytest.mark.parametrize("case", BOUNDARY, ids=list(BOUNDARY))
+def test_fit_checks_what_it_is_given_before_training(tmp_path, case):
+    change, error, message = BOUNDARY[case]
+    change = dict(change)
+    made = change.pop("made", lambda: kd_with())()
+    train, val = change.pop("train", Blobs(32, 0)), change.pop("val", Blobs(8, 1))
+    with pytest.raises(error, match=message):
+        ofakd.fit(made, train, val, out_dir=tmp_path, name="checked", **{**SETTINGS, **change})
+    assert not any(tmp_path.iterdir())  # refused before anything was written

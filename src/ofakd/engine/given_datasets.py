@@ -29,8 +29,8 @@ from ..cache import CachedTeacher
 from ..cache.record import record_given
 from ..config.schema import MethodConfig, RunConfig
 from ..data import AugmentConfig, DataBundle, array_data, given_data
+from ..data.given_items import check_first_items
 from ..data.loaders import Loading
-from ..data.views import untouched_rng
 from ..distill import Distiller
 from ..distill.method import Method
 from ..errors import ConfigError, DataError
@@ -39,6 +39,7 @@ from ..pydantic_errors import config_error
 from ..run_folder import RunFolder, default_name, sanitize_name
 from ..teacher.feature_check import check_features
 from ..teacher.protocol import TeacherSource
+from .given_models import check_models
 from .launch import distributed
 from .processes import DistContext
 from .trainer import Trainer
@@ -102,7 +103,6 @@ def fit(
                           "or leave cache_topk out")
     given = GivenData.of(train_set, val_set, augment, loader)
     names = _class_names(train_set, class_names, num_classes(distiller.student))
-    given.check(distiller)
     if given.arrays and mean is None and std is None:  # fit normalises arrays itself: the data's normalisation is known
         own = input_spec(distiller.student)
         mean, std = distiller.normalisation or (own.mean, own.std)
@@ -113,6 +113,8 @@ def fit(
     spec = _student_spec(distiller)
     cfg = run_config(distiller, spec, out_dir=out_dir, name=name, workers=workers, teacher_cache=teacher_cache,
                      train=train, given=given)
+    check_models(distiller, spec.input_size)
+    given.check(distiller, len(names), first=cfg.train.batch_size)
     folder = Path(cfg.run.out_dir) / sanitize_name(cfg.run.name)
     source = GivenSource(distiller, given, names, spec, cache_topk=cache_topk, log=log)
     live = distiller.teacher
@@ -163,17 +165,18 @@ class GivenData:
             raise ConfigError(f"loader={loader!r}: give auto, batched or per_image")
         return cls(train, val, settings, loader)
 
-    def check(self, distiller: Distiller) -> None:
-        """The data fit the distiller (Datasets: the first item is an image of its input size; both: a memory bank
-        has one row per training item)."""
+    def check(self, distiller: Distiller, classes: int, *, first: int) -> None:
+        """The data fit the distiller (Datasets: the ``first`` items of each, a batch, are (image, label) as it
+        takes them; both: a memory bank has one row per training item)."""
+        if not self.arrays:
+            for what, dataset in (("train_set", self.train), ("val_set", self.val)):
+                check_first_items(dataset, what=what, classes=classes, input_size=distiller.input_size, count=first)
         size = len(self.train[1]) if self.arrays else len(self.train)
         if distiller.needs_sample_indices and distiller.num_samples != size:
             raise ConfigError(
                 f"method {distiller.method_name!r} keeps one row per training item: build it with "
                 f"create_distiller(..., num_samples=len(train_set)) ({size}), not {distiller.num_samples}"
             )
-        if not self.arrays:
-            _check_items(distiller, self.train)
 
     def bundle(self, cfg: RunConfig, device: torch.device, dist: DistContext, class_names: list[str],
                spec: InputSpec, *, with_indices: bool, loading: Loading) -> DataBundle:
@@ -247,6 +250,7 @@ def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, na
     """The config a run of ``fit`` records: data ``python`` (with arrays: their augmentation and data path), the
     distiller's method and options, the models' timm names where they have them, the ``train`` settings
     (validated: an unknown one names the nearest)."""
+    _check_types(train)
     method = Method.of(distiller)
     teacher = getattr(distiller.teacher, "model", None)
     arrays = given is not None and given.arrays
@@ -268,6 +272,28 @@ def run_config(distiller: Distiller, spec: InputSpec, *, out_dir: str | Path, na
     label = name or default_name(method.method_name, raw["teacher"]["name"] if method.needs_teacher else None,
                                  model_label(distiller.student), "python", cfg.train.seed)
     return cfg.model_copy(update={"method": MethodConfig.of(method), "run": cfg.run.model_copy(update={"name": label})})
+
+
+def _check_types(train: dict[str, Any]) -> None:
+    """A ``train.*`` setting given in Python as a string or bool where the setting is not one (``epochs='3'``) is
+    refused: a command line's text is read as YAML, but a Python caller's value is taken as it is."""
+    from pydantic import TypeAdapter
+
+    from ..config.schema import TrainConfig
+
+    for key, value in train.items():
+        field = TrainConfig.model_fields.get(key)
+        if field is None or not isinstance(value, (str, bool)):
+            continue
+        try:
+            TypeAdapter(field.annotation).validate_python(value, strict=True)
+        except ValidationError:
+            raise ConfigError(f"{key}={value!r}: expected {_type_name(field.annotation)}, got "
+                              f"{type(value).__name__}; pass the value itself ({key}=3, not '3')") from None
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def timm_recipe(model: torch.nn.Module) -> dict[str, Any]:
@@ -298,20 +324,6 @@ def _class_names(train_set, given: Sequence[str] | None, classes: int) -> list[s
         raise DataError(f"{len(names)} class names for a student with {classes} outputs; pass class_names= with "
                         f"one name per class")
     return [str(n) for n in names]
-
-
-def _check_items(distiller: Distiller, train_set: Dataset) -> None:
-    """The first training item fits the distiller: an image of its input size."""
-    with untouched_rng():
-        item = train_set[0]
-    image = item[0] if isinstance(item, (tuple, list)) and len(item) >= 2 else None
-    if not isinstance(image, torch.Tensor):
-        raise DataError(f"train_set[0] must be (image tensor, class index), got {type(item).__name__}; add a "
-                        "transform that returns tensors (e.g. torchvision.transforms.ToTensor)")
-    expected = tuple(distiller.input_size or ())
-    if expected and tuple(image.shape) != expected:
-        raise DataError(f"train_set gives images of shape {tuple(image.shape)} but the distiller was built for "
-                        f"input_size {expected}; pass input_size= to create_distiller or resize in the data set")
 
 
 def _student_spec(distiller: Distiller) -> InputSpec:
