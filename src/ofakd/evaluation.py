@@ -16,9 +16,11 @@ student is scored here exactly as its training run scored it.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pydantic import ValidationError
+from torch import nn
 
 from .config.schema import RunConfig
 from .data import build_data, dataset_num_classes, seed_everything
@@ -35,6 +37,7 @@ from .errors import DataError
 from .export.run_loading import load_student
 from .export.student import StudentInfo
 from .models.from_config import build_model, model_spec
+from .models.info import nonfinite_tensors
 from .pydantic_errors import config_error
 from .run_folder import checkpoint_student, load_state
 
@@ -91,6 +94,16 @@ def eval_loader(
     return (bundle.train_loader if split == "train" else bundle.val_loader), bundle.class_names
 
 
+def warn_nonfinite(model: nn.Module, where) -> None:
+    """A warning naming the weights of ``model`` (read from ``where``) that hold NaN/inf: its outputs are then
+    not numbers, and every score computed from them is meaningless."""
+    bad = nonfinite_tensors(model.state_dict().items())
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        warnings.warn(f"{where}: the weights hold NaN/inf ({bad[0]}{more}), so the model's outputs are not numbers "
+                      "and its scores mean nothing; evaluate weights that are finite", stacklevel=2)
+
+
 def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False,
                     dist: DistContext = SINGLE_PROCESS) -> tuple[EvalResult, list[str]]:
     """(result, class names) of ``cfg.student`` (its ``checkpoint``; with ``last_pt`` the student inside
@@ -103,6 +116,7 @@ def evaluate_target(cfg: RunConfig, *, split: str = "val", last_pt: bool = False
     if last_pt:
         path = cfg.student.checkpoint
         model.load_state_dict(checkpoint_student(load_state(path), ema=False, where=path))
+    warn_nonfinite(model, cfg.student.checkpoint)
     spec = model_spec(model, cfg.student)
     augment = cfg.augment.model_copy(update=PLAIN_TRAIN) if split == "train" else cfg.augment
     bundle = build_data(cfg.data, augment, input_size=spec.input_size, mean=spec.mean, std=spec.std,

@@ -44,7 +44,7 @@ def problem(err: ValidationError, root: type[BaseModel], prefix: str = "") -> st
         parent = model_at(root, loc[:-1])
         return unknown_key(str(loc[-1]), list(parent.model_fields) if parent is not None else [],
                            prefix + "".join(f"{part}." for part in loc[:-1]))
-    path = prefix + ".".join(str(p) for p in loc)
+    path = (prefix + ".".join(str(p) for p in loc)).rstrip(".")  # (an error of a whole section: its name)
     return f"{path or 'config'}: {describe(first)}"
 
 

@@ -181,6 +181,19 @@ def renamed_weights_hash(tmp: Path, run: Path) -> Path:
     return copy
 
 
+def nan_weights(tmp: Path, run: Path) -> Path:
+    """A copy of a finished run whose best.safetensors holds a NaN bias, written (and hashed) as ofakd writes it."""
+    from ofakd.evaluation import load_student
+    from ofakd.run_folder import read_student_metadata, save_weights
+
+    copy = run_copy(run, tmp / "copy")
+    model, _ = load_student(copy)
+    with torch.no_grad():
+        model.get_classifier().bias.fill_(float("nan"))
+    save_weights(copy / "best.safetensors", model, read_student_metadata(copy / "best.safetensors"))
+    return copy
+
+
 def exported(tmp: Path, run: Path, edit: Callable[[dict], None]) -> Path:
     """A timm export of a finished run whose config.json ``edit`` changed."""
     quietly(["export", run, "--out", tmp / "export"])
@@ -192,6 +205,15 @@ def exported(tmp: Path, run: Path, edit: Callable[[dict], None]) -> Path:
 
 NOT_TEXT = b"train:\n  lr: \xff\xfe\x80 0.1\n"
 """Bytes that are not UTF-8 text (a binary file, a file in another encoding)."""
+
+
+def edited_config(tmp: Path, run: Path, old: str, new: str) -> Path:
+    """A copy of a finished run whose config.yaml had ``old`` replaced by ``new`` (a one-line edit)."""
+    copy = run_copy(run, tmp / "copy")
+    text = (copy / "config.yaml").read_text()
+    assert old in text
+    (copy / "config.yaml").write_text(text.replace(old, new, 1))
+    return copy
 
 
 def with_file_not_text(tmp: Path, run: Path, name: str) -> Path:
@@ -330,6 +352,9 @@ CASES = [Case(*case) for case in [
     ("resume-not-a-run", lambda t, f: ["train", "--resume", str(t)], ["no config.yaml there", "runs/NAME"]),
     ("resume-changes-recipe", lambda t, f: ["train", "--resume", str(f), "--set", "train.lr=1"],
      ["'train.lr' cannot change", "Start a new run"]),
+    ("resume-edited-config", lambda t, f: ["train", "--resume", str(edited_config(t, f, "epochs: 1", "epochs: 5"))],
+     ["config.yaml differs from the recipe last.pt records at 'train.epochs' (1 in last.pt, 5 in config.yaml)",
+      "restore it", "--train.epochs VALUE"]),
     ("resume-with-overwrite", lambda t, f: ["train", "--resume", str(f), "--overwrite"],
      ["--resume", "--overwrite would delete it", "pass one of them"]),
     ("resume-damaged-checkpoint", lambda t, f: ["train", "--resume", str(damaged_copy(f, t))],
@@ -373,6 +398,9 @@ CASES = [Case(*case) for case in [
     ("teacher-without-weights", lambda t, f: [*tiny(t, "distill"), "--set", "teacher.random_init=false"],
      ["teacher test_byobnet has no weights", "--teacher-checkpoint PATH", "--teacher-run runs/NAME",
       "--teacher-random-init"]),
+    ("eval-edited-config", lambda t, f: ["eval", str(edited_config(t, f, "val_subset: 8", "val_subset: 4"))],
+     ["copy/config.yaml differs from the recipe best.safetensors records at data.val_subset (8 there, 4 in",
+      "--data.val_subset VALUE"]),
     ("eval-missing-target", lambda t, f: ["eval", str(t / "nothing")], ["nothing", "does not exist", "run folder"]),
     ("eval-run-without-best", lambda t, f: ["eval", str(without_best(f, t))], ["has no best.safetensors", "no epoch finished"]),
     # ---- data folders
@@ -419,6 +447,8 @@ CASES = [Case(*case) for case in [
      ["export/model.safetensors cannot be checked", "lacks its sha256", "export it again"]),
     ("export-config-edited", lambda t, f: ["eval", str(exported(t, f, one_more_class))],
      ["export/config.json does not describe the exported weights", "randomly initialised", "export it again"]),
+    ("export-nan-weights", lambda t, f: ["export", str(nan_weights(t, f)), "--out", str(t / "export")],
+     ["the weights of", "copy hold NaN/inf (head.bias)", "export weights that are finite"]),
     # ---- exports into a folder of the user's
     ("export-over-users-readme", lambda t, f: ["export", str(f), "--out", str(users_file(t / "mine" / "README.md").parent)],
      ["mine/README.md was not written by ofakd export", "never replaces a file it did not write", "another --out"], 2,
@@ -434,7 +464,15 @@ CASES = [Case(*case) for case in [
     ("method-option-wrong-type", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "hot"],
      ["method.temperature", "expected a number", "'hot'"]),
     ("zero-temperature", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "0"],
-     ["method.temperature", "temperature must be > 0", "got 0"]),
+     ["method.temperature", "temperature must be >= 0.01", "got 0"]),
+    ("temperature-below-floor", lambda t, f: [*tiny(t, "distill"), "--method.temperature", "1e-30"],
+     ["method.temperature", "temperature must be >= 0.01", "one-hot for any logits", "got 1e-30"]),
+    ("every-loss-weight-zero", lambda t, f: [*tiny(t, "distill"), "--method.kd_weight", "0", "--method.gt_weight", "0"],
+     ["config: method: every loss weight is 0 (gt_weight, kd_weight)", "learn nothing"]),
+    ("momentum-of-one-or-more", lambda t, f: [*tiny(t), "--train.optimizer", "sgd", "--train.momentum", "2"],
+     ["train.momentum", "less than 1", "got 2"]),
+    ("momentum-for-adamw", lambda t, f: [*tiny(t), "--train.optimizer", "adamw", "--train.momentum", "0.5"],
+     ["train.momentum 0.5 does nothing for adamw", "remove train.momentum"]),
     ("negative-loss-weight", lambda t, f: [*tiny(t, "distill"), "--method", "ofa", "--method.ofa_weight", "-1"],
      ["method.ofa_weight", "loss weight must be >= 0", "got -1"]),
     # ---- values the engine cannot compute with
@@ -676,3 +714,16 @@ def test_metrics_lines_that_are_not_records_are_named_once(finished, tmp_path, c
         code, err = run_cli(capsys, ["report", copy, "--out", tmp_path / "report"])
     assert code == 0, err
     assert len(seen) == 1
+
+
+def test_report_names_an_edited_summary_and_reports_the_weights_value(finished, tmp_path, capsys):
+    """summary.json's best top-1 edited to 99.9: `ofakd report` says so and reports best.safetensors' value."""
+    copy = run_copy(finished, tmp_path / "copy")
+    summary = json.loads((copy / "summary.json").read_text())
+    true_top1 = summary["best_top1"]
+    (copy / "summary.json").write_text(json.dumps({**summary, "best_top1": 99.9}))
+    with pytest.warns(UserWarning, match=r"summary.json differs from best.safetensors at best_top1 99.9"):
+        code, err = run_cli(capsys, ["report", copy, "--out", tmp_path / "report"])
+    assert code == 0, err
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "99.9" not in table and f"{true_top1:.2f}" in table

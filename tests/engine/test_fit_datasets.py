@@ -232,3 +232,15 @@ def test_fit_checks_what_it_is_given_before_training(tmp_path, case):
     with pytest.raises(error, match=message):
         ofakd.fit(made, train, val, out_dir=tmp_path, name="checked", **{**SETTINGS, **change})
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_resume_refuses_a_teacher_with_other_weights(tmp_path):
+    """fit(resume=True) with the teacher rebuilt with other weights stops, naming the teacher (issue 29, point 7);
+    the same weights resume."""
+    ofakd.fit(kd_with(), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="r", **{**SETTINGS, "epochs": 1})
+    torch.manual_seed(5)
+    other = kd_with(SmallCNN(classes=3))  # the same student, a teacher of other weights
+    with pytest.raises(ConfigError, match=r"the teacher's weights differ from the ones the run trained with"):
+        ofakd.fit(other, Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="r", resume=True, **SETTINGS)
+    ofakd.fit(kd_with(), Blobs(32, 0), Blobs(8, 1), out_dir=tmp_path, name="r", resume=True, **SETTINGS)
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["complete"]

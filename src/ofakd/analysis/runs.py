@@ -133,7 +133,7 @@ def _number(value) -> bool:
 def load_run(path: str | Path) -> Run:
     """Read a finished run folder; a missing or broken ``summary.json`` is an :class:`OfakdError`."""
     record = RunRecord.at(path)
-    summary = record.summary()
+    summary = record.checked_summary()
     records = record.metrics()
     config = record.config() if record.has_config else None
     return Run(path=record.path, summary=summary, train=[r for r in records if r.get("kind") == "train"],

@@ -29,6 +29,10 @@ class CachedTeacher:
         self.cycle = cycle
         self._reader: EpochReader | None = None
 
+    def weights_sha256(self) -> str | None:
+        """The recorded teacher's weights, as the cache's manifest names them."""
+        return self.cache.manifest["teacher"].get("weights_sha256")
+
     @property
     def num_classes(self) -> int:
         return self.cache.num_classes

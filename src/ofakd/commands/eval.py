@@ -84,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
 def _run_export(target: Path, args) -> int:
     """A model exported with ``ofakd export --format timm``: plain timm loads it; data from the flags."""
     from ..device import pick_device
-    from ..evaluation import eval_loader, evaluate, load_student, resolve_data
+    from ..evaluation import eval_loader, evaluate, load_student, resolve_data, warn_nonfinite
 
     overrides = list(getattr(args, "overrides", None) or [])
     settings = dict(overrides)
     model, info = load_student(target)
+    warn_nonfinite(model, target)
     # the whole split: the subsets the model's run trained and validated on are not inherited
     whole = [("data.val_subset", None), ("data.train_subset", None)] if info.data is not None else []
     data = resolve_data(info, whole + overrides)
@@ -119,7 +120,7 @@ def _config_and_weights(target: Path, args) -> tuple[dict, Path]:
         weights = run.folder.best if args.weights == "best" else run.folder.last
         if not weights.is_file():
             raise ConfigError(f"{target} has no {weights.name} yet (no epoch finished)")
-        return run.config(), weights
+        return run.checked_config(), weights
     if not target.is_file():
         raise ConfigError(f"{target} does not exist; pass a run folder or a weights file")
     raw = read_recipe(args.config) if args.config else {}

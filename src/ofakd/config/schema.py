@@ -77,7 +77,10 @@ class TrainConfig(BaseModel):
     """Learning rate at the start of warm-up (linear ramp to lr)."""
     optimizer: str = "adamw"
     """Any timm optimizer name: sgd, adamw, lamb, ..."""
-    momentum: float = Field(0.9, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """Momentum of the SGD-style optimizers (sgd, momentum, rmsprop, lars, ...), < 1: each step keeps momentum x the
+    previous update, so at 1 or more the updates grow without bound. Adam-style optimizers take betas instead: a
+    momentum other than the default 0.9 given to one is an error (it would do nothing)."""
     weight_decay: float = Field(0.05, ge=0)
     """Not applied to biases, norm layers and the model's no_weight_decay() parameters (timm convention)."""
     scheduler: Literal["cosine", "step"] = "cosine"
@@ -200,6 +203,21 @@ def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two config dicts, other than those a resume may change
     (:data:`RESUME_SAFE_KEYS`, :data:`RESUME_EXTENDS`)."""
     return [key for key in _changed_keys(old, new) if key not in (*RESUME_SAFE_KEYS, *RESUME_EXTENDS)]
+
+
+def edited_keys(recorded: dict[str, Any], on_disk: dict[str, Any], running: dict[str, Any]) -> list[str]:
+    """Dotted keys where a run's config file ``on_disk`` differs from the ``recorded`` recipe (its checkpoint's) and
+    the ``running`` config takes the file's value (no command-line flag overrode it), other than
+    :data:`RESUME_SAFE_KEYS`: an edit of the file that would silently change a resumed run."""
+    return [key for key in _changed_keys(recorded, on_disk)
+            if key not in RESUME_SAFE_KEYS and lookup(running, key) == lookup(on_disk, key)]
+
+
+def lookup(tree: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` in nested mappings (None when absent)."""
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated, ClassVar, Literal
 
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from torch import nn
 
 from ..errors import ConfigError
@@ -47,9 +47,15 @@ def _check_loss_weight(value: float) -> float:
     return value
 
 
+TEMPERATURE_FLOOR = 0.01
+"""The lowest softmax temperature accepted: below it softmax(z / T) is one-hot for any logits a network gives
+(a difference of 0.5 between two logits becomes 50) and z / T overflows half precision."""
+
+
 def _check_temperature(value: float) -> float:
-    if value <= 0:
-        raise ValueError("a softmax temperature must be > 0 (1 is the plain softmax; larger softens it)")
+    if value < TEMPERATURE_FLOOR:
+        raise ValueError(f"a softmax temperature must be >= {TEMPERATURE_FLOOR} (below it the softmax is one-hot for "
+                         "any logits; 1 is the plain softmax, larger softens it)")
     return value
 
 
@@ -68,6 +74,15 @@ class MethodOptions(BaseModel):
     """Weight of the cross-entropy to the ground-truth (or mixed / smoothed) targets."""
     gt_loss: Literal["ce", "bce"] = "ce"
     """Supervised loss: ce (cross-entropy) or bce (binary cross-entropy, the 'stronger' ImageNet recipe)."""
+
+    @model_validator(mode="after")
+    def _something_to_learn(self) -> MethodOptions:
+        weights = [name for name, field in type(self).model_fields.items()
+                   if any(getattr(m, "func", None) is _check_loss_weight for m in field.metadata)]
+        if weights and all(getattr(self, name) == 0 for name in weights):
+            raise ValueError(f"every loss weight is 0 ({', '.join(weights)}): the student would learn nothing; "
+                             "give at least one a weight > 0")
+        return self
 
     search_space: ClassVar[dict[str, Dimension]] = {}
     """What ``ofakd tune`` tries for the method's key options (:mod:`~ofakd.distill.search`); the learning rate

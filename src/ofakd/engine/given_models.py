@@ -22,27 +22,33 @@ def check_models(distiller: Distiller, input_size: Sequence[int]) -> None:
     if teacher is not None and _shares_parameters(teacher, student):
         raise ModelError("the teacher and the student are the same module (or share parameters): distilling would "
                          "train the teacher too; pass a separate student (another model, or copy.deepcopy(model))")
-    for role, model in (("student", student), ("teacher", teacher)):
-        if model is not None:
-            _check_weights(model, role)
+    _check_weights(student, "student")
+    if teacher is not None:  # a teacher in half precision runs under autocast of that precision (LiveTeacher(amp=))
+        half = _AUTOCAST_DTYPE.get(getattr(distiller.teacher, "amp", None))
+        _check_weights(teacher, "teacher", also=half)
     _check_logits(student, input_size)
+
+
+_AUTOCAST_DTYPE = {"bf16": "torch.bfloat16", "fp16": "torch.float16"}
 
 
 def _shares_parameters(a: nn.Module, b: nn.Module) -> bool:
     return a is b or bool({id(p) for p in a.parameters()} & {id(p) for p in b.parameters()})
 
 
-def _check_weights(model: nn.Module, role: str) -> None:
+def _check_weights(model: nn.Module, role: str, also: str | None = None) -> None:
+    """Weights that exist, in float32 (or ``also``: the dtype a teacher's own autocast runs it in)."""
     tensors = list(chain(model.named_parameters(), model.named_buffers()))
     meta = next((name for name, t in tensors if t.is_meta), None)
     if meta is not None:
         raise ModelError(f"the {role}'s {meta} is on the meta device: the {role} has no weights yet; load them first "
                          f"({role}.to_empty(device='cpu') then load_state_dict, or build it without device='meta')")
-    dtypes = sorted({str(t.dtype) for _, t in tensors if t.is_floating_point()} - {"torch.float32"})
+    dtypes = sorted({str(t.dtype) for _, t in tensors if t.is_floating_point()} - {"torch.float32", also})
     if dtypes:
         raise ModelError(f"the {role} holds {', '.join(dtypes)} weights beside float32 ones or instead of them; fit "
                          f"keeps the models in float32 (train.amp runs their forward passes in bf16/fp16): pass "
-                         f"{role}.float()")
+                         f"{role}.float()" + (", or a LiveTeacher(model, dtype=..., amp='bf16' or 'fp16') that runs "
+                                               "it in its own precision" if role == "teacher" else ""))
 
 
 def _check_logits(student: nn.Module, input_size: Sequence[int]) -> None:

@@ -75,15 +75,6 @@ def step_is_finite(total: torch.Tensor, norm: torch.Tensor | None) -> torch.Tens
     return finite & torch.isfinite(norm) if norm is not None else finite
 
 
-def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an inf (one host sync for all of them)."""
-    floats = [(name, t) for name, t in named if t.is_floating_point()]
-    if not floats:
-        return []
-    flags = torch.stack([torch.isfinite(t).all() for _, t in floats]).tolist()
-    return [name for (name, _), ok in zip(floats, flags) if not ok]
-
-
 class BufferSnapshot:
     """The buffers of a module (BatchNorm running statistics, ``num_batches_tracked``, ...) as they were at
     :meth:`save`; :meth:`restore` puts them back. Device copies only, into tensors allocated once: one more

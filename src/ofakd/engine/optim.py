@@ -4,11 +4,12 @@ schedule of a run resumed on another number of processes (:class:`ShiftedSchedul
 from __future__ import annotations
 
 import torch
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, get_optimizer_info
 from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from ..config.schema import TrainConfig
+from ..errors import ConfigError
 
 
 def param_groups(distiller: nn.Module, weight_decay: float) -> list[dict]:
@@ -35,7 +36,13 @@ def param_groups(distiller: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(cfg: TrainConfig, distiller: nn.Module) -> torch.optim.Optimizer:
     """``timm.optim.create_optimizer_v2`` (sgd = Nesterov SGD as in timm, adamw, lamb, ...) with cfg's
-    lr, weight decay and momentum (used by the momentum optimizers)."""
+    lr, weight decay and momentum (used by the momentum optimizers; a momentum other than the default given to an
+    optimizer that takes none is an error: it would silently do nothing)."""
+    default = TrainConfig.model_fields["momentum"].default
+    if cfg.momentum != default and not get_optimizer_info(cfg.optimizer).has_momentum:
+        raise ConfigError(f"train.momentum {cfg.momentum} does nothing for {cfg.optimizer}, which takes no momentum "
+                          "(an Adam-style optimizer's betas play that role): remove train.momentum, or use an "
+                          "SGD-style optimizer (sgd, momentum, rmsprop, lars)")
     return create_optimizer_v2(
         param_groups(distiller, cfg.weight_decay),
         opt=cfg.optimizer,

@@ -10,13 +10,14 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from ..config.load import dump_config, validate
-from ..config.schema import RESUME_SAFE_KEYS, resume_changes
+from ..config.load import validate
+from ..config.schema import RESUME_SAFE_KEYS, edited_keys, lookup, resume_changes
 from ..errors import ConfigError
-from ..run_folder import RunRecord, describe_checkpoint, write_text
+from ..run_folder import RunRecord, describe_checkpoint
 from .ddp import world_size_change
 from .loop import EpochResult
 from .optim import ShiftedScheduler, build_scheduler
+from .saving import teacher_sha256
 from .seeding import loader_generators, restore_rng
 from .state import RunState
 
@@ -31,6 +32,8 @@ class Resume:
         self.run = run
         self.point: tuple[int, EpochResult, dict] | None = None
         """(steps done, their EpochResult, generator states) of a checkpoint saved inside an epoch."""
+        self.config_outdated = False
+        """config.yaml is to be rewritten with the run's config after the next checkpoint (train.epochs changed)."""
 
     def steps_now(self) -> int:
         """Optimizer steps taken, the part of an epoch resumed from a checkpoint included."""
@@ -43,12 +46,20 @@ class Resume:
         ckpt, used = RunRecord(run.folder).resume_state(log=run.log)
         saved = ckpt.get("config")
         saved = validate(saved).to_dict() if saved else {}  # (method options written out, as config.yaml now has)
+        self._check_recorded_config(saved, used.name)
         changed = resume_changes(saved, run.cfg.to_dict())
         if changed:
             raise ConfigError(
                 f"--resume {run.folder.path}: the config differs from the run's at {changed[0]!r}; a resumed run "
                 f"keeps its recipe (only {', '.join(RESUME_SAFE_KEYS)} may change, and train.epochs to train on). "
                 "Start a new run to change it."
+            )
+        recorded, now = ckpt.get("teacher_sha256"), teacher_sha256(run.setup.teacher)
+        if recorded is not None and now is not None and recorded != now:
+            raise ConfigError(
+                f"--resume {run.folder.path}: the teacher's weights differ from the ones the run trained with "
+                f"(sha256 {recorded[:12]}... in {used.name}, {now[:12]}... now); a resumed run keeps its teacher: give "
+                "it the same weights (was its checkpoint file replaced?), or start a new run"
             )
         run.setup.distiller.load_state_dict(ckpt["distiller"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -77,6 +88,25 @@ class Resume:
         if saved_epochs != run.cfg.train.epochs:
             self._replan_schedule(saved_epochs)
 
+    def _check_recorded_config(self, saved: dict, checkpoint: str) -> None:
+        """config.yaml is a record of the run, not an input: an edit of it that would take effect on this resume (a
+        value that differs from the recipe the checkpoint records, not overridden on the command line) is an
+        error naming the key and both values."""
+        run = self.run
+        if not saved or not run.dist.is_main or not run.folder.config.is_file():
+            return
+        on_disk = validate(RunRecord(run.folder).config()).to_dict()
+        edited = edited_keys(saved, on_disk, run.cfg.to_dict())
+        if edited:
+            key = edited[0]
+            raise ConfigError(
+                f"--resume {run.folder.path}: {run.folder.config.name} differs from the recipe {checkpoint} records at "
+                f"{key!r} ({lookup(saved, key)!r} in {checkpoint}, {lookup(on_disk, key)!r} in "
+                f"{run.folder.config.name}); config.yaml records the run and is not read as a change: restore it, or "
+                f"give the change on the command line (--{key} VALUE: only train.epochs and "
+                f"{', '.join(RESUME_SAFE_KEYS)} may change)"
+            )
+
     def _replan_schedule(self, saved_epochs: int) -> None:
         """A resumed run given another ``train.epochs``: the lr schedule is the one a run planned for the new total
         would have, from the step reached on (a cosine re-planned over the new total: the lr of a finished run goes
@@ -90,8 +120,7 @@ class Resume:
             run.scheduler.step_update(num_updates=self.steps_now())
         else:
             run.scheduler.step(done)
-        if run.dist.is_main:
-            write_text(run.folder.config, dump_config(run.cfg))
+        self.config_outdated = run.dist.is_main  # config.yaml says the new total once a checkpoint does
         run.log(f"train.epochs {saved_epochs} -> {run.cfg.train.epochs}: the lr schedule is re-planned over "
                 f"{run.cfg.train.epochs} epochs from epoch {done} on (lr now {run.optimizer.param_groups[0]['lr']:.3g})")
 

@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..config.load import dump_config
+from ..models.info import nonfinite_tensors
 from ..run_folder import (
     WRITE_ERRNOS,
     CheckpointWriteError,
@@ -19,9 +21,10 @@ from ..run_folder import (
     save_state,
     save_weights,
     write_error,
+    write_text,
 )
 from .loop import EpochResult
-from .numerics import FIX, NonFiniteError, nonfinite_tensors
+from .numerics import FIX, NonFiniteError
 from .seeding import capture_rng, loader_generators
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ class Saving:
             "state": run.state.to_dict(),
             "config": run.cfg.to_dict(),
             "fingerprint": run.setup.bundle.fingerprint,
+            "teacher_sha256": teacher_sha256(run.setup.teacher),
             "world_size": run.dist.world_size,
         }
 
@@ -71,6 +75,9 @@ class Saving:
         run.lock.ensure_held()
         save_state(run.folder.last, ckpt, keep_previous=True)
         run.numerics.last_good = describe_checkpoint(run.folder.last, ckpt)
+        if run.resumed.config_outdated:  # config.yaml follows the checkpoint's recipe, never runs ahead of it
+            write_text(run.folder.config, dump_config(run.cfg))
+            run.resumed.config_outdated = False
 
     def inside(self, step: int, result: EpochResult) -> None:
         """A periodic last.pt inside an epoch (train.checkpoint_every): every process gathers what it keeps for
@@ -114,3 +121,10 @@ class Saving:
                 raise
             bad = write_error(err, err.filename or run.folder.metrics)
             raise CheckpointWriteError(f"{bad}; {resume.format(run.numerics.last_good)}") from err
+
+
+def teacher_sha256(teacher) -> str | None:
+    """The identity of the run's teacher weights (a source's optional ``weights_sha256()``; None without a teacher
+    or for a source that does not tell): recorded in last.pt, compared on resume and across torchrun processes."""
+    identify = getattr(teacher, "weights_sha256", None)
+    return identify() if callable(identify) else None

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportCheckError, ExportError, UnknownFormatError
-from ..models.info import count_parameters
+from ..models.info import count_parameters, nonfinite_tensors
 from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, writing
 from ..run_folder.digest import file_sha256
 from ..run_folder.no_links import refuse_link
@@ -118,6 +118,11 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
+    bad = nonfinite_tensors(model.state_dict().items())
+    if bad:
+        raise ExportError(f"the weights of {source} hold NaN/inf ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); "
+                          "an export of them would only give NaN outputs: export weights that are finite (another run, "
+                          "or --weights last / best)")
     with writing(Path(out_dir) / _MAIN_FILE[fmt]):  # a full, read-only or size-limited disk: 74 naming the export
         return _export_into(model, info, fmt, Path(out_dir), overwrite=overwrite, atol=atol, opset=opset,
                             onnx_exporter=onnx_exporter, torchscript_method=torchscript_method, repo_id=repo_id)

@@ -96,7 +96,7 @@ def read_run_config(run: RunRecord) -> tuple[ModelConfig, AugmentConfig, DataCon
     """The student, augment and data sections of a run's ``config.yaml`` (and the raw dict)."""
     where = run.folder.config
     try:
-        raw = run.config()
+        raw = run.checked_config()
     except OfakdError as err:
         raise StudentSourceError(f"{where} cannot be read: {err}") from None
     student = _section(raw, "student", ModelConfig, where)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import timm.data
+import torch
 from torch import nn
 
 from ..errors import ModelError
@@ -119,3 +120,12 @@ def count_parameters(module: nn.Module | None) -> int:
 def _fit_channels(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
     mean_value = sum(values) / len(values)
     return tuple([mean_value] * channels)
+
+
+def nonfinite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an inf (one host sync for all of them)."""
+    floats = [(name, t) for name, t in named if t.is_floating_point()]
+    if not floats:
+        return []
+    flags = torch.stack([torch.isfinite(t).all() for _, t in floats]).tolist()
+    return [name for (name, _), ok in zip(floats, flags) if not ok]

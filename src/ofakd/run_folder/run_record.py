@@ -29,7 +29,7 @@ from ..errors import ConfigError, OfakdError, StudentSourceError, UnfinishedRunE
 from ..yaml_files import parse_yaml, read_yaml_text
 from .best_weights import StudentMetadata, WeightsDamaged, read_student_metadata, read_weights
 from .checkpoint import EMA_PREFIX, STUDENT_PREFIX, load_resume_state, load_state, strip_prefix
-from .layout import BEST, LAST, METRICS, SUMMARY, RunFolder
+from .layout import BEST, CONFIG, LAST, METRICS, SUMMARY, RunFolder
 
 TEACHER_KEYS = ("name", "kwargs", "input_size", "mean", "std")
 """What a run's ``student:`` section gives the ``teacher:`` section of a run distilling from it."""
@@ -63,6 +63,27 @@ class RunRecord:
             raise ConfigError(f"config: {path} must hold a mapping of sections (data, train, ...)")
         return raw
 
+    def checked_config(self) -> dict[str, Any]:
+        """``config.yaml``, its ``data`` and ``student`` sections checked against the copy ``best.safetensors`` keeps
+        in its (hashed) metadata: config.yaml records the run and is not read as a change, so an edit of what the
+        weights were trained and scored on is an error naming the key (flags choose other values explicitly)."""
+        raw = self.config()
+        if not self.has_best:
+            return raw
+        meta = self.student_metadata()
+        recorded = {"data": meta.data or {}, "student": {"name": meta.model, "kwargs": meta.kwargs,
+                                                          "input_size": meta.input_size}}
+        for section, values in recorded.items():
+            on_disk = raw.get(section) if isinstance(raw.get(section), dict) else {}
+            for key, value in values.items():
+                if value is not None and key in on_disk and on_disk[key] != value:
+                    raise ConfigError(
+                        f"{self.folder.config} differs from the recipe {BEST} records at {section}.{key} ({value!r} "
+                        f"there, {on_disk[key]!r} in {CONFIG}); {CONFIG} records the run and is not read as a change: "
+                        f"restore it, or give another value on the command line (--{section}.{key} VALUE)"
+                    )
+        return raw
+
     def section(self, name: str) -> dict[str, Any]:
         """One section of ``config.yaml`` (``{}`` when it has none)."""
         value = self.config().get(name)
@@ -83,6 +104,22 @@ class RunRecord:
             raise OfakdError(f"{path} is not valid JSON text ({err}); was the run interrupted while writing it?") from None
         if not isinstance(summary, dict):
             raise OfakdError(f"{path} must hold a JSON object")
+        return summary
+
+    def checked_summary(self) -> dict[str, Any]:
+        """``summary.json`` with its best top-1 and epoch checked against ``best.safetensors``' (hashed) metadata: when
+        they differ (an edited or damaged summary), a warning names the file and the weights' values are used."""
+        summary = self.summary()
+        if not self.has_best:
+            return summary
+        meta = self.student_metadata()
+        kept = {"best_top1": meta.top1, "best_epoch": meta.epoch}
+        differ = [key for key, value in kept.items() if value is not None and summary.get(key) != value]
+        if differ:
+            shown = ", ".join(f"{key} {summary.get(key)!r} (best.safetensors: {kept[key]!r})" for key in differ)
+            warnings.warn(f"{self.folder.summary} differs from {BEST} at {shown}: the summary was edited or damaged; "
+                          f"reporting {BEST}'s values", stacklevel=2)
+            summary = {**summary, **{key: kept[key] for key in differ}}
         return summary
 
     def summary_if_any(self) -> dict[str, Any]:

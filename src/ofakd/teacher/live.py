@@ -30,6 +30,7 @@ from ..models.fold_batchnorm import fold_batchnorm
 from ..models.info import num_classes, num_features
 from ..models.input_adapters import Adapter, adapted_inputs
 from ..models.tap import ModelOutput, ModelTap
+from ..run_folder.digest import tensors_sha256
 from .data_view import DataView
 
 
@@ -74,6 +75,14 @@ class LiveTeacher(nn.Module):
         self.amp = amp
         self.channels_last = channels_last
         self.tap = ModelTap(self.model, modules=stage_modules)
+        self._weights_sha256: str | None = None
+
+    def weights_sha256(self) -> str:
+        """sha256 of the teacher's weights (names, shapes, dtypes, bytes): what a run records, to find another
+        teacher given to its resume or to another torchrun process. Computed once: the teacher is frozen."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = tensors_sha256(self.model.state_dict())
+        return self._weights_sha256
 
     @property
     def num_classes(self) -> int:

@@ -21,6 +21,9 @@ from ..models.tap import ModelOutput
 class TeacherSource(Protocol):
     """``teacher(images, sample_indices) -> ModelOutput`` (logits float32, plus the features asked for)."""
 
+    # Optional: ``weights_sha256() -> str | None``, the teacher's weights' identity (LiveTeacher, CachedTeacher have
+    # it): a run records it in last.pt and compares it on resume and across torchrun processes.
+
     gives_features: ClassVar[bool]
     """Whether it can give stage features and embeddings besides the logits (the live teacher: yes; a
     teacher-output cache: logits only). :func:`ofakd.teacher.feature_check.check_features` reads it."""
