@@ -194,6 +194,19 @@ def nan_weights(tmp: Path, run: Path) -> Path:
     return copy
 
 
+def other_teacher_run(tmp: Path, run: Path) -> Path:
+    """A copy of a finished run whose best weights are other (written and hashed as ofakd writes them)."""
+    from ofakd.evaluation import load_student
+    from ofakd.run_folder import read_student_metadata, save_weights
+
+    copy = run_copy(run, tmp / "other")
+    model, _ = load_student(copy)
+    with torch.no_grad():
+        model.get_classifier().bias.add_(1.0)
+    save_weights(copy / "best.safetensors", model, read_student_metadata(copy / "best.safetensors"))
+    return copy
+
+
 def exported(tmp: Path, run: Path, edit: Callable[[dict], None]) -> Path:
     """A timm export of a finished run whose config.json ``edit`` changed."""
     quietly(["export", run, "--out", tmp / "export"])
@@ -371,6 +384,11 @@ CASES = [Case(*case) for case in [
      ["cannot take student.input_size [3, 32, 32]", "kwargs.img_size"]),
     ("pretrained-file-missing", lambda t, f: [*tiny(t), "--pretrained", str(t / "none.safetensors")],
      ["student.pretrained", "does not exist", "local weights file"]),
+    ("pretrained-damaged", lambda t, f: [*tiny(t), "--pretrained", str(flip(
+        run_copy(f, t / "copy") / "best.safetensors", offset=-64))],
+     ["copy/best.safetensors is damaged: its tensors or metadata differ from the sha256"]),
+    ("pretrained-runs-code", lambda t, f: [*tiny(t), "--pretrained", str(saved(
+        t / "evil.pth", {"w": torch.ones(1), "x": Payload()}))], ["evil.pth", "refused for safety", "safetensors"]),
     ("unknown-pretrained-tag", lambda t, f: [*tiny(t, "distill"), "--teacher", "test_byobnet.r42_in9k"],
      ["model 'test_byobnet' has no pretrained tag 'r42_in9k'", "its tags: test_byobnet.r160_in1k"]),
     ("hub-weights-not-cached", lambda t, f: [*tiny(t, "distill"), "--teacher", "test_byobnet.r160_in1k",
@@ -457,6 +475,9 @@ CASES = [Case(*case) for case in [
         users_file(t / "mine" / "config.json").parent)] if users_file(t / "mine" / "notes.txt") else [],
      ["mine/config.json was not written by ofakd export", "--overwrite included"], 2, None,
      users_files_kept("mine/config.json", "mine/notes.txt")),
+    ("cache-of-another-teacher-run", lambda t, f: [*tiny(t, "distill"), "--teacher-cache", str(recorded_cache(t, f)),
+                                                   "--teacher-run", str(other_teacher_run(t, f))],
+     ["teacher cache", "teacher.checkpoint_sha256 was", "when recorded but is"]),
     # ---- method options
     ("method-option-out-of-range", lambda t, f: [*tiny(t, "distill"), "--method", "ofa", "--method.eps", "[0]"], ["method.eps"]),
     ("method-option-unknown", lambda t, f: [*tiny(t, "distill"), "--set", "method.temprature=2"],

@@ -476,5 +476,7 @@ class TeacherRunAction(argparse.Action):
 
         pending = list(getattr(namespace, "overrides", None) or [])
         pending.append(("teacher", RunRecord.at(values).teacher_section()))
+        # a teacher cache named before --teacher-run replays this teacher: kept (and checked against it), not dropped
+        pending += [(key, value) for key, value in pending[:-1] if key in ("teacher.cache", "teacher.cache_cycle")]
         namespace.overrides = pending
         namespace.teacher_run = values

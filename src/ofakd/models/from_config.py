@@ -12,6 +12,7 @@ from ..errors import ConfigError, ModelError
 from .factory import create_model
 from .info import InputSpec, describe_input, input_spec
 from .model_config import ModelConfig
+from .weights import read_state_dict
 
 
 def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
@@ -31,6 +32,7 @@ def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
                 f"{role}.pretrained: {cfg.pretrained!r} does not exist; pass a local weights file, or true for the "
                 f"Hub weights of the tag in {role}.name (e.g. resnet50.a1_in1k or hf-hub:timm/resnet50.a1_in1k)"
             )
+        read_state_dict(cfg.pretrained)  # checked before timm reads it: ofakd's sha256, no pickled code
         kwargs["pretrained"] = True
         kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(cfg.pretrained)}
     model = create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
