@@ -229,6 +229,14 @@ def edited_config(tmp: Path, run: Path, old: str, new: str) -> Path:
     return copy
 
 
+def killed_in_setup(tmp: Path, run: Path) -> Path:
+    """What a run SIGKILLed while it set up leaves: config.yaml and metrics.jsonl, no checkpoint (runs/early)."""
+    copy = run_copy(run, tmp / "runs" / "early")
+    for name in ("last.pt", "last.prev.pt", "best.safetensors", "summary.json"):
+        (copy / name).unlink(missing_ok=True)
+    return copy
+
+
 def with_file_not_text(tmp: Path, run: Path, name: str) -> Path:
     """A copy of a finished run whose ``name`` holds bytes that are not UTF-8 text."""
     copy = run_copy(run, tmp / "copy")
@@ -368,6 +376,10 @@ CASES = [Case(*case) for case in [
     ("resume-edited-config", lambda t, f: ["train", "--resume", str(edited_config(t, f, "epochs: 1", "epochs: 5"))],
      ["config.yaml differs from the recipe last.pt records at 'train.epochs' (1 in last.pt, 5 in config.yaml)",
       "restore it", "--train.epochs VALUE"]),
+    ("rerun-after-a-kill-in-setup", lambda t, f: [*tiny(t), "--name", "early"] if killed_in_setup(t, f) else [],
+     ["runs/early holds a run that stopped before its first checkpoint", "pass --overwrite to start it again"]),
+    ("resume-after-a-kill-in-setup", lambda t, f: ["train", "--resume", str(killed_in_setup(t, f))],
+     ["no last.pt there (the run stopped before its first checkpoint)", "start it again with --overwrite"]),
     ("resume-with-overwrite", lambda t, f: ["train", "--resume", str(f), "--overwrite"],
      ["--resume", "--overwrite would delete it", "pass one of them"]),
     ("resume-damaged-checkpoint", lambda t, f: ["train", "--resume", str(damaged_copy(f, t))],

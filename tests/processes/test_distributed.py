@@ -470,3 +470,34 @@ def test_ddp_sees_the_student_and_method_modules_but_not_the_teacher(tmp_path):
     assert not synced & {id(t) for t in (*setup.teacher.parameters(), *setup.teacher.buffers())}
     assert {id(p) for p in setup.student.parameters()} <= synced
     assert {id(p) for p in setup.distiller.branches.parameters()} and {id(p) for p in setup.distiller.branches.parameters()} <= synced
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("differs", ["settings", "teacher"])
+def test_processes_given_different_settings_or_teacher_refuse_to_train_together(tmp_path, differs):
+    """Two torchrun processes started with another lr, or with teacher files of other weights: each names what
+    differs and stops with status 2 before any step (issue 29, point 8), instead of training on rank 0's."""
+    import timm
+
+    args = distill_args(tmp_path, "mixed", batch=16, epochs=1)
+    per_rank = [[], ["--train.lr", "0.1"]] if differs == "settings" else []
+    if differs == "teacher":
+        args.remove("--teacher-random-init")
+        for rank in (0, 1):
+            torch.manual_seed(rank)
+            torch.save(timm.create_model("test_byobnet", num_classes=10).state_dict(), tmp_path / f"t{rank}.pth")
+        per_rank = [["--teacher-checkpoint", str(tmp_path / f"t{rank}.pth")] for rank in (0, 1)]
+    port = free_port()
+    ranks = [subprocess.Popen([sys.executable, "-m", "ofakd", *args, *per_rank[r]], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env=child_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r), LOCAL_WORLD_SIZE="2",
+                                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)))
+             for r in (0, 1)]
+    results = [finish(rank) for rank in ranks]
+    assert [code for code, _ in results] == [2, 2], results
+    expected = ("settings (train.lr: 0.05 on rank 0, 0.1 on rank 1)" if differs == "settings"
+                else "teacher weights (rank 0 and rank 1 differ)")
+    for _, output in results:
+        assert f"the 2 processes of this torchrun job were given different {expected}" in output, output
+        assert "Traceback" not in output and "lost contact" not in output
+    assert not (tmp_path / "mixed" / "last.pt").exists()

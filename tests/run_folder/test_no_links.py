@@ -56,3 +56,12 @@ def test_remove_temporaries_removes_only_temporary_files(tmp_path, outside):
     assert sorted(p.name for p in removed) == sorted([".last.pt.tmp-123", f".last.prev.pt.tmp-{os.getpid()}"])
     assert sorted(os.listdir(tmp_path)) == [".notes", "last.pt", "outside.txt"]
     assert outside.read_text() == "the user's\n"
+
+
+def test_a_tune_folders_study_db_that_is_a_link_is_refused(tmp_path, outside):
+    from ofakd.tuning.study import storage_url
+
+    (tmp_path / "study.db").symlink_to(outside)
+    with pytest.raises(LinkRefused, match="study.db is a symbolic link"):
+        storage_url(None, tmp_path)
+    assert storage_url(None, tmp_path / "new") == f"sqlite:///{(tmp_path / 'new' / 'study.db').absolute()}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,6 +58,16 @@ class DistContext:
         device sync for all of them. A NaN/inf on any process gives NaN/inf on every process."""
         stacked = torch.stack([v.detach().float().sum() for v in values])
         return self.mean(stacked).tolist()
+
+    def gather_objects(self, value: Any) -> list[Any]:
+        """``value`` of every process, by rank (a picklable, small object; ``[value]`` for one process)."""
+        if not self.distributed:
+            return [value]
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
 
     def barrier(self) -> None:
         if self.distributed:

@@ -36,6 +36,7 @@ from .optim import build_optimizer, build_scheduler, schedule_warnings
 from .preemption import Interrupted, StopRequest
 from .processes import SINGLE_PROCESS, DistContext
 from .progress import EpochProgress, epoch_line
+from .rank_agreement import check_ranks_agree
 from .resume import Resume
 from .run_summary import run_line, summary
 from .saving import Saving
@@ -126,6 +127,7 @@ class Trainer:
         self.threads = apply_threads(cfg.train.threads, cfg.data.workers)
         seed_everything(cfg.train.seed)  # the same on every process: the same initial weights
         self.setup: Setup = build_setup(cfg, self.device, self.dist, self.source)
+        check_ranks_agree(self.dist, cfg, self.setup.bundle.fingerprint, self.setup.teacher)  # before any DDP step
         distiller = self.setup.distiller
         prepare_modules(distiller, dist=self.dist, device=self.device, sync_bn=cfg.train.sync_bn,
                         channels_last=cfg.train.channels_last, log=self.log)

@@ -130,6 +130,11 @@ class RunFolder:
         """A run already in the folder is an error unless ``overwrite``; ``overwrite`` removes a run's own files
         only, so a folder that holds anything else (a user's notes, a subfolder) is refused, naming it."""
         if self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir()):
+            if not overwrite and self.stopped_before_a_checkpoint():
+                raise ConfigError(
+                    f"run folder {self.path} holds a run that stopped before its first checkpoint (nothing to "
+                    "resume); pass --overwrite to start it again, or --name NAME for a new run"
+                )
             if not overwrite:
                 raise ConfigError(
                     f"run folder {self.path} already exists; pass --resume {self.path} to continue it, "
@@ -147,6 +152,12 @@ class RunFolder:
                     "NAME for a new run"
                 )
 
+    def stopped_before_a_checkpoint(self) -> bool:
+        """The folder holds a run's files only, none of them a checkpoint (a run killed while it set up)."""
+        entries = [p for p in self.path.iterdir() if p.name != LOCK]
+        return (bool(entries) and all(is_run_file(p) for p in entries)
+                and not (self.last.exists() or self.previous.exists()))
+
     def make(self) -> None:
         """Create the folder empty but for its lock: a previous run's files are removed (when planned with
         ``overwrite``), and nothing else (:meth:`_check_new` refused a folder holding anything else)."""
@@ -162,7 +173,8 @@ class RunFolder:
         if not folder.config.is_file():
             raise ConfigError(f"--resume {path}: no {CONFIG} there; pass the folder of a run (runs/NAME)")
         if not folder.last.is_file() and not folder.previous.is_file():
-            raise ConfigError(f"--resume {path}: no {LAST} there (the run ended before its first epoch); start it again")
+            raise ConfigError(f"--resume {path}: no {LAST} there (the run stopped before its first checkpoint): nothing "
+                              "to resume; start it again with --overwrite (the same command without --resume)")
         return folder
 
     # ---- one writer ------------------------------------------------------------------

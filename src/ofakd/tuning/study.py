@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import ConfigError
+from ..run_folder.no_links import refuse_link
 
 SETTINGS_KEY = "ofakd"
 """The study's user attribute holding the settings it was made with (every worker must bring the same)."""
@@ -38,8 +39,12 @@ SAMPLERS = ("tpe", "random")
 
 
 def storage_url(storage: str | None, folder: Path) -> str:
-    """The storage a tuning in ``folder`` uses: SQLite there by default, else ``storage`` as given."""
-    return f"sqlite:///{(folder / 'study.db').resolve()}" if storage is None else str(storage)
+    """The storage a tuning in ``folder`` uses: SQLite there by default (never through a symbolic link placed
+    there), else ``storage`` as given."""
+    if storage is not None:
+        return str(storage)
+    refuse_link(folder / "study.db")
+    return f"sqlite:///{(folder / 'study.db').absolute()}"
 
 
 def open_storage(url: str, heartbeat_s: int) -> optuna.storages.BaseStorage:
