@@ -253,7 +253,7 @@ def resume_equals_uninterrupted(ctx: Context, details: dict) -> bool:
     runs = {name: out / name for name in ("uninterrupted", "uninterrupted-repeat", "crashed-resumed")}
     for name in ("uninterrupted", "uninterrupted-repeat"):
         ofakd.fit(api_distiller(s, student), NoisyClasses(n, s.size, 0), val, name=name, overwrite=True, **settings)
-    crashing = NoisyClasses(n, s.size, 0, crash_after=1 + (s.steps + 1) * s.batch)  # fit's item check, 1 epoch, 1 step
+    crashing = NoisyClasses(n, s.size, 0, crash_after=(s.steps + 2) * s.batch)  # fit's check of a batch, 1 epoch, 1 step
     try:
         ofakd.fit(api_distiller(s, student), crashing, val, name="crashed-resumed", overwrite=True, **settings)
         raise RuntimeError("the crashing data set did not stop the run")
