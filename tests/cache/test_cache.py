@@ -651,3 +651,16 @@ def test_a_mismatched_cache_stops_the_run_before_its_first_step(full_cache, teac
             fit(cfg, **quiet)
         assert field is None or f" {field} was " in str(err.value)
         assert train_losses(tmp_path / f"bad-{field}") == []
+
+
+def test_a_recording_removes_what_a_killed_recorder_left(teacher_file, tmp_path):
+    """The temporary files a recorder SIGKILLed mid-write leaves (the manifest's, a block marker's) are removed by the
+    next recording of the folder, each by the holder of the lock that guards that file (issue 29, point 4)."""
+    out = tmp_path / "cache"
+    record_cache(make_cfg(teacher_file), out, **QUIET)
+    left = [out / ".manifest.json.tmp-999999", out / "done" / ".epoch_0000.rank_0000.tmp-999999"]
+    for path in left:
+        path.write_text("{")
+    record_cache(make_cfg(teacher_file), out, **QUIET)  # resumed: every block was recorded already
+    assert not any(path.exists() for path in left)
+    assert sorted(p.name for p in out.rglob(".*")) == []

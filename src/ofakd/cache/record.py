@@ -28,7 +28,7 @@ from ..device import pick_device
 from ..errors import CacheError, CacheMismatchError, ConfigError
 from ..models.from_config import build_model, model_spec
 from ..models.info import InputSpec, num_features
-from ..run_folder.atomic import is_temporary, write_json, writing
+from ..run_folder.atomic import is_temporary, remove_temporaries, write_json, writing
 from ..run_folder.digest import file_sha256
 from ..run_folder.lock import FolderLock, missing_folders
 from ..teacher.data_view import DataView
@@ -242,6 +242,7 @@ def _open_layout(out: Path, manifest: dict, num_classes: int, log: Callable[[str
     resumed, or extended to more epochs); files of the wrong size are allocated again; the manifest is written.
     One recorder at a time does this (its ``setup.lock``): ranks recording at once each see the others' files whole."""
     with FolderLock(out / LOCKS / "setup.lock", f"teacher cache {out} (setup)").wait(SETUP_WAIT_S):
+        remove_temporaries(out, MANIFEST)  # the manifest's writer holds this lock: what a killed one left
         if (out / MANIFEST).is_file():
             old = read_manifest(out)
             diff = resume_differences(old, manifest)
@@ -327,6 +328,7 @@ def _writer_locks(out: Path, ranks: Sequence[int]) -> Iterator[None]:
             lock = FolderLock(out / LOCKS / f"rank_{rank:04d}.lock", f"teacher cache {out} (rank {rank})",
                               remove_folders=[out / LOCKS, *(made if rank == ranks[0] else [])])  # (released last)
             held.enter_context(lock)
+            remove_temporaries(out / DONE, f"epoch_*.rank_{rank:04d}")  # this rank's markers: ours to write now
         yield
 
 

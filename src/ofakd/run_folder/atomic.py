@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,13 +125,15 @@ def _create_temporary(tmp: Path) -> int:
     return open_no_follow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
 
-def remove_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporary files that interrupted writes (a SIGKILL mid-save) left in ``folder``; called by the
-    one writer of the folder, under its lock, when it starts. Returns what it removed."""
+def remove_temporaries(folder: str | Path, of: str = "*") -> list[Path]:
+    """Remove the temporary files that interrupted writes (a SIGKILL mid-save) left in ``folder`` in place of files
+    named like ``of`` (a glob); called by the one writer of those files, under its lock, when it starts. Returns
+    what it removed."""
     removed = []
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in Path(folder).iterdir():
-            if is_temporary(entry) and (entry.is_symlink() or entry.is_file()):
+            target = entry.name[1:].rsplit(".tmp-", 1)[0]
+            if is_temporary(entry) and fnmatch.fnmatchcase(target, of) and (entry.is_symlink() or entry.is_file()):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
                     removed.append(entry)
