@@ -1,0 +1,72 @@
+"""What the converged grid costs, computed from the wall times its records carry (bench/grid_cost.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from tests import REPO
+
+BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))
+from converged import ABLATION, SIZES, SUCCESSORS, VARIANTS, record_folder, student_cell  # noqa: E402,I001
+from grid_cost import grid_cost  # noqa: E402
+from records import Store, digest  # noqa: E402
+
+sys.path.remove(str(BENCH))
+
+SIZE = SIZES["converged-smoke"]  # one pair (cnn->vit), seeds 0 and 1, low 128 images x 1 epoch, full 256 x 1
+LOW, FULL = SIZE.regimes
+PAIR = SIZE.pairs[0]
+BY_KEY = {v.key: v for v in (*VARIANTS, *ABLATION, *SUCCESSORS)}
+
+
+def record(store: Store, regime, variant: str, seed: int, wall: float, *, cell: dict | None = None) -> None:
+    cell = cell or student_cell(SIZE, regime, PAIR, BY_KEY[variant], seed)
+    path = store.run_path(regime.key, record_folder(PAIR, variant), variant, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cell_digest": digest(cell), "test_top1": 50.0, "wall_time_s": wall}))
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path)
+    record(store, LOW, "kd", 0, 100.0)
+    record(store, LOW, "kd", 1, 300.0)
+    record(store, LOW, "ofa", 0, 60.0)
+    return store
+
+
+def parts(store: Store, **kwargs) -> dict[str, dict]:
+    return {p["part"]: p for p in grid_cost(store, SIZE, **kwargs)["parts"]}
+
+
+def test_recorded_runs_are_summed_and_a_missing_run_costs_its_variants_mean(store):
+    low = parts(store)["regime `low`"]
+    assert (low["recorded"], low["runs"]) == (3, len(VARIANTS) * 2)
+    assert low["measured_h"] == pytest.approx(460 / 3600)
+    # ofa s1: ofa's mean (60); the 7 variants without a record (14 runs): the part's mean run (460 / 3)
+    assert low["left_h"] == pytest.approx((60 + 14 * 460 / 3) / 3600)
+
+
+def test_a_regime_without_records_scales_the_low_regimes_runs_by_image_epochs(store):
+    full = parts(store)["regime `full`"]
+    scale = (256 * 1) / (128 * 1)
+    assert (full["recorded"], full["measured_h"]) == (0, 0)
+    expected = 2 * 200 * scale + 2 * 60 * scale + (len(VARIANTS) - 2) * 2 * (460 / 3) * scale
+    assert full["left_h"] == pytest.approx(expected / 3600)
+
+
+def test_ablation_variants_cost_ofas_run_and_successors_their_step_factor(store):
+    found = parts(store, ablation=True, successors=True)
+    assert found["ablation"]["left_h"] == pytest.approx(len(ABLATION) * 2 * 60 / 3600)
+    assert found["successors"]["left_h"] == pytest.approx(2 * 60 * 8.0 / 3600)  # PAT: 8 OFA steps
+
+
+def test_a_record_of_another_cell_is_not_counted(store):
+    record(store, LOW, "dist", 0, 1e6, cell={"another": "grid"})
+    low = parts(store)["regime `low`"]
+    assert low["recorded"] == 3
+    assert low["measured_h"] == pytest.approx(460 / 3600)
