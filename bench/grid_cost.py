@@ -2,11 +2,12 @@
 
 Every student record holds ``wall_time_s``: one worker process, one thread, from the start of the run to its
 test-set evaluation. Summed per part of the grid (each regime, the ablation, the successors), that is what the
-finished runs cost. A run not yet recorded is estimated as the mean of the recorded runs of the same regime and
-variant; else as the low regime's runs of that variant scaled by the ratio of training image-epochs (``images x
-epochs``); else, for the ablation's OFA variants and the successors, as the low regime's OFA runs times the
-variant's step cost relative to OFA (:data:`converged.COST_FACTOR`, 1 when not listed); else as the part's mean run
-(the low regime's, scaled, when the part has none). Core-hours: one worker is one core.
+finished runs cost. A run not yet recorded is estimated as the median of the recorded runs of the same regime and
+variant (a median, so that a run slowed by a busy machine does not set the estimate); else as the low regime's
+runs of that variant scaled by the ratio of training image-epochs (``images x epochs``); else, for the ablation's
+OFA variants and the successors, as the low regime's OFA runs times the variant's step cost relative to OFA
+(:data:`converged.COST_FACTOR`, 1 when not listed); else as the part's median run (the low regime's, scaled, when
+the part has none). Core-hours: one worker is one core.
 """
 
 from __future__ import annotations
@@ -67,14 +68,14 @@ def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool
     parts = _parts(size, ablation, successors)
     measured = {name: _runs(store, size, regime, variants) for name, regime, variants in parts}
     low_runs = measured[parts[0][0]]
-    low_by_variant = _means(low_runs)
-    low_done = [wall for wall in low_runs.values() if wall is not None]
+    low_by_variant = _medians(low_runs)
+    low_walls = [wall for wall in low_runs.values() if wall is not None]
     rows = []
     for name, regime, variants in parts:
         runs = measured[name]
         done = [wall for wall in runs.values() if wall is not None]
-        estimate = Estimate(regime, low, _means(runs), low_by_variant, statistics.fmean(done) if done else None,
-                            statistics.fmean(low_done) if low_done else None, of_ofa=variants is not VARIANTS)
+        estimate = Estimate(regime, low, _medians(runs), low_by_variant, statistics.median(done) if done else None,
+                            statistics.median(low_walls) if low_walls else None, of_ofa=variants is not VARIANTS)
         left = sum(estimate(variant) for (variant, _, _), wall in runs.items() if wall is None)
         rows.append({"part": name, "runs": len(runs), "recorded": len(done), "measured_h": sum(done) / 3600,
                      "left_h": left / 3600})
@@ -85,12 +86,12 @@ def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool
     return {"parts": rows, "teachers": teachers}
 
 
-def _means(runs: dict[tuple, float | None]) -> dict[str, float]:
+def _medians(runs: dict[tuple, float | None]) -> dict[str, float]:
     walls: dict[str, list[float]] = {}
     for (variant, _, _), wall in runs.items():
         if wall is not None:
             walls.setdefault(variant, []).append(wall)
-    return {variant: statistics.fmean(values) for variant, values in walls.items()}
+    return {variant: statistics.median(values) for variant, values in walls.items()}
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class Estimate:
     low: Regime
     by_variant: dict[str, float]
     low_by_variant: dict[str, float]
-    part_mean: float | None
-    low_mean: float | None
+    part_median: float | None
+    low_median: float | None
     of_ofa: bool
     """The part's variants are OFA's or cost a multiple of OFA's step (the ablation, the successors)."""
 
@@ -114,6 +115,6 @@ class Estimate:
             return self.low_by_variant[variant] * scale
         if self.of_ofa and "ofa" in self.low_by_variant:
             return self.low_by_variant["ofa"] * COST_FACTOR.get(variant, 1.0) * scale
-        if self.part_mean is not None:
-            return self.part_mean
-        return self.low_mean * scale if self.low_mean is not None else 0.0
+        if self.part_median is not None:
+            return self.part_median
+        return self.low_median * scale if self.low_median is not None else 0.0
