@@ -307,14 +307,15 @@ def render(data: dict, size: Size, title: str) -> str:
 def render_cost(cost: dict) -> list[str]:
     lines = ["## What the grid costs, from its records\n",
              "Core-hours (one worker process, one thread, is one core) of the recorded runs' wall times, and an "
-             "estimate of the runs still to do from them (`bench/grid_cost.py`). Wall times are those of the machine "
+             "estimate of the runs still to do from them (`bench/grid_cost.py`): at the median recorded run of each kind, "
+             "and at the fastest (the closest the records come to an idle core). Wall times are those of the machine "
              "that made each record, under whatever load it had.\n"]
-    rows = [[p["part"], f"{p['recorded']}/{p['runs']}", f"{p['measured_h']:.1f}", f"{p['left_h']:.1f}"]
-            for p in cost["parts"]]
-    total = [sum(p[k] for p in cost["parts"]) for k in ("measured_h", "left_h")]
+    keys = ("measured_h", "left_h", "left_fastest_h")
+    rows = [[p["part"], f"{p['recorded']}/{p['runs']}", *(f"{p[k]:.1f}" for k in keys)] for p in cost["parts"]]
     rows.append(["all students", f"{sum(p['recorded'] for p in cost['parts'])}/{sum(p['runs'] for p in cost['parts'])}",
-                 f"{total[0]:.1f}", f"{total[1]:.1f}"])
-    lines.append(markdown_table(["part", "runs recorded", "core-h measured", "core-h left (estimate)"], rows))
+                 *(f"{sum(p[k] for p in cost['parts']):.1f}" for k in keys)])
+    lines.append(markdown_table(["part", "runs recorded", "core-h measured", "core-h left (median run)",
+                                 "core-h left (fastest run)"], rows))
     teachers = ", ".join(f"{t['teacher']} {t['measured_h']:.1f}" for t in cost["teachers"] if t["measured_h"] is not None)
     lines.append(f"Teachers, core-h measured: {teachers or MISSING}.\n")
     return lines

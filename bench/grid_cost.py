@@ -7,12 +7,14 @@ variant (a median, so that a run slowed by a busy machine does not set the estim
 runs of that variant scaled by the ratio of training image-epochs (``images x epochs``); else, for the ablation's
 OFA variants and the successors, as the low regime's OFA runs times the variant's step cost relative to OFA
 (:data:`converged.COST_FACTOR`, 1 when not listed); else as the part's median run (the low regime's, scaled, when
-the part has none). Core-hours: one worker is one core.
+the part has none). The same with each kind's fastest recorded run for the median gives the cost at the pace of
+an idle core, as near as the records come to one. Core-hours: one worker is one core.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from converged import (
@@ -62,23 +64,30 @@ def _runs(store: Store, size: Size, regime: Regime, variants: tuple) -> dict[tup
     return runs
 
 
+PACES = {"left_h": statistics.median, "left_fastest_h": min}
+"""How recorded wall times become an estimate: their median (the machine as it was), and the fastest recorded run
+of each kind (the closest the records come to an idle core)."""
+
+
 def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool = False) -> dict:
-    """Per part: runs recorded of all, measured core-hours, estimated core-hours still to run; and the teachers'."""
+    """Per part: runs recorded of all, measured core-hours, estimated core-hours still to run at each of
+    :data:`PACES`; and the teachers'."""
     low = next(r for r in size.regimes if r.key == ABLATION_REGIME)
     parts = _parts(size, ablation, successors)
     measured = {name: _runs(store, size, regime, variants) for name, regime, variants in parts}
     low_runs = measured[parts[0][0]]
-    low_by_variant = _medians(low_runs)
     low_walls = [wall for wall in low_runs.values() if wall is not None]
     rows = []
     for name, regime, variants in parts:
         runs = measured[name]
         done = [wall for wall in runs.values() if wall is not None]
-        estimate = Estimate(regime, low, _medians(runs), low_by_variant, statistics.median(done) if done else None,
-                            statistics.median(low_walls) if low_walls else None, of_ofa=variants is not VARIANTS)
-        left = sum(estimate(variant) for (variant, _, _), wall in runs.items() if wall is None)
-        rows.append({"part": name, "runs": len(runs), "recorded": len(done), "measured_h": sum(done) / 3600,
-                     "left_h": left / 3600})
+        row = {"part": name, "runs": len(runs), "recorded": len(done), "measured_h": sum(done) / 3600}
+        for key, pace in PACES.items():
+            estimate = Estimate(regime, low, _by_variant(runs, pace), _by_variant(low_runs, pace),
+                                pace(done) if done else None, pace(low_walls) if low_walls else None,
+                                of_ofa=variants is not VARIANTS)
+            row[key] = sum(estimate(variant) for (variant, _, _), wall in runs.items() if wall is None) / 3600
+        rows.append(row)
     teachers = []
     for teacher in TEACHERS.values():
         wall = (store.teacher(teacher.key, digest(teacher_cell(size, teacher))) or {}).get("wall_time_s")
@@ -86,24 +95,25 @@ def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool
     return {"parts": rows, "teachers": teachers}
 
 
-def _medians(runs: dict[tuple, float | None]) -> dict[str, float]:
+def _by_variant(runs: dict[tuple, float | None], pace: Callable[[list[float]], float]) -> dict[str, float]:
     walls: dict[str, list[float]] = {}
     for (variant, _, _), wall in runs.items():
         if wall is not None:
             walls.setdefault(variant, []).append(wall)
-    return {variant: statistics.median(values) for variant, values in walls.items()}
+    return {variant: pace(values) for variant, values in walls.items()}
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """The wall time of a run not recorded yet, in seconds (the rules in the module's docstring)."""
+    """The wall time of a run not recorded yet, in seconds (the rules in the module's docstring; ``by_variant``,
+    ``low_by_variant``, ``part_pace`` and ``low_pace`` aggregated at one of :data:`PACES`)."""
 
     regime: Regime
     low: Regime
     by_variant: dict[str, float]
     low_by_variant: dict[str, float]
-    part_median: float | None
-    low_median: float | None
+    part_pace: float | None
+    low_pace: float | None
     of_ofa: bool
     """The part's variants are OFA's or cost a multiple of OFA's step (the ablation, the successors)."""
 
@@ -115,6 +125,6 @@ class Estimate:
             return self.low_by_variant[variant] * scale
         if self.of_ofa and "ofa" in self.low_by_variant:
             return self.low_by_variant["ofa"] * COST_FACTOR.get(variant, 1.0) * scale
-        if self.part_median is not None:
-            return self.part_median
-        return self.low_median * scale if self.low_median is not None else 0.0
+        if self.part_pace is not None:
+            return self.part_pace
+        return self.low_pace * scale if self.low_pace is not None else 0.0

@@ -70,3 +70,9 @@ def test_a_record_of_another_cell_is_not_counted(store):
     low = parts(store)["regime `low`"]
     assert low["recorded"] == 3
     assert low["measured_h"] == pytest.approx(460 / 3600)
+
+
+def test_the_fastest_pace_takes_each_kinds_fastest_recorded_run(store):
+    low = parts(store)["regime `low`"]
+    # ofa s1: ofa's fastest (60); the 14 runs of variants without a record: the part's fastest run (60)
+    assert low["left_fastest_h"] == pytest.approx((60 + 14 * 60) / 3600)
