@@ -13,16 +13,17 @@ from ofakd.suggest import SIMILARITY, close_matches, nearest
 
 
 def test_a_name_at_the_cutoff_is_suggested_and_one_just_below_is_not():
-    assert SIMILARITY == 0.6
-    # difflib's ratio 2*M/T: "abcde" ~ "abcxy" share 3 of 10 characters (0.6), "abcd" ~ "abxy" 2 of 8 (0.5)
-    assert close_matches("abcde", ["abcxy"]) == ["abcxy"]
-    assert close_matches("abcd", ["abxy"]) == []
+    assert SIMILARITY == 0.75
+    # difflib's ratio 2*M/T: "abcd" ~ "abcx" share 3 of 8 characters (0.75), "abcde" ~ "abcdxy" 4 of 11 (0.73)
+    assert close_matches("abcd", ["abcx"]) == ["abcx"]
+    assert close_matches("abcde", ["abcdxy"]) == []
+    assert close_matches("data_dir", ["out_dir"]) == [] and close_matches("model", ["model_ema"]) == []  # 0.67, 0.71
 
 
 def test_the_closest_names_come_first_and_n_bounds_them():
     known = ["kd", "dkd", "ofa", "dist", "fitnet"]
     assert close_matches("ofaa", known, n=3) == ["ofa"]
-    assert close_matches("dkdd", known, n=3) == ["dkd", "kd"]  # 6/7 before 4/6
+    assert close_matches("dkdd", known + ["dkdt"], n=3) == ["dkd", "dkdt"]  # 6/7 before 6/8; "kd" (4/6) is below
     assert close_matches("dkdd", known, n=1) == ["dkd"]
     assert nearest("train.lrr", ["train.epochs", "train.lr"]) == "train.lr"
     assert nearest("zzz", known) is None

@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .commands.cli_args import canonical_argv, suggest_flag
+from .commands.cli_args import TIMM_WITHOUT_EQUIVALENT, canonical_argv, suggest_flag
 from .errors import EXIT_BAD_INPUT, EXIT_KILLED_BY_CTRL_C, OfakdError
 
 
@@ -156,6 +156,8 @@ def _unknown_options(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     flag = flags[0].split("=", 1)[0]
     close = suggest_flag(flag, list(target._option_string_actions))
     hint = f" — did you mean {close!r}?" if close else ""
+    if flag in TIMM_WITHOUT_EQUIVALENT:
+        hint = " (a flag of timm's train.py that has no equivalent here)"
     return f"{target.prog}: error: unknown option {flag!r}{hint}; see `{target.prog} --help`"
 
 

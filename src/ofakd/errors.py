@@ -45,6 +45,10 @@ class ModelError(OfakdError, ValueError):
     """A model name, checkpoint or model pairing is invalid."""
 
 
+class ModelKwargsError(ModelError):
+    """A model that cannot be built with the kwargs it was given (a kwarg it does not take, or a bad value)."""
+
+
 class DataError(OfakdError, ValueError):
     """A data set path, layout or file is invalid."""
 

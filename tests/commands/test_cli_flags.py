@@ -48,7 +48,7 @@ def test_hyphens_and_underscores_are_one_flag(ofakd_cli):
 @pytest.mark.parametrize(("args", "message"), [
     (["--train.batch", "64"], "unknown option '--train.batch' — did you mean '--train.batch_size'?"),
     (["--print-conf"], "unknown option '--print-conf' — did you mean '--print-config'?"),
-    (["--reprob", "0.25"], "unknown option '--reprob' — did you mean '--augment.reprob'?"),
+    (["--crop-padding", "4"], "unknown option '--crop-padding' — did you mean '--augment.crop_padding'?"),
     (["--ema-decay", "0.9"], "unknown option '--ema-decay' — did you mean '--train.ema_decay'?"),
     (["--warmup", "3"], "unknown option '--warmup' — did you mean '--warmup-epochs'?"),
 ])
@@ -56,6 +56,71 @@ def test_no_prefix_guessing_and_did_you_mean_knows_dotted_fields(ofakd_cli, args
     code, out, err = ofakd_cli("distill", "--config", "demo", *args, "--print-config")
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_timm_model_and_data_spellings_are_aliases(ofakd_cli, tmp_path):
+    cfg = resolved(ofakd_cli, "--model", "resnet18", "--initial-checkpoint", "s.pth", "--pretrained-path", "p.pth",
+                   "--data-dir", tmp_path, "--dataset", "torch/cifar100", "--img-size", "48", "--mean", "0.5", "0.4",
+                   "0.3", "--std", "0.2", "0.2", "0.2", "--scale", "0.5", "1", "--hflip", "0", "--aa", "rand-m9",
+                   "--reprob", "0.25", "--crop-pct", "0.9", "--drop-path", "0.1", "--aug-repeats", "3",
+                   "--sched-on-updates")
+    student = cfg["student"]
+    assert (student["name"], student["checkpoint"], student["pretrained"]) == ("resnet18", "s.pth", "p.pth")
+    assert student["input_size"] == [3, 48, 48]  # the demo recipe's 3 channels, timm's square size
+    assert student["mean"] == [0.5, 0.4, 0.3] and student["std"] == [0.2, 0.2, 0.2]
+    assert student["kwargs"]["drop_path_rate"] == 0.1
+    assert cfg["data"]["root"] == str(tmp_path) and cfg["data"]["name"] == "cifar100"
+    augment = cfg["augment"]
+    assert (augment["scale"], augment["hflip"], augment["auto_augment"], augment["reprob"], augment["crop_pct"],
+            augment["repeated_aug"]) == ([0.5, 1.0], 0.0, "rand-m9", 0.25, 0.9, 3)
+    assert cfg["train"]["sched_on_updates"] is True
+    assert resolved(ofakd_cli, "--set", "student.input_size=[1,28,28]", "--img-size", "56")["student"][
+        "input_size"] == [1, 56, 56]
+    assert resolved(ofakd_cli, "--dataset", "")["data"]["name"] == "imagefolder"  # timm's default: ImageFolder
+    code, _, err = ofakd_cli("distill", "--config", "demo", "--dataset", "hfds/beans", "--print-config")
+    assert code == 2 and "timm data set 'hfds/beans' is not one ofakd reads" in err
+
+
+def test_timm_distillation_flags_compute_what_timm_computes(ofakd_cli):
+    cfg = resolved(ofakd_cli, "--kd-model-name", "resnet34", "--kd-distill-type", "logit", "--kd-loss-type", "kl",
+                   "--kd-temperature", "4", "--task-loss-weight", "0.25")
+    assert cfg["teacher"]["name"] == "resnet34" and cfg["teacher"]["pretrained"] is True  # timm loads its weights
+    method = cfg["method"]
+    # timm's complementary weights: only --task-loss-weight G given -> distillation weight 1 - G
+    assert (method["name"], method["temperature"], method["gt_weight"], method["kd_weight"]) == ("kd", 4.0, 0.25, 0.75)
+    both = resolved(ofakd_cli, "--kd-distill-type", "logit", "--distill-loss-weight", "2", "--task-loss-weight", "0.5")
+    assert (both["method"]["gt_weight"], both["method"]["kd_weight"]) == (0.5, 2.0)  # independent weights, any order
+    with_weights = resolved(ofakd_cli, "--kd-model-name", "resnet34", "--teacher-checkpoint", "t.pth")
+    assert with_weights["teacher"]["checkpoint"] == "t.pth" and with_weights["teacher"]["pretrained"] is None
+    code, _, err = ofakd_cli("distill", "--config", "demo", "--kd-distill-type", "feature", "--print-config")
+    assert code == 2 and "'feature' distillation" in err and "--method fitnet, rkd, rsd or ofa" in err
+
+
+def test_num_classes_is_checked_against_the_data_set(ofakd_cli):
+    assert resolved(ofakd_cli, "--num-classes", "10")["data"]["name"] == "digits"
+    code, out, err = ofakd_cli("distill", "--config", "demo", "--num-classes", "100", "--print-config")
+    assert code == 2 and out == ""
+    assert "--num-classes 100: data set digits has 10 classes" in err and "drop --num-classes" in err
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_a_misspelt_flag_is_never_corrected_to_an_unrelated_one(ofakd_cli, command):
+    cases = {
+        "--modl": "--model", "--data-dirr": "--data-dir", "--momentun": "--momentum",  # typos: corrected
+        "--bn-momentum": None, "--vflip": None, "--checkpoint-hist": None,  # timm flags without an equivalent
+        "--resume-opt": None, "--dataset-size": None,  # a word more than a known flag: another flag, not a typo
+    }
+    for flag, meant in cases.items():
+        code, _, err = ofakd_cli(command, "--config", "demo", flag, "1", "--print-config")
+        assert code == 2 and f"unknown option {flag!r}" in err
+        if meant is None:
+            assert "did you mean" not in err, err
+        else:
+            assert f"did you mean {meant!r}?" in err, err
+    _, _, err = ofakd_cli(command, "--config", "demo", "--vflip", "0.5", "--print-config")
+    assert "a flag of timm's train.py that has no equivalent here" in err
+    code, out, _ = ofakd_cli(command, "--config", "demo", "--model", "resnet18", "--print-config")
+    assert code == 0 and yaml.safe_load(out)["student"]["name"] == "resnet18"  # not "did you mean --model-ema"
 
 
 def test_train_has_no_method_options(ofakd_cli):

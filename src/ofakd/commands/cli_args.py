@@ -68,10 +68,29 @@ def add_override(group, *flags: str, key: str | None, raw: bool = False, **kwarg
 
 @dataclass(frozen=True)
 class Fallback:
-    """An override value that applies only where the key is unset (null): ``--model-ema`` turns the EMA on
-    with timm's decay but keeps a decay the recipe or an earlier flag chose."""
+    """An override value that applies after every other override, and only where the key is still unset (null)
+    and none of the ``unless`` keys is set: ``--model-ema`` turns the EMA on with timm's decay but keeps a decay
+    the recipe or any flag chose; ``--kd-model-name`` loads pretrained weights unless a checkpoint is given."""
 
     default: Any
+    unless: tuple[str, ...] = ()
+
+    def applies(self, raw: dict[str, Any], key: str) -> bool:
+        return all(_lookup(raw, k) is None for k in (key, *self.unless))
+
+
+@dataclass(frozen=True)
+class SquareSize:
+    """timm's ``--img-size N``: the input (C, N, N), C the channels set so far (``input_size`` or the
+    ``in_chans`` kwarg), else 3 as in timm."""
+
+    size: int
+
+    def input_size(self, raw: dict[str, Any], key: str) -> list[int]:
+        section = key.rpartition(".")[0]
+        given = _lookup(raw, key)
+        channels = given[0] if given else _lookup(raw, f"{section}.kwargs.in_chans") or 3
+        return [int(channels), self.size, self.size]
 
 
 class _Fallback(_Override):
@@ -82,6 +101,28 @@ class _Fallback(_Override):
 
     def __call__(self, parser, namespace, values, option_string=None):
         namespace.overrides = [*(getattr(namespace, "overrides", None) or []), (self.key, Fallback(self.const))]
+
+
+class _Queue(argparse.Action):
+    """A flag that queues the overrides ``to_overrides(value)`` returns, in command-line order (one timm flag
+    that sets several keys, or a value that needs translating)."""
+
+    def __init__(self, option_strings, dest, to_overrides=None, **kwargs):
+        self.to_overrides = to_overrides
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            queued = self.to_overrides(values)
+        except ConfigError as err:
+            parser.error(f"argument {option_string}: {err}")
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), *queued]
+
+
+def add_queue(group, *flags: str, to_overrides, **kwargs) -> None:
+    """A flag whose value becomes the overrides ``to_overrides(value)`` returns."""
+    group.add_argument(*flags, action=_Queue, to_overrides=to_overrides, dest="overrides", default=argparse.SUPPRESS,
+                       **kwargs)
 
 
 RANDOM_TEACHER_HELP = ("distil from a randomly initialised teacher on purpose (tests, timings); without it a teacher "
@@ -166,41 +207,74 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, recipe_default: str | 
     add_timm_aliases(parser)
 
 
-TIMM_ALIASES: list[tuple[tuple[str, ...], str]] = [
-    (("--lr",), "train.lr"),
-    (("-b", "--batch-size"), "train.batch_size"),
-    (("--opt",), "train.optimizer"),
-    (("--weight-decay",), "train.weight_decay"),
-    (("--momentum",), "train.momentum"),
-    (("--sched",), "train.scheduler"),
-    (("--min-lr",), "train.min_lr"),
-    (("--warmup-epochs",), "train.warmup_epochs"),
-    (("--warmup-lr",), "train.warmup_lr"),
-    (("--decay-epochs",), "train.decay_epochs"),
-    (("--decay-rate",), "train.decay_rate"),
-    (("--clip-grad",), "train.clip_grad"),
-    (("--model-ema-decay",), "train.ema_decay"),
-    (("--log-interval",), "train.log_every"),
-    (("--smoothing",), "augment.smoothing"),
-    (("--mixup",), "augment.mixup"),
-    (("--cutmix",), "augment.cutmix"),
-    (("-j", "--workers"), "data.workers"),
+TIMM_ALIASES: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--lr",), "train.lr", {}),
+    (("-b", "--batch-size"), "train.batch_size", {}),
+    (("--opt",), "train.optimizer", {}),
+    (("--weight-decay",), "train.weight_decay", {}),
+    (("--momentum",), "train.momentum", {}),
+    (("--sched",), "train.scheduler", {}),
+    (("--min-lr",), "train.min_lr", {}),
+    (("--warmup-epochs",), "train.warmup_epochs", {}),
+    (("--warmup-lr",), "train.warmup_lr", {}),
+    (("--decay-epochs",), "train.decay_epochs", {}),
+    (("--decay-rate",), "train.decay_rate", {}),
+    (("--clip-grad",), "train.clip_grad", {}),
+    (("--model-ema-decay",), "train.ema_decay", {}),
+    (("--log-interval",), "train.log_every", {}),
+    (("--smoothing",), "augment.smoothing", {}),
+    (("--mixup",), "augment.mixup", {}),
+    (("--cutmix",), "augment.cutmix", {}),
+    (("--mixup-prob",), "augment.mixup_prob", {}),
+    (("--mixup-switch-prob",), "augment.mixup_switch_prob", {}),
+    (("--hflip",), "augment.hflip", {}),
+    (("--color-jitter",), "augment.color_jitter", {}),
+    (("--aa",), "augment.auto_augment", {}),
+    (("--reprob",), "augment.reprob", {}),
+    (("--scale",), "augment.scale", {"nargs": 2, "type": float, "metavar": ("MIN", "MAX")}),
+    (("--ratio",), "augment.ratio", {"nargs": 2, "type": float, "metavar": ("MIN", "MAX")}),
+    (("--aug-repeats",), "augment.repeated_aug", {"type": int}),
+    (("--crop-pct",), "augment.crop_pct", {}),
+    (("-j", "--workers"), "data.workers", {}),
+    (("--data-dir",), "data.root", {}),
+    (("--model",), "student.name", {}),
+    (("--pretrained",), "student.pretrained", {"nargs": "?", "const": True, "metavar": "PATH"}),
+    (("--pretrained-path",), "student.pretrained", {"metavar": "PATH", "raw": True}),
+    (("--initial-checkpoint",), "student.checkpoint", {"metavar": "PATH"}),
+    (("--input-size",), "student.input_size", {"nargs": 3, "type": int, "metavar": ("C", "H", "W")}),
+    (("--mean",), "student.mean", {"nargs": "+", "type": float}),
+    (("--std",), "student.std", {"nargs": "+", "type": float}),
+    (("--drop",), "student.kwargs.drop_rate", {"type": float}),
+    (("--drop-path",), "student.kwargs.drop_path_rate", {"type": float}),
 ]
-"""timm's train.py flags whose meaning is the same here: (flags, config key). Also timm's: ``--epochs``,
-``--seed``, ``--output`` (``run.out_dir``), ``--experiment`` (``run.name``), ``--model-ema``, ``--amp``
-and ``--amp-dtype`` (see :func:`add_timm_aliases`)."""
+"""timm's train.py flags whose meaning is the same here: (flags, config key, argparse options). Also timm's:
+``--epochs``, ``--seed``, ``--device``, ``--output`` (``run.out_dir``), ``--experiment`` (``run.name``),
+``--channels-last``, ``--sync-bn``, ``--model-ema``, ``--amp``, ``--amp-dtype``, ``--sched-on-updates`` and
+``--img-size`` (see :func:`add_timm_aliases`); ``--num-classes N`` is checked against the data set's classes
+(the classifier is sized from them).
+timm's distillation flags: :data:`TIMM_DISTILLATION_ALIASES`."""
 
 TIMM_EMA_DECAY = 0.9998
 """timm's default ``--model-ema-decay``."""
 
 
 def add_timm_aliases(parser: argparse.ArgumentParser) -> None:
-    """timm's spellings of common options (:data:`TIMM_ALIASES`), each queueing its config key."""
+    """timm's spellings of common options (:data:`TIMM_ALIASES`), each queueing its config key; a flag the command
+    already has (``ofakd train --model``, with help of its own) is left to it."""
     group = parser.add_argument_group("timm's spellings (aliases of the config keys named)")
-    for flags, key in TIMM_ALIASES:
-        section, field_name = key.split(".")
-        add_override(group, *flags, key=key, raw=_is_str(SECTIONS[section].model_fields[field_name].annotation),
-                     metavar="V", help=key)
+    for flags, key, options in TIMM_ALIASES:
+        if any(flag in parser._option_string_actions for flag in flags):
+            continue
+        options = {"metavar": "V", **options}
+        raw = options.pop("raw", "type" in options or options.get("const") is True or _is_str(_annotation(key)))
+        add_override(group, *flags, key=key, raw=raw, **options, help=key)
+    add_queue(group, "--img-size", to_overrides=lambda n: [("student.input_size", SquareSize(n))], type=int,
+              metavar="N", help="student.input_size [C, N, N] (C: the channels set so far, else 3)")
+    add_queue(group, "--dataset", to_overrides=_timm_dataset, metavar="NAME",
+              help="data.name, timm's spelling: '' or imagefolder, torch/cifar10, torch/cifar100")
+    group.add_argument("--num-classes", type=int, metavar="N", default=None,
+                       help="the classes the data set must have (the classifier is sized from the data set)")
+    add_switch(group, "--sched-on-updates", key="train.sched_on_updates", help="train.sched_on_updates")
     group.add_argument("--model-ema", action=_Fallback, key="train.ema_decay", const=TIMM_EMA_DECAY,
                        dest="overrides", default=argparse.SUPPRESS,
                        help=f"keep an EMA of the student (train.ema_decay: the recipe's, else {TIMM_EMA_DECAY})")
@@ -209,6 +283,86 @@ def add_timm_aliases(parser: argparse.ArgumentParser) -> None:
                        "--amp-dtype bfloat16 for bf16 (also on CPU)")
     group.add_argument("--amp-dtype", action=_AmpDtype, choices=("float16", "bfloat16"), default=argparse.SUPPRESS,
                        help="train.amp fp16 or bf16")
+
+
+TIMM_DATASETS = {"": "imagefolder", "imagefolder": "imagefolder", "folder": "imagefolder",
+                 "torch/cifar10": "cifar10", "torch/cifar100": "cifar100"}
+"""timm's ``--dataset`` names of the data sets ofakd reads (an empty name is timm's ImageFolder)."""
+
+
+def _timm_dataset(value: str) -> list[tuple[str, Any]]:
+    if value.lower() not in TIMM_DATASETS:
+        raise ConfigError(
+            f"timm data set {value!r} is not one ofakd reads; pass --data digits, fashion-mnist, cifar10, cifar100 "
+            "or imagefolder (--data-dir ROOT with ROOT/train/<class>/*, ROOT/val/<class>/*)"
+        )
+    return [("data.name", TIMM_DATASETS[value.lower()])]
+
+
+TIMM_WITHOUT_EQUIVALENT = frozenset((
+    "--train-split", "--val-split", "--train-num-samples", "--val-num-samples", "--dataset-download", "--class-map",
+    "--input-img-mode", "--input-key", "--target-key", "--dataset-trust-remote-code", "--no-resume-opt", "--gp",
+    "--in-chans", "--interpolation", "-vb", "--validation-batch-size", "--fuser", "--grad-accum-steps",
+    "--grad-checkpointing", "--fast-norm", "--model-kwargs", "--head-init-scale", "--head-init-bias",
+    "--torchcompile-mode", "--torchscript", "--torchcompile", "--model-dtype", "--no-ddp-bb", "--synchronize-step",
+    "--local_rank", "--device-modules", "--opt-eps", "--opt-betas", "--clip-mode", "--layer-decay",
+    "--layer-decay-min-scale", "--layer-decay-no-opt-scale", "--opt-kwargs", "--lr-base", "--lr-base-size",
+    "--lr-base-scale", "--lr-noise", "--lr-noise-pct", "--lr-noise-std", "--lr-cycle-mul", "--lr-cycle-decay",
+    "--lr-cycle-limit", "--lr-k-decay", "--epoch-repeats", "--start-epoch", "--decay-milestones", "--warmup-prefix",
+    "--cooldown-epochs", "--patience-epochs", "--dr", "--no-aug", "--train-crop-mode", "--vflip",
+    "--color-jitter-prob", "--grayscale-prob", "--gaussian-blur-prob", "--aug-splits", "--jsd-loss", "--bce-loss",
+    "--bce-sum", "--bce-target-thresh", "--bce-pos-weight", "--remode", "--recount", "--resplit", "--cutmix-minmax",
+    "--mixup-mode", "--mixup-off-epoch", "--train-interpolation", "--drop-connect", "--drop-block", "--bn-momentum",
+    "--bn-eps", "--dist-bn", "--split-bn", "--model-ema-force-cpu", "--model-ema-warmup", "--worker-seeding",
+    "--val-interval", "--recovery-interval", "--checkpoint-hist", "--save-images", "--pin-mem", "--no-prefetcher",
+    "--eval-metric", "--tta", "--use-multi-epochs-loader", "--log-wandb", "--wandb-project", "--wandb-tags",
+    "--wandb-resume-id", "--kd-student-feature-dim", "--kd-teacher-feature-dim", "--kd-token-distill-type",
+))
+"""timm train.py flags (timm 1.0.x) with no equivalent here: an unknown-option error says so instead of suggesting
+another flag. (timm's ``--resume PATH`` is a checkpoint file; ofakd's ``--resume`` takes a run folder.)"""
+
+
+TIMM_KD_TYPES = {"logit": "kd"}
+"""timm's ``--kd-distill-type`` values that an ofakd method computes exactly (KL on logits at T, x T^2)."""
+
+
+def _kd_distill_type(value: str) -> list[tuple[str, Any]]:
+    if value not in TIMM_KD_TYPES:
+        raise ConfigError(
+            f"timm's {value!r} distillation (MSE on pooled features, or a distillation token) has no exact "
+            "equivalent here; use --kd-distill-type logit (--method kd) or an ofakd feature method: --method "
+            "fitnet, rkd, rsd or ofa (`ofakd methods`)"
+        )
+    return [("method.name", TIMM_KD_TYPES[value])]
+
+
+def _task_loss_weight(value: float) -> list[tuple[str, Any]]:
+    """timm's complementary weights: the task loss G, and the distillation 1 - G unless its weight is given."""
+    return [("method.gt_weight", value), ("method.kd_weight", Fallback(1.0 - value))]
+
+
+def add_timm_distillation_aliases(parser: argparse.ArgumentParser) -> None:
+    """timm's train.py distillation flags (``--kd-model-name`` ...) as the ofakd settings that compute the same."""
+    group = parser.add_argument_group("timm's distillation spellings")
+    add_queue(group, "--kd-model-name", metavar="NAME",
+              to_overrides=lambda name: [("teacher.name", name),
+                                         ("teacher.pretrained", Fallback(True, unless=("teacher.checkpoint",)))],
+              help="teacher.name, with its pretrained weights as in timm (teacher.pretrained: true) unless "
+              "--teacher-checkpoint gives weights")
+    add_queue(group, "--kd-distill-type", metavar="TYPE", to_overrides=_kd_distill_type,
+              help="logit: --method kd (timm's feature and token types have no exact equivalent)")
+    group.add_argument("--kd-loss-type", choices=("kl",), default=argparse.SUPPRESS,
+                       help="kl, the only one timm has (KD's loss)")
+    add_override(group, "--kd-temperature", key="method.temperature", metavar="T", help="method.temperature")
+    add_override(group, "--distill-loss-weight", key="method.kd_weight", metavar="W", help="method.kd_weight")
+    add_queue(group, "--task-loss-weight", metavar="G", type=float, to_overrides=_task_loss_weight,
+              help="method.gt_weight; method.kd_weight 1 - G unless --distill-loss-weight is given, as in timm")
+
+
+def _annotation(key: str):
+    """The type annotation of config field ``key`` (``section.field``), or None for a deeper key."""
+    parts = key.split(".")
+    return SECTIONS[parts[0]].model_fields[parts[1]].annotation if len(parts) == 2 else None
 
 
 def add_field_flags(parser: argparse.ArgumentParser, sections: list[str], *, method_options: bool = False) -> None:
@@ -268,9 +422,12 @@ def _spelling(flag: str) -> str:
 
 
 def suggest_flag(flag: str, known: list[str]) -> str | None:
-    """The known flag a mistyped ``flag`` most likely meant: the same field in a section (``--mixup`` ->
-    ``--augment.mixup``), a field it begins (``--train.batch`` -> ``--train.batch_size``), else the closest
-    spelling (:mod:`ofakd.suggest`) of a whole flag or of a dotted flag's field name. None when nothing is close."""
+    """The known flag a mistyped ``flag`` most likely meant: the same field in a section (``--crop-padding`` ->
+    ``--augment.crop_padding``), a field it begins (``--train.batch`` -> ``--train.batch_size``), else the closest
+    spelling (:mod:`ofakd.suggest`) with as many words of a whole flag or of a dotted flag's field name. None when
+    nothing is close, and for timm's flags that have no equivalent here (:data:`TIMM_WITHOUT_EQUIVALENT`)."""
+    if flag in TIMM_WITHOUT_EQUIVALENT:
+        return None
     typed = _spelling(flag)
     section, _, leaf = typed.rpartition(".")
     long_flags = [k for k in known if k.startswith("--") and k not in ("--help", "--debug", "--version")]
@@ -282,7 +439,7 @@ def suggest_flag(flag: str, known: list[str]) -> str | None:
         return min(candidates, key=lambda c: (not _spelling(c).startswith(section + "."), "." in c, c))
 
     whole = {_spelling(c): c for c in long_flags}
-    close = nearest(typed, whole)
+    close = nearest(typed, [c for c in whole if _words(c) == _words(typed)])
     if section and not any(_spelling(c).startswith(section + ".") for c in long_flags):
         # a mistyped section (``--trian.lr``), or one this command has no flags for (``train --method.eps``)
         return whole[close] if close else None
@@ -295,8 +452,14 @@ def suggest_flag(flag: str, known: list[str]) -> str | None:
         return best(starts)
     if close:
         return whole[close]
-    close = nearest(leaf, by_leaf)
+    close = nearest(leaf, [c for c in by_leaf if _words(c) == _words(leaf)])
     return best(by_leaf[close]) if close else None
+
+
+def _words(spelling: str) -> int:
+    """How many words a flag's spelling has: a close spelling with as many is a typo (``--trian.lr``), one with a
+    word more or less is another flag (``--bn-momentum`` is not ``--momentum``)."""
+    return len(spelling.replace(".", "_").split("_"))
 
 
 def _field_help(field, doc: str | None = None) -> str:
@@ -379,22 +542,42 @@ def resolve_config(
     _check_teacher_run(args, overrides)
     resume = getattr(args, "resume", None)
     if resume:
-        return _resumed_config(resume, overrides)
+        return _check_num_classes(args, _resumed_config(resume, overrides))
     raw = read_recipe(args.config) if getattr(args, "config", None) else {}
     for section in reset_sections:
         raw.pop(section, None)
     overrides = [*overrides, *(forced or [])]
     _drop_other_method_options(raw, overrides)
     _apply_overrides(raw, overrides)
-    return validate(raw)
+    return _check_num_classes(args, validate(raw))
+
+
+def _check_num_classes(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
+    """``cfg``, once timm's ``--num-classes N`` (when given) is the data set's number of classes."""
+    expected = getattr(args, "num_classes", None)
+    if expected is None:
+        return cfg
+    from ..data import dataset_num_classes  # on use: `ofakd --help` stays torch-free
+
+    found = dataset_num_classes(cfg.data)
+    if found != expected:
+        raise ConfigError(
+            f"--num-classes {expected}: data set {cfg.data.name} has {found} classes, and the classifier is sized "
+            f"from the data set's classes; drop --num-classes, or point --data / --data-dir at data with {expected}"
+        )
+    return cfg
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:
-    """Set each dotted key; a :class:`Fallback` value sets its default only where ``raw`` has none."""
+    """Set each dotted key in order; then each :class:`Fallback` where it :meth:`~Fallback.applies`."""
     for key, value in overrides:
-        if isinstance(value, Fallback):
-            value = value.default if _lookup(raw, key) is None else _lookup(raw, key)
-        apply_override(raw, key, value)
+        if isinstance(value, SquareSize):
+            value = value.input_size(raw, key)
+        if not isinstance(value, Fallback):
+            apply_override(raw, key, value)
+    for key, value in overrides:
+        if isinstance(value, Fallback) and value.applies(raw, key):
+            apply_override(raw, key, value.default)
 
 
 def _resumed_config(resume: str | Path, overrides: list[tuple[str, Any]]) -> RunConfig:

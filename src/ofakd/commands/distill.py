@@ -12,6 +12,7 @@ from .cli_args import (
     add_override,
     add_run_arguments,
     add_switch,
+    add_timm_distillation_aliases,
     resolve_config,
 )
 from .train import run_config
@@ -79,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_override(models, "--data", key="data.name", raw=True, metavar="NAME",
               help="data set: digits, fashion-mnist, cifar10, cifar100, imagefolder (data.name)")
     add_run_arguments(parser)
+    add_timm_distillation_aliases(parser)
     add_field_flags(parser, ["data", "augment", "teacher", "student", "train", "run"], method_options=True)
 
 

@@ -3,12 +3,13 @@ clear errors."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import timm
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, ModelKwargsError
 from ..suggest import close_matches
 from .hub import HF_HUB_PREFIX, hub_errors
 from .info import describe_input
@@ -41,11 +42,13 @@ def create_model(
         try:
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
         except TypeError as err:
-            raise ModelError(f"model {name!r} does not accept these kwargs {sorted(kwargs)}: {err}") from None
+            unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+            which = f"kwarg {unexpected.group(1)!r}" if unexpected else f"these kwargs {sorted(kwargs)}"
+            raise ModelKwargsError(f"model {name!r} does not take {which} ({err})") from None
         except (ValueError, AssertionError, ArithmeticError, RuntimeError, KeyError, IndexError) as err:
             shown = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg_overlay",)}
             reason = (str(err).splitlines() or [type(err).__name__])[0] or type(err).__name__
-            raise ModelError(
+            raise ModelKwargsError(
                 f"model {name!r} cannot be built with kwargs {shown} ({type(err).__name__}: {reason}); check the "
                 "model kwargs (student.kwargs / teacher.kwargs)"
             ) from None

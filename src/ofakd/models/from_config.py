@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, ModelKwargsError
 from .factory import create_model
 from .info import InputSpec, describe_input, input_spec
 from .model_config import ModelConfig
@@ -35,7 +35,16 @@ def build_model(cfg: ModelConfig, num_classes: int, role: str) -> nn.Module:
         read_state_dict(cfg.pretrained)  # checked before timm reads it: ofakd's sha256, no pickled code
         kwargs["pretrained"] = True
         kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(cfg.pretrained)}
-    model = create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
+    try:
+        model = create_model(cfg.name, num_classes=num_classes, checkpoint=cfg.checkpoint, **kwargs)
+    except ModelKwargsError as err:
+        if not cfg.kwargs:
+            raise
+        raise ConfigError(
+            f"{err}; {role}.kwargs {dict(cfg.kwargs)} (a recipe's are for the recipe's own {role}) do not fit "
+            f"{cfg.name!r}: clear them with --set {role}.kwargs={{}}, or keep only those {cfg.name} takes "
+            f"(--set {role}.kwargs.NAME=VALUE)"
+        ) from None
     describe_input(model, asdict(model_spec(model, cfg)))  # the section's input_size, mean and std
     return model
 
