@@ -1,4 +1,4 @@
-"""Distil with ofakd from PyTorch Lightning: a LightningModule around a distiller (``pip install 'ofakd[lightning]'``).
+"""Distil with ofakd from PyTorch Lightning: a LightningModule around a distiller (``pip install -e '.[lightning]'`` from a checkout).
 
     python examples/lightning_distill.py --teacher resnet18.a1_in1k --teacher-pretrained --student mobilenetv3_small_050 \\
         --method ofa --steps 200

@@ -8,6 +8,7 @@ Public API::
     logits, losses = distiller(images, targets)
     run_folder = ofakd.fit(distiller, train_set, val_set, epochs=30, lr=1e-3)   # any torch Datasets
     result = ofakd.tune("demo", teacher_run="runs/digits-teacher", budget=30)   # which method, options, lr
+    task = ofakd.timm_task("ofa", teacher=teacher, student=student)             # a timm.task.TrainingTask
     student, info = ofakd.evaluation.load_student(run_folder)                   # subpackages load on first use
 """
 
@@ -29,8 +30,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     ".analysis.stage_cka": ("cka",),
     ".distill": ("create_distiller", "list_methods"),
     ".engine.given_datasets": ("fit",),
+    ".engine.timm_task": ("timm_task",),
     ".models": ("create_model",),
     ".tuning.api": ("tune",),
 }, SUBPACKAGES)
 
-__all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods", "tune"]
+__all__ = ["OfakdError", "cka", "create_distiller", "create_model", "fit", "list_methods", "timm_task", "tune"]

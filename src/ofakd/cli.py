@@ -123,7 +123,7 @@ def _file_error(err: OSError) -> OfakdError:
 
 def _complete(parser: argparse.ArgumentParser) -> None:
     """Answer a shell's tab completion and exit, when the shell asked (argcomplete, an optional extra:
-    ``pip install 'ofakd[completion]'``, then ``eval "$(register-python-argcomplete ofakd)"``)."""
+    ``pip install -e '.[completion]'`` from a checkout, then ``eval "$(register-python-argcomplete ofakd)"``)."""
     import os
 
     if "_ARGCOMPLETE" not in os.environ:

@@ -1,6 +1,6 @@
 """examples/lightning_distill.py: a LightningModule around a distiller trains a few bf16-mixed steps; the teacher
 stays frozen and out of the checkpoint, the OFA branches train. Runs when Lightning is installed
-(``pip install 'ofakd[lightning]'``; the test extra has it)."""
+(``pip install -e '.[lightning]'``; the test extra has it)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def _require_onnx_packages() -> None:
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise UnsupportedExportError(
-            f"ONNX export needs {', '.join(missing)}: pip install 'ofakd[export]' (onnx, onnxscript, onnxruntime)"
+            f"ONNX export needs {', '.join(missing)}: pip install -e '.[export]' from a checkout (onnx, onnxscript, "
+            "onnxruntime)"
         )
 
 
