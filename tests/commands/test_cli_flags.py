@@ -166,3 +166,11 @@ def test_another_method_on_a_recipe_drops_the_recipe_method_options_with_a_note(
     assert "note: method kd replaces the recipe's ofa" in err and "(eps, ofa_weight) are dropped" in err
     code, out, err = ofakd_cli("distill", "--config", "paper-cifar100-swin_t-resnet18", "--print-config")
     assert code == 0 and yaml.safe_load(out)["method"]["ofa_weight"] == 0.1 and "note:" not in err
+
+
+def test_a_recipes_student_kwargs_that_do_not_fit_another_model_name_the_fix(ofakd_cli, tmp_path):
+    code, _, err = ofakd_cli("train", "--config", "demo", "--model", "resnet18", "--out-dir", tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "model 'resnet18' does not take kwarg 'img_size'" in err
+    assert "clear them with --set student.kwargs={}" in err
+    assert not list(tmp_path.iterdir())  # nothing was started
