@@ -198,6 +198,27 @@ def test_onnx_export_of_vit_runs_in_onnxruntime(vit_run, vit_ref, tmp_path, ofak
     assert json.loads((out / "config.json").read_text())["ofakd"]["exports"]["onnx"]["opset"] >= 17
 
 
+def test_eval_of_an_onnx_export_scores_what_the_run_scores(vit_run, tmp_path, ofakd_cli):
+    out = tmp_path / "onnx"
+    assert ofakd_cli("export", vit_run, "--format", "onnx", "--out", out)[0] == 0
+    code, stdout, stderr = ofakd_cli("eval", vit_run, "--json")
+    assert code == 0, stderr
+    from_run = json.loads(stdout)
+    # the file and its folder alike; the run's 8 validation images (an export is scored on the whole split)
+    for target in (out / "model.onnx", out):
+        code, stdout, stderr = ofakd_cli("eval", target, "--data.val_subset", "8", "--json")
+        assert code == 0, stderr
+        from_onnx = json.loads(stdout)
+        assert from_onnx["count"] == from_run["count"] == 8
+        assert from_onnx["per_class_accuracy"] == from_run["per_class_accuracy"]
+        assert from_onnx["mean_loss"] == pytest.approx(from_run["mean_loss"], abs=1e-4)
+    model, info = load_student(out / "model.onnx")
+    assert info.kind == "onnx" and info.preprocess.input_size == (3, 32, 32) and info.num_classes == 10
+    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:-8] + b"damaged!")
+    code, _, stderr = ofakd_cli("eval", out / "model.onnx")
+    assert code == 2 and "is damaged" in stderr and "--format onnx --overwrite" in stderr
+
+
 def test_onnx_export_of_cnn_with_the_legacy_exporter(cnn_run, cnn_ref, tmp_path):
     result = export_student(cnn_run, "onnx", tmp_path / "onnx", onnx_exporter="legacy", opset=17)
     assert result.exporter == "legacy" and result.max_abs_diff <= ATOL

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .. import finite_json
 from ..config.load import apply_override, list_recipes, read_recipe, validate
 from ..errors import ConfigError
-from ..run_folder import EXPORT_CONFIG, RunFolder
+from ..run_folder import EXPORT_CONFIG
 from .cli_args import HelpFormatter, add_field_flags, add_override
 
 if TYPE_CHECKING:
@@ -21,7 +21,8 @@ HELP = "top-1 / top-5 / per-class accuracy, loss and images/s of a run, checkpoi
 DESCRIPTION = """\
 Evaluate a model: the best weights of a run folder (TARGET = runs/NAME; its config.yaml gives
 the model and data), a best.safetensors written by ofakd (its metadata gives the model and data),
-a folder written by `ofakd export --format timm` (with --data/--data.root), or any local weights
+a folder written by `ofakd export --format timm` or a model.onnx written by `--format onnx` (run by
+onnxruntime: the export extra; the data its run used, or --data/--data.root), or any local weights
 file together with --model and the data options. Prints top-1, top-5, per-class top-1, the mean
 cross-entropy and images/s (the model alone, data loading excluded). --split train evaluates the
 training images with a plain resize. An export is evaluated on the whole split (--data.val_subset N
@@ -31,13 +32,14 @@ examples:
   ofakd eval runs/ofa-test_byobnet-vit_tiny_patch16_224-digits-s42
   ofakd eval runs/my-run/best.safetensors --split train --json
   ofakd eval export/my-run --data.name digits
+  ofakd eval export/my-run/model.onnx
   ofakd eval resnet18_cifar100.pth --model resnet18 --config cifar-cnn --data.root ./data
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = HelpFormatter
-    parser.add_argument("target", metavar="TARGET", help="a run folder, a best.safetensors, or a weights file (with --model)")
+    parser.add_argument("target", metavar="TARGET", help="a run folder, a best.safetensors, an export (timm folder, model.onnx), or a weights file (with --model)")
     parser.add_argument("--split", choices=("val", "train"), default="val", help="which split to evaluate")
     parser.add_argument("--weights", choices=("best", "last"), default="best",
                         help="for a run folder: best.safetensors, or the student in last.pt")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_target
 
     target = Path(args.target)
-    if target.is_dir() and (target / EXPORT_CONFIG).is_file() and not RunFolder(target).config.is_file():
+    if _is_export(target):
         return _run_export(target, args)
     raw, weights = _config_and_weights(target, args)
     for key, value in getattr(args, "overrides", None) or []:
@@ -81,8 +83,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_export(target: Path) -> bool:
+    """An exported model: an ``.onnx`` file, or a folder ``ofakd export`` wrote (config.json, no config.yaml)."""
+    from ..run_folder import RunRecord
+
+    if target.is_file():
+        return target.suffix == ".onnx"
+    return target.is_dir() and (target / EXPORT_CONFIG).is_file() and not RunRecord.at(target).has_config
+
+
 def _run_export(target: Path, args) -> int:
-    """A model exported with ``ofakd export --format timm``: plain timm loads it; data from the flags."""
+    """A model exported with ``ofakd export``: a timm folder (plain timm loads it) or an ``.onnx`` file
+    (onnxruntime runs it), prepared as its config.json says; data from the flags, else the run's."""
     from ..device import pick_device
     from ..evaluation import eval_loader, evaluate, load_student, resolve_data, warn_nonfinite
 

@@ -19,6 +19,8 @@ from ..errors import UnsupportedExportError, summarize_exception
 from ..run_folder import WRITE_ERRNOS
 
 WEIGHTS_FILE = "model.onnx"
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+"""What ONNX export and evaluation need: the ``export`` extra."""
 EXPORTERS = ("auto", "dynamo", "legacy")
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -65,13 +67,13 @@ def disk_error(err: BaseException) -> OSError | None:
     return None
 
 
-def _require_onnx_packages() -> None:
+def _require_onnx_packages(packages: tuple[str, ...] = ONNX_PACKAGES, task: str = "ONNX export") -> None:
     import importlib.util
 
-    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    missing = [m for m in packages if importlib.util.find_spec(m) is None]
     if missing:
         raise UnsupportedExportError(
-            f"ONNX export needs {', '.join(missing)}: pip install -e '.[export]' from a checkout (onnx, onnxscript, "
+            f"{task} needs {', '.join(missing)}: pip install -e '.[export]' from a checkout (onnx, onnxscript, "
             "onnxruntime)"
         )
 
@@ -96,12 +98,18 @@ def _export(model: nn.Module, example: torch.Tensor, path: Path, exporter: str, 
 
 
 def onnx_runner(folder: Path):
-    """``x -> logits`` through onnxruntime on the CPU, as any ONNX user runs it."""
+    """``x -> logits`` (numpy) through onnxruntime on the CPU, as any ONNX user runs it, of ``folder``'s model."""
+    return onnx_file_runner(Path(folder) / WEIGHTS_FILE)
+
+
+def onnx_file_runner(path: Path):
+    """``x -> logits`` (numpy) of the ONNX file ``path`` through onnxruntime on the CPU."""
+    _require_onnx_packages(("onnxruntime",), "running an ONNX model")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(Path(folder) / WEIGHTS_FILE), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
     def run(x: torch.Tensor):

@@ -43,6 +43,7 @@ from ..run_folder import (
 )
 from ..run_folder import weights_file as read_weights_file
 from ..run_folder.digest import file_sha256
+from .onnx_export import WEIGHTS_FILE as ONNX_FILE
 from .student import Preprocess, StudentInfo
 
 WEIGHT_CHOICES = ("best", "last")
@@ -54,7 +55,9 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
     gives the transforms it was evaluated with.
 
     ``path``: a run folder, a ``.safetensors`` file written by ofakd (``best.safetensors``, inside
-    its run folder or alone), or a folder written by ``ofakd export --format timm``.
+    its run folder or alone), a folder written by ``ofakd export --format timm``, or a ``model.onnx`` written by
+    ``ofakd export --format onnx`` (or its folder): an :class:`~ofakd.export.onnx_student.OnnxStudent` that
+    onnxruntime runs, described by the ``config.json`` beside it.
     ``weights`` and ``ema`` choose among a run's checkpoints (see the module docstring).
     """
     if weights not in WEIGHT_CHOICES:
@@ -63,6 +66,8 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
     if path.is_dir():
         if RunRecord.at(path).has_config:
             return _load_run(RunRecord.at(path), weights=weights, ema=ema)
+        if (path / EXPORT_CONFIG).is_file() and not (path / EXPORT_WEIGHTS).is_file() and (path / ONNX_FILE).is_file():
+            return _load_onnx_file(path / ONNX_FILE)
         if (path / EXPORT_CONFIG).is_file():
             return _load_timm_folder(path)
         raise StudentSourceError(
@@ -73,11 +78,14 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
         if RunRecord.at(path.parent).has_config:
             return _load_run(RunRecord.at(path.parent), weights_file=path)
         return _load_weights_file(path)
+    if path.is_file() and path.suffix == ".onnx":
+        return _load_onnx_file(path)
     if not path.exists():
-        raise StudentSourceError(f"{path} does not exist; pass a run folder, a .safetensors file or an exported timm folder")
+        raise StudentSourceError(f"{path} does not exist; pass a run folder, a .safetensors file, an exported timm "
+                                 "folder or an exported .onnx file")
     raise StudentSourceError(
-        f"{path} is not a run folder, a .safetensors file or an exported timm folder "
-        "(ONNX and TorchScript files are loaded with onnxruntime / torch.jit.load, not ofakd)"
+        f"{path} is not a run folder, a .safetensors file, an exported timm folder or an exported .onnx file "
+        "(TorchScript files are loaded with torch.jit.load, not ofakd)"
     )
 
 
@@ -317,17 +325,47 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
     )
 
 
-def _check_export_hash(weights: Path, config: dict[str, Any]) -> None:
-    """The weights' sha256 against the one config.json records (written by ``ofakd export``)."""
+def _load_onnx_file(path: Path) -> tuple[nn.Module, StudentInfo]:
+    """An ONNX export and what the ``config.json`` beside it says (its preprocessing, classes and data)."""
+    from .onnx_student import OnnxStudent
+
+    config = _read_json(path.parent / EXPORT_CONFIG)
+    if "pretrained_cfg" not in config or "num_classes" not in config:
+        raise StudentSourceError(
+            f"{path.parent / EXPORT_CONFIG} is missing or holds no preprocessing (pretrained_cfg): an .onnx file is "
+            "evaluated with the config.json `ofakd export --format onnx` writes beside it; export it again"
+        )
+    _check_export_hash(path, config, fmt="onnx")
+    ofakd = config.get("ofakd") or {}
+    labels = config.get("label_names")
+    return OnnxStudent(path), StudentInfo(
+        architecture=str(config.get("architecture", path.stem)),
+        model_kwargs={k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"},
+        num_classes=int(config["num_classes"]),
+        preprocess=Preprocess.from_timm(config["pretrained_cfg"]),
+        kind="onnx",
+        path=path,
+        weights=f"{path.name} (onnxruntime)",
+        ema=ofakd.get("ema"),
+        epoch=ofakd.get("epoch"),
+        top1=ofakd.get("top1"),
+        class_names=list(labels) if isinstance(labels, (list, tuple)) else None,
+        run_dir=Path(ofakd["run"]) if ofakd.get("run") else None,
+        data=_data_or_none(ofakd.get("data")),
+    )
+
+
+def _check_export_hash(weights: Path, config: dict[str, Any], fmt: str = "timm") -> None:
+    """The weights' sha256 against the one config.json records for export ``fmt`` (written by ``ofakd export``)."""
     ofakd = config.get("ofakd")
     if not isinstance(ofakd, dict):
         return  # not exported by ofakd: nothing recorded
-    recorded = ((ofakd.get("exports") or {}).get("timm") or {}).get("sha256", {}).get(weights.name)
+    recorded = ((ofakd.get("exports") or {}).get(fmt) or {}).get("sha256", {}).get(weights.name)
     if recorded is None and "format" in ofakd:
         raise WeightsDamaged(
             f"{weights} cannot be checked: {EXPORT_CONFIG} (ofakd format {ofakd['format']}, whose exports "
             "always record it) lacks its sha256, so the folder is damaged; export it again "
-            "(ofakd export RUN_DIR --format timm --overwrite)"
+            f"(ofakd export RUN_DIR --format {fmt} --overwrite)"
         )
     if recorded is None:
         warnings.warn(f"{weights} has no sha256 in {EXPORT_CONFIG} (exported by an older ofakd): it is used "
@@ -335,7 +373,7 @@ def _check_export_hash(weights: Path, config: dict[str, Any]) -> None:
     elif file_sha256(weights) != recorded:
         raise WeightsDamaged(
             f"{weights} is damaged: its sha256 differs from the one {EXPORT_CONFIG} records for it; export it again "
-            "(ofakd export RUN_DIR --format timm --overwrite)"
+            f"(ofakd export RUN_DIR --format {fmt} --overwrite)"
         )
 
 

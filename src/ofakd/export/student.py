@@ -78,7 +78,8 @@ class StudentInfo:
     num_classes: int
     preprocess: Preprocess
     kind: str
-    """"run" (a run folder), "weights" (a .safetensors file) or "timm" (an exported timm folder)."""
+    """"run" (a run folder), "weights" (a .safetensors file), "timm" (an exported timm folder) or "onnx" (an
+    exported .onnx file, run by onnxruntime)."""
     path: Path
     """The path given."""
     weights: str
