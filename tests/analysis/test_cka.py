@@ -272,3 +272,59 @@ def test_cli_model_loading_sizes_the_head_from_the_checkpoint(tmp_path):
     model = load_model("vit_tiny_patch16_224", str(tmp_path / "vit.pth"), None, kwargs, default_classes=10)
     assert model.num_classes == 7
     torch.testing.assert_close(model.head.weight, trained.head.weight)
+
+
+def test_heatmap_colours_separate_close_values_and_rows_run_as_the_table(tmp_path):
+    """0.92 and 0.98 on a fixed 0-1 scale are one colour; on the values' own range they are its two ends. The
+    first row (model A's first layer) is drawn at the top, as the console table prints it."""
+    from matplotlib.image import imread
+
+    from ofakd.analysis.heatmap import colour_range, plot_cka_heatmap
+
+    assert colour_range(np.array([[0.92, float("nan")], [0.98, 0.95]])) == (0.92, 0.98)
+    assert colour_range(np.array([[0.5]])) == pytest.approx((0.495, 0.505))
+    assert colour_range(np.array([[float("nan")]])) == (0.0, 1.0)
+    result = CKAResult(matrix=np.array([[0.92], [0.98]]), names_a=["layer1", "layer2"], names_b=["blocks.0"])
+    pixels = imread(plot_cka_heatmap(result, tmp_path / "cka.png", annotate=False, dpi=50))
+    height, width = pixels.shape[:2]
+    column = int(width * 0.35)  # inside the single column of cells, left of the colour bar
+    top, bottom = (pixels[int(height * f), column, :3].mean() for f in (0.3, 0.7))
+    assert bottom - top > 0.5  # "magma": 0.92, the low end, is near black (top); 0.98, the high end, near white
+
+
+def _digits_run(out_dir, name: str, student: dict):
+    from ofakd.config import load_config
+    from ofakd.engine import fit
+
+    overrides = [("method", {"name": "vanilla"}), ("student", student), ("data.train_subset", 32),
+                 ("data.val_subset", 8), ("train.batch_size", 16), ("train.epochs", 1), ("train.device", "cpu"),
+                 ("run.out_dir", str(out_dir)), ("run.name", name)]
+    fit(load_config("demo", overrides), progress=False, tensorboard=False, log=lambda _msg: None)
+    return out_dir / name
+
+
+def test_cli_cka_takes_run_folders_and_prints_whole_names(tmp_path, capsys):
+    from ofakd.cli import main
+
+    vit = {"name": "vit_tiny_patch16_224", "kwargs": {"img_size": 16, "patch_size": 4, "depth": 2, "embed_dim": 32,
+                                                      "num_heads": 2}, "input_size": [3, 16, 16]}
+    run = _digits_run(tmp_path, "vit-run", vit)
+    out = tmp_path / "cka"
+    code = main(["cka", str(run), str(run), "--batch-size", "16", "--batches", "2", "--out", str(out),
+                 "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads((out / "cka.json").read_text())
+    assert data["model_a"] == data["model_b"] == "vit-run (vit_tiny_patch16_224)"
+    assert data["data"] == "digits"  # the run's data set
+    np.testing.assert_allclose(np.diag(np.array(data["matrix"], dtype=float)), 1.0, atol=1e-6)  # a model with itself
+    lines = captured.out.splitlines()
+    assert all(f" {name}" in lines[1] for name in data["names_b"])  # whole names
+    assert lines[1].rstrip().endswith(data["names_b"][-1])
+    rows = lines[2:2 + len(data["names_a"])]
+    assert all(row.strip().startswith(name) for row, name in zip(rows, data["names_a"]))  # the heatmap's order
+
+    code = main(["cka", str(run), "--out", str(out)])
+    assert code == 2 and "pass two MODELs" in capsys.readouterr().err
+    code = main(["cka", "--model-a", str(run), "--checkpoint-a", "x.pth", "--model-b", "resnet18", "--out", str(out)])
+    assert code == 2 and "--checkpoint-a is for a model given by its timm name" in capsys.readouterr().err

@@ -14,19 +14,33 @@ if TYPE_CHECKING:  # torch is imported when the command runs, not for `ofakd --h
 
 NAME = "cka"
 HELP = "linear CKA between every pair of stage/block features of two models (heatmap, CSV, JSON)"
-DESCRIPTION = (
-    "Linear CKA between every stage (or block) feature of model A and of model B, estimated over "
-    "minibatches of the validation split with the unbiased HSIC estimator (Nguyen, Raghu & Kornblith "
-    "2021), so memory stays that of one batch. Writes OUT/cka.png, OUT/cka.csv and OUT/cka.json."
-)
+DESCRIPTION = """\
+Linear CKA between every stage (or block) feature of model A and of model B, estimated over
+minibatches of the validation split with the unbiased HSIC estimator (Nguyen, Raghu & Kornblith
+2021), so memory stays that of one batch. Writes OUT/cka.png, OUT/cka.csv and OUT/cka.json.
+
+A model is a run folder (runs/NAME: its best weights, model and input), an ofakd .safetensors file,
+a folder written by `ofakd export --format timm`, or a timm name (with --checkpoint-X/--kwargs-X).
+The data default to the data set the first run (or export) trained on, else digits.
+
+examples:
+  ofakd cka runs/demo/teacher runs/demo/student-ofa --out cka/
+  ofakd cka --model-a runs/my-teacher --model-b resnet18 --checkpoint-b r18.safetensors --data cifar100 --out cka/
+  ofakd cka --model-a resnet18 --model-b vit_tiny_patch16_224 --kwargs-b img_size=32 patch_size=4 --out cka/
+"""
 
 DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="models A and B: run folders, .safetensors files or timm export folders (or "
+                        "--model-a/--model-b)")
     for side in ("a", "b"):
         parser.add_argument(
-            f"--model-{side}", required=True, metavar="NAME", help=f"timm name of model {side.upper()}"
+            f"--model-{side}", metavar="MODEL",
+            help=f"model {side.upper()}: a timm name, a run folder, a .safetensors file or a timm export folder",
         )
         parser.add_argument(
             f"--checkpoint-{side}",
@@ -48,9 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data",
-        default="digits",
         choices=DATASETS,
-        help="data set whose validation split is fed to both models",
+        help="data set whose validation split is fed to both models (default: the first run's, else digits)",
     )
     parser.add_argument("--data-root", metavar="DIR", help="data set folder (default per data set)")
     parser.add_argument(
@@ -71,15 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _data_config(args: argparse.Namespace):
-    """The data flags (--data, --data-root, --val-subset, --workers) as a DataConfig; a bad value is one line."""
+def _data_config(args: argparse.Namespace, recorded=None):
+    """The data flags (--data, --data-root, --val-subset, --workers) as a DataConfig, the data set and folder
+    defaulting to ``recorded`` (the DataConfig a run or export recorded), else digits; a bad value is one line."""
     from pydantic import ValidationError
 
     from ..data.config import DataConfig
     from ..pydantic_errors import config_error
 
+    name = args.data or (recorded.name if recorded is not None else "digits")
+    root = args.data_root or (recorded.root if recorded is not None and recorded.name == name else None)
     try:
-        return DataConfig(name=args.data, root=args.data_root, val_subset=args.val_subset, workers=args.workers)
+        return DataConfig(name=name, root=root, val_subset=args.val_subset, workers=args.workers)
     except ValidationError as err:
         raise config_error(err, DataConfig, "data.") from None
 
@@ -144,10 +160,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 4 for the unbiased HSIC estimator, got {args.batch_size}")
     if args.batches is not None and args.batches < 1:
         raise ConfigError(f"--batches must be >= 1, got {args.batches}")
+    references = _references(args)
     out = _output_folder(args.out)  # before the work: a folder we cannot write is found now
     device = pick_device(args.device or "auto")
-    data_config = _data_config(args)
-    models, specs = _load_pair(args, dataset_num_classes(data_config), device)
+    loaded = [_load_run_model(ref, side, args) if Path(ref).exists() else None for side, ref in zip("ab", references)]
+    recorded = next((info.data for _, info, _ in filter(None, loaded) if info.data is not None), None)
+    data_config = _data_config(args, recorded)
+    models, specs, names = _load_pair(args, references, loaded, lambda: dataset_num_classes(data_config), device)
     # Load at the larger resolution; the other model gets resized, renormalised images.
     source = max(specs, key=lambda s: (s.input_size[1] * s.input_size[2], s.input_size[0]))
     data = build_data(
@@ -167,12 +186,12 @@ def run(args: argparse.Namespace) -> int:
         batches=args.batches,
         adapt_a=teacher_adapter(source, specs[0]),
         adapt_b=teacher_adapter(source, specs[1]),
-        name_a=args.model_a,
-        name_b=args.model_b,
+        name_a=names[0],
+        name_b=names[1],
         progress=not args.no_progress,
     )
     result.extra.update(
-        {"data": args.data, "checkpoint_a": args.checkpoint_a, "checkpoint_b": args.checkpoint_b}
+        {"data": data_config.name, "checkpoint_a": args.checkpoint_a, "checkpoint_b": args.checkpoint_b}
     )
     png = plot_cka_heatmap(result, out / "cka.png")
     csv_path = result.save_csv(out / "cka.csv")
@@ -192,33 +211,74 @@ def _output_folder(out: str) -> Path:
     return path
 
 
-def _load_pair(args: argparse.Namespace, data_classes: int, device: torch.device) -> tuple[list, list]:
-    """Models A and B (on ``device``) and their input specs; channel counts checked to be feedable."""
+def _references(args: argparse.Namespace) -> list[str]:
+    """Models A and B as given: two positional MODELs, or --model-a and --model-b."""
+    given = [args.model_a, args.model_b]
+    if args.models:
+        if len(args.models) != 2 or any(given):
+            raise ConfigError(
+                f"cka compares two models: pass two MODELs (run folders, .safetensors files, exports) or --model-a "
+                f"and --model-b, not {len(args.models)} MODEL(s){' and --model-a/--model-b' if any(given) else ''}"
+            )
+        return list(args.models)
+    if not all(given):
+        raise ConfigError("cka compares two models: pass two MODELs (e.g. ofakd cka runs/A runs/B --out cka/) or "
+                          "--model-a and --model-b (timm names or run folders)")
+    return given
+
+
+def _load_run_model(reference: str, side: str, args: argparse.Namespace):
+    """(model, StudentInfo, label) of a model given as a path (:func:`~ofakd.export.run_loading.load_student`)."""
+    from ..export.run_loading import load_student
+
+    for flag in (f"checkpoint_{side}", f"kwargs_{side}"):
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag.replace('_', '-')} is for a model given by its timm name; {reference} is a "
+                              "path, whose model and weights it gives")
+    model, info = load_student(reference)
+    if info.kind == "onnx":
+        raise ModelError(f"{reference}: CKA reads stage features, which an ONNX file does not give; pass its run "
+                         "folder or an export made with --format timm")
+    return model, info, f"{Path(reference).resolve().name} ({info.architecture})"
+
+
+def _load_pair(args: argparse.Namespace, references: list[str], loaded: list, data_classes, device) -> tuple:
+    """Models A and B (on ``device``), their input specs and labels; channel counts checked to be feedable.
+    ``loaded`` holds what :func:`_load_run_model` loaded for a side given as a path (else None); ``data_classes()``
+    sizes the head of a model built by name."""
     from ..models import input_spec
 
-    models, specs = [], []
-    for side in ("a", "b"):
-        model = load_model(
-            getattr(args, f"model_{side}"),
-            getattr(args, f"checkpoint_{side}"),
-            args.num_classes,
-            parse_kwargs(getattr(args, f"kwargs_{side}"), f"--kwargs-{side}"),
-            default_classes=data_classes,
-        )
+    models, specs, names = [], [], []
+    for side, reference, run_model in zip("ab", references, loaded):
+        if run_model is not None:
+            model, _, label = run_model
+        else:
+            model, label = load_model(
+                reference,
+                getattr(args, f"checkpoint_{side}"),
+                args.num_classes,
+                parse_kwargs(getattr(args, f"kwargs_{side}"), f"--kwargs-{side}"),
+                default_classes=data_classes(),
+            ), reference
         models.append(model.to(device))
         specs.append(input_spec(model))
+        names.append(label)
     if specs[0].input_size[0] != specs[1].input_size[0] and not all(s.input_size[0] in (1, 3) for s in specs):
         raise ModelError(
             f"models take {specs[0].input_size[0]} and {specs[1].input_size[0]} input channels; cannot feed both"
         )
-    return models, specs
+    return models, specs, names
 
 
 def _print_matrix(result, args: argparse.Namespace) -> None:
+    """The matrix as a table: rows model A's layers (as in the heatmap, the first at the top), a column per layer
+    of model B headed by its whole name."""
     print(
-        f"CKA {args.model_a} x {args.model_b} ({args.layers}, {result.num_samples} samples in {result.num_batches} batches)"
+        f"CKA {result.model_a} x {result.model_b} ({args.layers}, {result.num_samples} samples in "
+        f"{result.num_batches} batches)"
     )
     width = max(len(n) for n in result.names_a)
-    print(" " * width + "  " + "  ".join(f"{n[-8:]:>8}" for n in result.names_b))
+    columns = [max(len(n), 8) for n in result.names_b]
+    print(" " * width + "  " + "  ".join(f"{n:>{w}}" for n, w in zip(result.names_b, columns)))
     for name, row in zip(result.names_a, result.matrix):
-        print(f"{name:>{width}}  " + "  ".join(f"{v:8.3f}" for v in row))
+        print(f"{name:>{width}}  " + "  ".join(f"{v:{w}.3f}" for v, w in zip(row, columns)))
