@@ -214,6 +214,13 @@ def test_eval_of_an_onnx_export_scores_what_the_run_scores(vit_run, tmp_path, of
         assert from_onnx["mean_loss"] == pytest.approx(from_run["mean_loss"], abs=1e-4)
     model, info = load_student(out / "model.onnx")
     assert info.kind == "onnx" and info.preprocess.input_size == (3, 32, 32) and info.num_classes == 10
+    code, _, stderr = ofakd_cli("export", out / "model.onnx", "--format", "timm", "--out", tmp_path / "again")
+    assert code == 2 and "holds no PyTorch weights to export again" in stderr
+    timm_out = tmp_path / "timm"  # an export of an export: the timm folder exported to ONNX scores the same
+    assert ofakd_cli("export", vit_run, "--format", "timm", "--out", timm_out)[0] == 0
+    assert ofakd_cli("export", timm_out, "--format", "onnx", "--out", tmp_path / "onnx2")[0] == 0
+    code, stdout, stderr = ofakd_cli("eval", tmp_path / "onnx2" / "model.onnx", "--data.val_subset", "8", "--json")
+    assert code == 0 and json.loads(stdout)["per_class_accuracy"] == from_run["per_class_accuracy"]
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:-8] + b"damaged!")
     code, _, stderr = ofakd_cli("eval", out / "model.onnx")
     assert code == 2 and "is damaged" in stderr and "--format onnx --overwrite" in stderr

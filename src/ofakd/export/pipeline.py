@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ExportCheckError, ExportError, UnknownFormatError
+from ..errors import ExportCheckError, ExportError, StudentSourceError, UnknownFormatError
 from ..models.info import count_parameters, nonfinite_tensors
 from ..run_folder import EXPORT_CONFIG, EXPORT_WEIGHTS, writing
 from ..run_folder.digest import file_sha256
@@ -118,6 +118,9 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
+    if info.kind == "onnx":
+        raise StudentSourceError(f"{source} is an ONNX export, which holds no PyTorch weights to export again; export "
+                                 "its run folder, its best.safetensors or a --format timm export of it")
     bad = nonfinite_tensors(model.state_dict().items())
     if bad:
         raise ExportError(f"the weights of {source} hold NaN/inf ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); "
