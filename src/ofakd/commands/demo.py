@@ -18,9 +18,9 @@ OFA-KD - and print their validation top-1 and time. Everything goes to OUT (runs
 folder per model, accuracy.png (the curves), results.json. The recipe is the shipped 'demo'
 recipe; the numbers are what they are on your machine.
 
-Cost on 2 idle CPU cores: --quick under a minute (a smoke run: 1 epoch each on 128 images); the
-full demo (6 + 3 x 12 epochs on 1438 images, about 2,300 CPU-seconds) some 20-25 minutes, far
-longer on a busy machine. Stopped (Ctrl-C, SIGTERM), it continues with --resume: finished parts
+Cost, measured on 2026-12-07 on 2 CPU cores shared with two benchmarks: --quick 8 s (a smoke run:
+1 epoch each on 128 images); the full demo (6 + 3 x 12 epochs on 1438 images) 304 s, 224
+CPU-seconds; longer on a busier machine. Stopped (Ctrl-C, SIGTERM), it continues with --resume: finished parts
 are kept, a stopped one resumes from its last checkpoint.
 
 examples:

@@ -32,9 +32,12 @@ and input size when they differ.
 Settings come from a recipe (--config NAME or a YAML path), then overrides in command-line
 order: --set KEY=VALUE for any key (values are YAML), or one flag per field
 (--train.lr 0.1, --method.eps [1.5], --method.ofa_weight 0.1).
-Hyphens and underscores are interchangeable (--train.batch-size 64); timm's spellings work
-(--lr, -b, --opt, --weight-decay, --epochs, --amp, --model-ema, --output); an abbreviated flag
-is an error, not a guess.
+Hyphens and underscores are interchangeable (--train.batch-size 64); timm's train.py spellings
+work where they mean the same (--model, --data-dir, --img-size, --lr, -b, --opt, --weight-decay,
+--epochs, --amp, --model-ema, --output, ..., and its distillation flags
+--kd-model-name, --kd-distill-type logit, --kd-temperature, --distill-loss-weight,
+--task-loss-weight); an abbreviated flag is an error, not a guess,
+and a timm flag with no equivalent here says so.
 
 examples:
   ofakd distill --config demo --teacher-run runs/digits-teacher --method ofa

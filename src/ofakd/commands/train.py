@@ -21,9 +21,10 @@ This is how you make a teacher for `ofakd distill`, or a from-scratch baseline.
 
 Settings come from a recipe (--config NAME or a YAML path), then overrides in command-line
 order: --set KEY=VALUE for any key (values are YAML), or one flag per field (--train.lr 0.1).
-Hyphens and underscores are interchangeable (--train.batch-size 64); timm's spellings work
-(--lr, -b, --opt, --weight-decay, --epochs, --amp, --model-ema, --output); an abbreviated flag
-is an error, not a guess.
+Hyphens and underscores are interchangeable (--train.batch-size 64); timm's train.py spellings
+work where they mean the same (--model, --data-dir, --img-size, --lr, -b, --opt, --weight-decay,
+--epochs, --amp, --model-ema, --output, ...); an abbreviated flag is an error, not a guess,
+and a timm flag with no equivalent here says so.
 The run folder (runs/NAME) gets config.yaml, metrics.jsonl, TensorBoard events, last.pt
 (resume with --resume runs/NAME), best.safetensors and summary.json.
 
