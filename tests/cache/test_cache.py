@@ -390,6 +390,20 @@ def test_every_logit_method_trains_from_the_cache_without_a_teacher(full_cache, 
         check(cache, make_cfg(teacher_file, None, ("method", {"name": "ofa", "teacher_dim": 64})))
 
 
+def test_a_timm_task_replays_the_cache_in_recorded_order(full_cache):
+    """``ofakd.timm_task`` with a cache's replay as the teacher: each call takes the next recorded batch's logits."""
+    student = ofakd.create_model("vit_tiny_patch16_224", num_classes=10, **TINY_VIT)
+    teacher = CachedTeacher(full_cache)
+    teacher.start_epoch(0, step=1)  # (step 0 also checks the views' mean pixels: these images are not the views)
+    task = ofakd.timm_task("kd", teacher=teacher, student=student, temperature=2.0, verbose=False).eval()
+    torch.manual_seed(0)
+    images, targets = torch.randn(full_cache.batch_size, 3, 32, 32), torch.randint(0, 10, (full_cache.batch_size,))
+    for step in (1, 2):
+        result = task(images, targets)
+        _, expected = task.distiller.distill(images, targets, ModelOutput(full_cache.read(0, step)))
+        torch.testing.assert_close(result["kd_loss"], expected["kd"], rtol=1e-6, atol=1e-7)
+
+
 # ----------------------------------------------------------------------------- integrity and resume
 
 
