@@ -306,23 +306,9 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
     _check_built_weights(path, model, config)
     preprocess = Preprocess.from_timm(model.pretrained_cfg)
     describe_input(model, preprocess.to_timm())  # as every student ofakd loads (tuples where JSON gave lists)
-    ofakd = config.get("ofakd") or {}
-    labels = config.get("label_names")
-    return model, StudentInfo(
-        architecture=config["architecture"],
-        model_kwargs={k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"},
-        num_classes=int(model.num_classes),
-        preprocess=preprocess,
-        kind="timm",
-        path=path,
-        weights=f"exported {ofakd['weights']}" if ofakd.get("weights") else EXPORT_WEIGHTS,
-        ema=ofakd.get("ema"),
-        epoch=ofakd.get("epoch"),
-        top1=ofakd.get("top1"),
-        class_names=list(labels) if isinstance(labels, (list, tuple)) else None,
-        run_dir=Path(ofakd["run"]) if ofakd.get("run") else None,
-        data=_data_or_none(ofakd.get("data")),
-    )
+    recorded = (config.get("ofakd") or {}).get("weights")
+    return model, _export_info(config, path, kind="timm", num_classes=int(model.num_classes), preprocess=preprocess,
+                               weights=f"exported {recorded}" if recorded else EXPORT_WEIGHTS)
 
 
 def _load_onnx_file(path: Path) -> tuple[nn.Module, StudentInfo]:
@@ -336,16 +322,24 @@ def _load_onnx_file(path: Path) -> tuple[nn.Module, StudentInfo]:
             "evaluated with the config.json `ofakd export --format onnx` writes beside it; export it again"
         )
     _check_export_hash(path, config, fmt="onnx")
+    return OnnxStudent(path), _export_info(config, path, kind="onnx", num_classes=int(config["num_classes"]),
+                                           preprocess=Preprocess.from_timm(config["pretrained_cfg"]),
+                                           weights=f"{path.name} (onnxruntime)")
+
+
+def _export_info(config: dict[str, Any], path: Path, *, kind: str, num_classes: int, preprocess: Preprocess,
+                 weights: str) -> StudentInfo:
+    """What an export's ``config.json`` says of its student (architecture, classes' names, run, data, ...)."""
     ofakd = config.get("ofakd") or {}
     labels = config.get("label_names")
-    return OnnxStudent(path), StudentInfo(
+    return StudentInfo(
         architecture=str(config.get("architecture", path.stem)),
         model_kwargs={k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"},
-        num_classes=int(config["num_classes"]),
-        preprocess=Preprocess.from_timm(config["pretrained_cfg"]),
-        kind="onnx",
+        num_classes=num_classes,
+        preprocess=preprocess,
+        kind=kind,
         path=path,
-        weights=f"{path.name} (onnxruntime)",
+        weights=weights,
         ema=ofakd.get("ema"),
         epoch=ofakd.get("epoch"),
         top1=ofakd.get("top1"),
