@@ -119,6 +119,11 @@ def test_a_misspelt_flag_is_never_corrected_to_an_unrelated_one(ofakd_cli, comma
             assert f"did you mean {meant!r}?" in err, err
     _, _, err = ofakd_cli(command, "--config", "demo", "--vflip", "0.5", "--print-config")
     assert "a flag of timm's train.py that has no equivalent here" in err
+    from ofakd.cli import _subparser, build_parser
+    from ofakd.commands.cli_args import TIMM_WITHOUT_EQUIVALENT
+
+    known = _subparser(build_parser(), command)._option_string_actions
+    assert not TIMM_WITHOUT_EQUIVALENT & set(known)  # a flag said to have no equivalent never has one
     code, out, _ = ofakd_cli(command, "--config", "demo", "--model", "resnet18", "--print-config")
     assert code == 0 and yaml.safe_load(out)["student"]["name"] == "resnet18"  # not "did you mean --model-ema"
 

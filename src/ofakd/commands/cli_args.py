@@ -302,7 +302,7 @@ def _timm_dataset(value: str) -> list[tuple[str, Any]]:
 TIMM_WITHOUT_EQUIVALENT = frozenset((
     "--train-split", "--val-split", "--train-num-samples", "--val-num-samples", "--dataset-download", "--class-map",
     "--input-img-mode", "--input-key", "--target-key", "--dataset-trust-remote-code", "--no-resume-opt", "--gp",
-    "--in-chans", "--interpolation", "-vb", "--validation-batch-size", "--fuser", "--grad-accum-steps",
+    "--in-chans", "-vb", "--validation-batch-size", "--fuser", "--grad-accum-steps",
     "--grad-checkpointing", "--fast-norm", "--model-kwargs", "--head-init-scale", "--head-init-bias",
     "--torchcompile-mode", "--torchscript", "--torchcompile", "--model-dtype", "--no-ddp-bb", "--synchronize-step",
     "--local_rank", "--device-modules", "--opt-eps", "--opt-betas", "--clip-mode", "--layer-decay",
@@ -312,14 +312,15 @@ TIMM_WITHOUT_EQUIVALENT = frozenset((
     "--cooldown-epochs", "--patience-epochs", "--dr", "--no-aug", "--train-crop-mode", "--vflip",
     "--color-jitter-prob", "--grayscale-prob", "--gaussian-blur-prob", "--aug-splits", "--jsd-loss", "--bce-loss",
     "--bce-sum", "--bce-target-thresh", "--bce-pos-weight", "--remode", "--recount", "--resplit", "--cutmix-minmax",
-    "--mixup-mode", "--mixup-off-epoch", "--train-interpolation", "--drop-connect", "--drop-block", "--bn-momentum",
+    "--mixup-mode", "--mixup-off-epoch", "--drop-connect", "--drop-block", "--bn-momentum",
     "--bn-eps", "--dist-bn", "--split-bn", "--model-ema-force-cpu", "--model-ema-warmup", "--worker-seeding",
     "--val-interval", "--recovery-interval", "--checkpoint-hist", "--save-images", "--pin-mem", "--no-prefetcher",
     "--eval-metric", "--tta", "--use-multi-epochs-loader", "--log-wandb", "--wandb-project", "--wandb-tags",
     "--wandb-resume-id", "--kd-student-feature-dim", "--kd-teacher-feature-dim", "--kd-token-distill-type",
 ))
 """timm train.py flags (timm 1.0.x) with no equivalent here: an unknown-option error says so instead of suggesting
-another flag. (timm's ``--resume PATH`` is a checkpoint file; ofakd's ``--resume`` takes a run folder.)"""
+another flag. (timm's ``--resume PATH`` is a checkpoint file; ofakd's ``--resume`` takes a run folder. Its
+``--interpolation`` and ``--train-interpolation`` are suggested ``--augment.interpolation``, which sets both.)"""
 
 
 TIMM_KD_TYPES = {"logit": "kd"}
