@@ -215,7 +215,7 @@ def test_eval_of_an_onnx_export_scores_what_the_run_scores(vit_run, tmp_path, of
     model, info = load_student(out / "model.onnx")
     assert info.kind == "onnx" and info.preprocess.input_size == (3, 32, 32) and info.num_classes == 10
     code, _, stderr = ofakd_cli("export", out / "model.onnx", "--format", "timm", "--out", tmp_path / "again")
-    assert code == 2 and "holds no PyTorch weights to export again" in stderr
+    assert code == 2 and "an onnx export, which holds no weights ofakd exports again" in stderr
     timm_out = tmp_path / "timm"  # an export of an export: the timm folder exported to ONNX scores the same
     assert ofakd_cli("export", vit_run, "--format", "timm", "--out", timm_out)[0] == 0
     assert ofakd_cli("export", timm_out, "--format", "onnx", "--out", tmp_path / "onnx2")[0] == 0
@@ -224,6 +224,19 @@ def test_eval_of_an_onnx_export_scores_what_the_run_scores(vit_run, tmp_path, of
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:-8] + b"damaged!")
     code, _, stderr = ofakd_cli("eval", out / "model.onnx")
     assert code == 2 and "is damaged" in stderr and "--format onnx --overwrite" in stderr
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_eval_of_a_torchscript_export_scores_what_the_run_scores(vit_run, tmp_path, ofakd_cli):
+    out = tmp_path / "ts"
+    assert ofakd_cli("export", vit_run, "--format", "torchscript", "--out", out)[0] == 0
+    from_run = json.loads(ofakd_cli("eval", vit_run, "--json")[1])
+    code, stdout, stderr = ofakd_cli("eval", out / "model.torchscript.pt", "--data.val_subset", "8", "--json")
+    assert code == 0, stderr
+    from_ts = json.loads(stdout)
+    assert from_ts["per_class_accuracy"] == from_run["per_class_accuracy"]
+    assert from_ts["mean_loss"] == pytest.approx(from_run["mean_loss"], abs=1e-5)
+    assert load_student(out)[1].kind == "torchscript"
 
 
 def test_onnx_export_of_cnn_with_the_legacy_exporter(cnn_run, cnn_ref, tmp_path):

@@ -236,9 +236,9 @@ def _load_run_model(reference: str, side: str, args: argparse.Namespace):
             raise ConfigError(f"--{flag.replace('_', '-')} is for a model given by its timm name; {reference} is a "
                               "path, whose model and weights it gives")
     model, info = load_student(reference)
-    if info.kind == "onnx":
-        raise ModelError(f"{reference}: CKA reads stage features, which an ONNX file does not give; pass its run "
-                         "folder or an export made with --format timm")
+    if info.kind in ("onnx", "torchscript"):
+        raise ModelError(f"{reference}: CKA reads stage features, which an {info.kind} export does not give; pass "
+                         "its run folder or an export made with --format timm")
     return model, info, f"{Path(reference).resolve().name} ({info.architecture})"
 
 

@@ -21,9 +21,9 @@ HELP = "top-1 / top-5 / per-class accuracy, loss and images/s of a run, checkpoi
 DESCRIPTION = """\
 Evaluate a model: the best weights of a run folder (TARGET = runs/NAME; its config.yaml gives
 the model and data), a best.safetensors written by ofakd (its metadata gives the model and data),
-a folder written by `ofakd export --format timm` or a model.onnx written by `--format onnx` (run by
-onnxruntime: the export extra; the data its run used, or --data/--data.root), or any local weights
-file together with --model and the data options. Prints top-1, top-5, per-class top-1, the mean
+a folder written by `ofakd export --format timm`, a model.onnx or model.torchscript.pt written by
+`--format onnx`/`torchscript` (run by onnxruntime, the export extra, or torch.jit; the data its run
+used, or --data/--data.root), or any local weights file together with --model and the data options. Prints top-1, top-5, per-class top-1, the mean
 cross-entropy and images/s (the model alone, data loading excluded). --split train evaluates the
 training images with a plain resize. An export is evaluated on the whole split (--data.val_subset N
 for fewer images); a run folder on the split its run evaluated (a note says when that is a subset).
@@ -39,7 +39,8 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = HelpFormatter
-    parser.add_argument("target", metavar="TARGET", help="a run folder, a best.safetensors, an export (timm folder, model.onnx), or a weights file (with --model)")
+    parser.add_argument("target", metavar="TARGET", help="a run folder, a best.safetensors, an export (timm folder, model.onnx, model.torchscript.pt), or a "
+                        "weights file (with --model)")
     parser.add_argument("--split", choices=("val", "train"), default="val", help="which split to evaluate")
     parser.add_argument("--weights", choices=("best", "last"), default="best",
                         help="for a run folder: best.safetensors, or the student in last.pt")
@@ -84,11 +85,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_export(target: Path) -> bool:
-    """An exported model: an ``.onnx`` file, or a folder ``ofakd export`` wrote (config.json, no config.yaml)."""
+    """An exported model: a ``model.onnx`` or ``model.torchscript.pt``, or a folder ``ofakd export`` wrote
+    (config.json, no config.yaml)."""
+    from ..export.run_loading import EXPORTED_FILES
     from ..run_folder import RunRecord
 
     if target.is_file():
-        return target.suffix == ".onnx"
+        return target.name in EXPORTED_FILES
     return target.is_dir() and (target / EXPORT_CONFIG).is_file() and not RunRecord.at(target).has_config
 
 

@@ -118,9 +118,9 @@ def export_student(
     if atol <= 0:
         raise ExportError(f"--atol must be > 0, got {atol}")
     model, info = load_student(source, weights=weights, ema=ema)
-    if info.kind == "onnx":
-        raise StudentSourceError(f"{source} is an ONNX export, which holds no PyTorch weights to export again; export "
-                                 "its run folder, its best.safetensors or a --format timm export of it")
+    if info.kind in ("onnx", "torchscript"):
+        raise StudentSourceError(f"{source} is an {info.kind} export, which holds no weights ofakd exports again; "
+                                 "export its run folder, its best.safetensors or a --format timm export of it")
     bad = nonfinite_tensors(model.state_dict().items())
     if bad:
         raise ExportError(f"the weights of {source} hold NaN/inf ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); "

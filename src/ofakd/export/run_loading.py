@@ -45,8 +45,12 @@ from ..run_folder import weights_file as read_weights_file
 from ..run_folder.digest import file_sha256
 from .onnx_export import WEIGHTS_FILE as ONNX_FILE
 from .student import Preprocess, StudentInfo
+from .torchscript_export import WEIGHTS_FILE as TORCHSCRIPT_FILE
+from .torchscript_export import load_torchscript_file
 
 WEIGHT_CHOICES = ("best", "last")
+EXPORTED_FILES = {ONNX_FILE: "onnx", TORCHSCRIPT_FILE: "torchscript"}
+"""The files ``ofakd export`` writes that are run as they are (file name -> format)."""
 
 
 def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = None) -> tuple[nn.Module, StudentInfo]:
@@ -55,9 +59,10 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
     gives the transforms it was evaluated with.
 
     ``path``: a run folder, a ``.safetensors`` file written by ofakd (``best.safetensors``, inside
-    its run folder or alone), a folder written by ``ofakd export --format timm``, or a ``model.onnx`` written by
-    ``ofakd export --format onnx`` (or its folder): an :class:`~ofakd.export.onnx_student.OnnxStudent` that
-    onnxruntime runs, described by the ``config.json`` beside it.
+    its run folder or alone), a folder written by ``ofakd export --format timm``, or a ``model.onnx`` /
+    ``model.torchscript.pt`` written by ``--format onnx`` / ``torchscript`` (or its folder): an
+    :class:`~ofakd.export.onnx_student.OnnxStudent` that onnxruntime runs, or the ``torch.jit.load``-ed module,
+    described by the ``config.json`` beside it.
     ``weights`` and ``ema`` choose among a run's checkpoints (see the module docstring).
     """
     if weights not in WEIGHT_CHOICES:
@@ -66,8 +71,9 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
     if path.is_dir():
         if RunRecord.at(path).has_config:
             return _load_run(RunRecord.at(path), weights=weights, ema=ema)
-        if (path / EXPORT_CONFIG).is_file() and not (path / EXPORT_WEIGHTS).is_file() and (path / ONNX_FILE).is_file():
-            return _load_onnx_file(path / ONNX_FILE)
+        exported = [path / name for name in EXPORTED_FILES if (path / name).is_file()]
+        if (path / EXPORT_CONFIG).is_file() and not (path / EXPORT_WEIGHTS).is_file() and exported:
+            return _load_exported_file(exported[0])
         if (path / EXPORT_CONFIG).is_file():
             return _load_timm_folder(path)
         raise StudentSourceError(
@@ -78,14 +84,14 @@ def load_student(path: str | Path, *, weights: str = "best", ema: bool | None = 
         if RunRecord.at(path.parent).has_config:
             return _load_run(RunRecord.at(path.parent), weights_file=path)
         return _load_weights_file(path)
-    if path.is_file() and path.suffix == ".onnx":
-        return _load_onnx_file(path)
+    if path.is_file() and path.name in EXPORTED_FILES:
+        return _load_exported_file(path)
     if not path.exists():
         raise StudentSourceError(f"{path} does not exist; pass a run folder, a .safetensors file, an exported timm "
-                                 "folder or an exported .onnx file")
+                                 f"folder or an exported {' or '.join(EXPORTED_FILES)}")
     raise StudentSourceError(
-        f"{path} is not a run folder, a .safetensors file, an exported timm folder or an exported .onnx file "
-        "(TorchScript files are loaded with torch.jit.load, not ofakd)"
+        f"{path} is not a run folder, a .safetensors file, an exported timm folder or an exported "
+        f"{' or '.join(EXPORTED_FILES)}"
     )
 
 
@@ -311,20 +317,26 @@ def _load_timm_folder(path: Path) -> tuple[nn.Module, StudentInfo]:
                                weights=f"exported {recorded}" if recorded else EXPORT_WEIGHTS)
 
 
-def _load_onnx_file(path: Path) -> tuple[nn.Module, StudentInfo]:
-    """An ONNX export and what the ``config.json`` beside it says (its preprocessing, classes and data)."""
-    from .onnx_student import OnnxStudent
-
+def _load_exported_file(path: Path) -> tuple[nn.Module, StudentInfo]:
+    """An ONNX or TorchScript export, run as its users run it (onnxruntime, ``torch.jit.load``), and what the
+    ``config.json`` beside it says (its preprocessing, classes and data)."""
+    fmt = EXPORTED_FILES[path.name]
     config = _read_json(path.parent / EXPORT_CONFIG)
     if "pretrained_cfg" not in config or "num_classes" not in config:
         raise StudentSourceError(
-            f"{path.parent / EXPORT_CONFIG} is missing or holds no preprocessing (pretrained_cfg): an .onnx file is "
-            "evaluated with the config.json `ofakd export --format onnx` writes beside it; export it again"
+            f"{path.parent / EXPORT_CONFIG} is missing or holds no preprocessing (pretrained_cfg): {path.name} is "
+            f"evaluated with the config.json `ofakd export --format {fmt}` writes beside it; export it again"
         )
-    _check_export_hash(path, config, fmt="onnx")
-    return OnnxStudent(path), _export_info(config, path, kind="onnx", num_classes=int(config["num_classes"]),
-                                           preprocess=Preprocess.from_timm(config["pretrained_cfg"]),
-                                           weights=f"{path.name} (onnxruntime)")
+    _check_export_hash(path, config, fmt=fmt)
+    if fmt == "onnx":
+        from .onnx_student import OnnxStudent
+
+        model, runtime = OnnxStudent(path), "onnxruntime"
+    else:
+        model, runtime = load_torchscript_file(path), "torch.jit"
+    return model, _export_info(config, path, kind=fmt, num_classes=int(config["num_classes"]),
+                               preprocess=Preprocess.from_timm(config["pretrained_cfg"]),
+                               weights=f"{path.name} ({runtime})")
 
 
 def _export_info(config: dict[str, Any], path: Path, *, kind: str, num_classes: int, preprocess: Preprocess,

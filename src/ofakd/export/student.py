@@ -78,8 +78,8 @@ class StudentInfo:
     num_classes: int
     preprocess: Preprocess
     kind: str
-    """"run" (a run folder), "weights" (a .safetensors file), "timm" (an exported timm folder) or "onnx" (an
-    exported .onnx file, run by onnxruntime)."""
+    """"run" (a run folder), "weights" (a .safetensors file), "timm" (an exported timm folder), "onnx" (an
+    exported .onnx file, run by onnxruntime) or "torchscript" (an exported TorchScript file)."""
     path: Path
     """The path given."""
     weights: str

@@ -54,7 +54,12 @@ def _compile(model: nn.Module, example: torch.Tensor, method: str) -> torch.jit.
 
 
 def load_torchscript(folder: Path):
-    """The exported module, as any TorchScript user loads it."""
+    """The exported module of ``folder``, as any TorchScript user loads it."""
+    return load_torchscript_file(Path(folder) / WEIGHTS_FILE)
+
+
+def load_torchscript_file(path: Path):
+    """The TorchScript module in ``path`` (eval mode, on the CPU), as any TorchScript user loads it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(Path(folder) / WEIGHTS_FILE), map_location="cpu").eval()
+        return torch.jit.load(str(path), map_location="cpu").eval()
