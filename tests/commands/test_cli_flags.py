@@ -76,6 +76,9 @@ def test_timm_model_and_data_spellings_are_aliases(ofakd_cli, tmp_path):
     assert cfg["train"]["sched_on_updates"] is True
     assert resolved(ofakd_cli, "--set", "student.input_size=[1,28,28]", "--img-size", "56")["student"][
         "input_size"] == [1, 56, 56]
+    assert resolved(ofakd_cli, "--in-chans", "1", "--img-size", "28")["student"]["input_size"] == [1, 28, 28]
+    no_size = resolved(ofakd_cli, "--set", "student.input_size=null", "--in-chans", "1")["student"]
+    assert no_size["input_size"] is None and no_size["kwargs"]["in_chans"] == 1
     assert resolved(ofakd_cli, "--dataset", "")["data"]["name"] == "imagefolder"  # timm's default: ImageFolder
     code, _, err = ofakd_cli("distill", "--config", "demo", "--dataset", "hfds/beans", "--print-config")
     assert code == 2 and "timm data set 'hfds/beans' is not one ofakd reads" in err

@@ -81,16 +81,30 @@ class Fallback:
 
 @dataclass(frozen=True)
 class SquareSize:
-    """timm's ``--img-size N``: the input (C, N, N), C the channels set so far (``input_size`` or the
-    ``in_chans`` kwarg), else 3 as in timm."""
+    """timm's ``--img-size N`` for the model section ``key`` names: its input (C, N, N), C the channels set so far
+    (``input_size`` or the ``in_chans`` kwarg), else 3 as in timm."""
 
     size: int
 
-    def input_size(self, raw: dict[str, Any], key: str) -> list[int]:
-        section = key.rpartition(".")[0]
-        given = _lookup(raw, key)
-        channels = given[0] if given else _lookup(raw, f"{section}.kwargs.in_chans") or 3
-        return [int(channels), self.size, self.size]
+    def apply(self, raw: dict[str, Any], key: str) -> None:
+        given = _lookup(raw, f"{key}.input_size")
+        channels = given[0] if given else _lookup(raw, f"{key}.kwargs.in_chans") or 3
+        apply_override(raw, f"{key}.input_size", [int(channels), self.size, self.size])
+
+
+@dataclass(frozen=True)
+class InputChannels:
+    """timm's ``--in-chans C`` for the model section ``key`` names: the channels of its ``input_size`` when one is
+    set, else its ``in_chans`` kwarg (the size then comes from the model)."""
+
+    channels: int
+
+    def apply(self, raw: dict[str, Any], key: str) -> None:
+        given = _lookup(raw, f"{key}.input_size")
+        if given:
+            apply_override(raw, f"{key}.input_size", [self.channels, *list(given)[1:]])
+        else:
+            apply_override(raw, f"{key}.kwargs.in_chans", self.channels)
 
 
 class _Fallback(_Override):
@@ -250,7 +264,7 @@ TIMM_ALIASES: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
 """timm's train.py flags whose meaning is the same here: (flags, config key, argparse options). Also timm's:
 ``--epochs``, ``--seed``, ``--device``, ``--output`` (``run.out_dir``), ``--experiment`` (``run.name``),
 ``--channels-last``, ``--sync-bn``, ``--model-ema``, ``--amp``, ``--amp-dtype``, ``--sched-on-updates`` and
-``--img-size`` (see :func:`add_timm_aliases`); ``--num-classes N`` is checked against the data set's classes
+``--img-size``, ``--in-chans`` (see :func:`add_timm_aliases`); ``--num-classes N`` is checked against the data set's classes
 (the classifier is sized from them).
 timm's distillation flags: :data:`TIMM_DISTILLATION_ALIASES`."""
 
@@ -268,8 +282,10 @@ def add_timm_aliases(parser: argparse.ArgumentParser) -> None:
         options = {"metavar": "V", **options}
         raw = options.pop("raw", "type" in options or options.get("const") is True or _is_str(_annotation(key)))
         add_override(group, *flags, key=key, raw=raw, **options, help=key)
-    add_queue(group, "--img-size", to_overrides=lambda n: [("student.input_size", SquareSize(n))], type=int,
+    add_queue(group, "--img-size", to_overrides=lambda n: [("student", SquareSize(n))], type=int,
               metavar="N", help="student.input_size [C, N, N] (C: the channels set so far, else 3)")
+    add_queue(group, "--in-chans", to_overrides=lambda c: [("student", InputChannels(c))], type=int, metavar="C",
+              help="the channels of student.input_size when set, else student.kwargs.in_chans")
     add_queue(group, "--dataset", to_overrides=_timm_dataset, metavar="NAME",
               help="data.name, timm's spelling: '' or imagefolder, torch/cifar10, torch/cifar100")
     group.add_argument("--num-classes", type=int, metavar="N", default=None,
@@ -302,7 +318,7 @@ def _timm_dataset(value: str) -> list[tuple[str, Any]]:
 TIMM_WITHOUT_EQUIVALENT = frozenset((
     "--train-split", "--val-split", "--train-num-samples", "--val-num-samples", "--dataset-download", "--class-map",
     "--input-img-mode", "--input-key", "--target-key", "--dataset-trust-remote-code", "--no-resume-opt", "--gp",
-    "--in-chans", "-vb", "--validation-batch-size", "--fuser", "--grad-accum-steps",
+    "-vb", "--validation-batch-size", "--fuser", "--grad-accum-steps",
     "--grad-checkpointing", "--fast-norm", "--model-kwargs", "--head-init-scale", "--head-init-bias",
     "--torchcompile-mode", "--torchscript", "--torchcompile", "--model-dtype", "--no-ddp-bb", "--synchronize-step",
     "--local_rank", "--device-modules", "--opt-eps", "--opt-betas", "--clip-mode", "--layer-decay",
@@ -572,9 +588,9 @@ def _check_num_classes(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
 def _apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:
     """Set each dotted key in order; then each :class:`Fallback` where it :meth:`~Fallback.applies`."""
     for key, value in overrides:
-        if isinstance(value, SquareSize):
-            value = value.input_size(raw, key)
-        if not isinstance(value, Fallback):
+        if isinstance(value, (SquareSize, InputChannels)):
+            value.apply(raw, key)
+        elif not isinstance(value, Fallback):
             apply_override(raw, key, value)
     for key, value in overrides:
         if isinstance(value, Fallback) and value.applies(raw, key):
