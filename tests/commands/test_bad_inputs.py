@@ -318,25 +318,14 @@ def sigterm_while_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sigint_while_starting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real SIGINT (Ctrl-C) while the command line imports its commands. The cyclic garbage collector is paused
-    until the signal has been handled: a collection between the signal and the next line of ordinary code would run
-    the handler inside some object's finaliser, where Python reports the KeyboardInterrupt and drops it (the full
-    suite's large heap made that happen now and then)."""
-    import gc
-
+    """A real SIGINT (Ctrl-C) while the command line imports its commands."""
     import ofakd.cli
 
     original = importlib.import_module
 
     def import_after_a_signal(name, *args, **kwargs):
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            return original(name, *args, **kwargs)
-        finally:
-            if collecting:
-                gc.enable()
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(name, *args, **kwargs)
 
     monkeypatch.setattr(ofakd.cli.importlib, "import_module", import_after_a_signal)
 
