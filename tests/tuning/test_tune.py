@@ -187,6 +187,7 @@ def test_the_report_shows_protocol_trials_best_per_method_cost_and_figures(tuned
     assert "The test split (the recipe's validation split) was never read by a trial" in text
     assert "64 training images, 32 held out" in text
     assert f"test top-1 **{result.finals[0]['final_top1']:.2f}**" in text
+    assert f"last epoch on {result.finals[0]['val_images']:,} test images" in text  # a subset says how many
     assert "| kd |" in text and "| fitnet |" in text and "## Cost" in text and "student-epochs" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert len(rows) == 4 and all(row.rstrip(" |").endswith(("cache", "live")) for row in rows)

@@ -182,8 +182,8 @@ def _finish(study, base: RunConfig, folder: Path, final_seeds, log) -> TuneResul
         f"wrote {best_yaml}")
     seeds = [base.train.seed] if final_seeds is None else list(final_seeds)
     finals = final_runs(cfg, seeds, folder / names.FINAL, log=log)
-    study.set_user_attr("final", [{k: s.get(k) for k in ("seed", "final_top1", "best_top1", "epochs_done",
-                                                          "wall_time_s", "name")} for s in finals])
+    study.set_user_attr("final", [{k: s.get(k) for k in ("seed", "final_top1", "best_top1", "val_images",
+                                                          "epochs_done", "wall_time_s", "name")} for s in finals])
     report = write_tune_report(folder, folder)
     log(f"wrote {report.markdown}")
     return TuneResult(folder, best={"trial": best.number, "method": cfg.method.name,

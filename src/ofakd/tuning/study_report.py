@@ -132,8 +132,10 @@ def _best(study: optuna.Study, trials: Sequence[FrozenTrial], tune_dir: Path) ->
     if tops:
         spread = f" ± {_std(tops):.2f}" if len(tops) > 1 else ""
         seeds = ", ".join(str(f.get("seed")) for f in finals)
+        counts = sorted({f["val_images"] for f in finals if isinstance(f.get("val_images"), int)})
+        on = f" on {'/'.join(f'{n:,}' for n in counts)} test images" if counts else ""
         lines += ["", f"Final run(s), seeds {seeds}: test top-1 **{sum(tops) / len(tops):.2f}{spread}** "
-                  f"({', '.join(f'{v:.2f}' for v in tops)}; last epoch, `{tune_dir / names.FINAL}`)."]
+                  f"({', '.join(f'{v:.2f}' for v in tops)}; last epoch{on}, `{tune_dir / names.FINAL}`)."]
     return lines
 
 
