@@ -268,6 +268,11 @@ def scratch_pair(pair: str) -> str:
     return next(p for p, (_, s) in PAIRS.items() if s == student)
 
 
+def runs_elsewhere(size: Size, pair: str, variant: Variant) -> bool:
+    """Whether ``pair``'s run of ``variant`` is another pair's of the grid (scratch runs of a shared student)."""
+    return variant.key == "scratch" and scratch_pair(pair) != pair and scratch_pair(pair) in size.pairs
+
+
 def record_folder(pair: str, variant: str) -> str:
     """The pair folder a variant's runs and records live in (scratch runs: the first pair with that student)."""
     return folder(scratch_pair(pair) if variant == "scratch" else pair)
@@ -459,8 +464,8 @@ def all_jobs(out: Path, size: Size, device: str, store: Store, ablation: bool = 
         for seed in size.seeds:
             for pair in size.pairs:
                 for variant in VARIANTS:
-                    if variant.key == "scratch" and scratch_pair(pair) != pair and scratch_pair(pair) in size.pairs:
-                        continue  # the same run as another pair's
+                    if runs_elsewhere(size, pair, variant):
+                        continue
                     job = student_job(out, size, regime, rank, pair, variant, seed, device, pending, store)
                     if job:
                         students.append(job)

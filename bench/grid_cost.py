@@ -27,7 +27,7 @@ from converged import (
     Regime,
     Size,
     record_folder,
-    scratch_pair,
+    runs_elsewhere,
     student_cell,
     teacher_cell,
 )
@@ -54,8 +54,8 @@ def _runs(store: Store, size: Size, regime: Regime, variants: tuple) -> dict[tup
     runs = {}
     for variant in variants:
         for pair in size.pairs:
-            if variant.key == "scratch" and scratch_pair(pair) != pair and scratch_pair(pair) in size.pairs:
-                continue  # the same run as another pair's
+            if runs_elsewhere(size, pair, variant):
+                continue
             for seed in size.seeds:
                 cell = digest(student_cell(size, regime, pair, variant, seed))
                 record = store.run(regime.key, record_folder(pair, variant.key), variant.key, seed, cell_digest=cell)
