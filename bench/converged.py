@@ -140,6 +140,8 @@ ABLATION = (
 """``--ablation`` (issue 16, item 5): one-factor changes of OFA, every pair, in :data:`ABLATION_REGIME`.
 Every other option is the authors' (eps 1, T 1, stages 1-4, kd_weight 1). At eps 1 and T 1 OFA's term on
 the final logits is KD's (soft-label cross-entropy = KL + a constant), so OFA vs KD isolates the branches."""
+CKA_PRIORITY = 1_000
+"""Above every training run (those are <= 0): a CKA job starts as soon as the run it measures is finished."""
 ABLATION_REGIME = "low"
 SUCCESSORS = (
     Variant("pat", "pat", note="PAT (ICCV 2025), the authors' defaults: prompts at stages 1-4, 64 queries, dim 512"),
@@ -442,8 +444,10 @@ def cka_job(out: Path, size: Size, regime: Regime, device: str, pending: set[str
                 if size.cka_images is not None:
                     argv += ["--val-subset", str(size.cka_images)]
                 needs = tuple(n for n in (label, f"teacher {teacher_key}") if n in pending)
+                # a minute each: as soon as its student is trained, before any further training run, so that
+                # the CKA story can be told while the grid goes on
                 jobs.append(Job(f"cka {label}", [Step(argv)], str(dest.parent / f"{dest.name}.log"), needs=needs,
-                                priority=-5_000, cost=5, after=keep))
+                                priority=CKA_PRIORITY, cost=5, after=keep))
     return jobs
 
 
