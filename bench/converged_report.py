@@ -97,6 +97,7 @@ def collect(store: Store, size: Size, ablation: bool = False, successors: bool =
         "seeds": list(size.seeds), "teachers": teacher_rows(store, size), "regimes": regimes,
         "cka": cka_summary(store, size),
     }
+    data["cka_tests"] = cka_significance(data["cka"])
     if ablation:
         data["ablation"] = ablation_cells(store, size, regimes)
     if successors:
@@ -196,13 +197,36 @@ def cka_summary(store: Store, size: Size) -> dict:
                         mats.append(data["matrix"])
                         names = (data["names_teacher"], data["names_student"])
                 if mats:
+                    diagonals = [[m[i][i] for i in range(min(len(m), len(m[0])))] for m in mats]
                     mean = [[statistics.fmean(m[i][j] for m in mats) for j in range(len(mats[0][0]))]
                             for i in range(len(mats[0]))]
                     summary[f"{pair}|{regime.key}|{variant}"] = {
                         "pair": pair, "regime": regime.key, "variant": variant, "seeds": len(mats), "matrix": mean,
                         "names_teacher": names[0], "names_student": names[1],
-                        "diagonal": [statistics.fmean(m[i][i] for m in mats) for i in range(min(len(mean), len(mean[0])))]}
+                        "diagonal": [statistics.fmean(column) for column in zip(*diagonals)],
+                        "seed_means": [statistics.fmean(d) for d in diagonals]}
     return summary
+
+
+CKA_COMPARISONS = (("kd", "scratch"), ("ofa", "kd"), ("ofa-w1", "kd"), ("ofa", "scratch"), ("ofa-w1", "scratch"))
+"""The paper's Figure 1 question: are OFA's students closer to their teacher than KD's (and than no teacher)?"""
+
+
+def cka_significance(summary: dict) -> dict:
+    """Per (pair, regime): Welch's t on the per-seed mean diagonal CKA (teacher stage i vs student stage i, averaged
+    over the stages) for each of :data:`CKA_COMPARISONS`, Holm-adjusted over all of them."""
+    tests = {}
+    for entry in summary.values():
+        key = f"{entry['pair']}|{entry['regime']}"
+        if key in tests:
+            continue
+        tests[key] = {}
+        for a, b in CKA_COMPARISONS:
+            first, second = (summary.get(f"{key}|{v}") for v in (a, b))
+            result = welch(first["seed_means"], second["seed_means"]) if first and second else None
+            tests[key][f"{a} vs {b}"] = None if result is None else {k: round(v, 4) for k, v in result.items()}
+    _correct([t for entry in tests.values() for t in entry.values()])
+    return tests
 
 
 # ---- markdown ----
@@ -218,15 +242,16 @@ def _fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _fmt_test(test: dict | None) -> str:
+def _fmt_test(test: dict | None, digits: int = 2) -> str:
     if not test or "p" not in test:
         return MISSING
     mark = " *" if test["p"] < 0.05 else ""
+    diff = f"{test['diff']:+.{digits}f}"
     holm_p = test.get("p_holm")
     if holm_p is not None:
         mark += " †" if holm_p < 0.05 else ""
-        return f"{test['diff']:+.2f} (p {_fmt_p(test['p'])}, Holm {_fmt_p(holm_p)}){mark}"
-    return f"{test['diff']:+.2f} (p {_fmt_p(test['p'])}){mark}"
+        return f"{diff} (p {_fmt_p(test['p'])}, Holm {_fmt_p(holm_p)}){mark}"
+    return f"{diff} (p {_fmt_p(test['p'])}){mark}"
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -284,17 +309,7 @@ def render(data: dict, size: Size, title: str) -> str:
             spreads = ", ".join(f"s{seed} {s['spread']:.2f}" for seed, s in seeds.items()) or MISSING
             rows.append([pair, f"{held}/{len(seeds)}" if seeds else MISSING, spreads])
         lines.append(markdown_table(["pair", "criterion held", "spread"], rows))
-    if data["cka"]:
-        lines.append("## Teacher-vs-student CKA\n")
-        lines.append("Linear CKA (unbiased HSIC, `ofakd cka`) between teacher stage i and student stage i, mean over "
-                     "seeds; stage 4 is the one next to the logits.\n")
-        rows = []
-        for entry in data["cka"].values():
-            diag = entry["diagonal"]
-            rows.append([entry["pair"], entry["regime"], entry["variant"], str(entry["seeds"]),
-                         *(f"{d:.3f}" for d in diag), f"{statistics.fmean(diag):.3f}"])
-        lines.append(markdown_table(["pair", "regime", "student", "seeds", "stage 1", "stage 2", "stage 3", "stage 4",
-                                     "mean"], rows))
+    lines += render_cka(data)
     if "ablation" in data:
         lines += render_ablation(data["ablation"], size)
     if "successors" in data:
@@ -302,6 +317,30 @@ def render(data: dict, size: Size, title: str) -> str:
     lines += render_cost(data["cost"])
     lines.append("Variants: " + notes + ".\n")
     return "\n".join(lines)
+
+
+def render_cka(data: dict) -> list[str]:
+    """The teacher-vs-student CKA table (mean diagonal per student variant) and its Welch/Holm comparisons."""
+    if not data["cka"]:
+        return []
+    lines = ["## Teacher-vs-student CKA\n"]
+    lines.append("Linear CKA (unbiased HSIC, `ofakd cka`) between teacher stage i and student stage i, mean over "
+                 "seeds; stage 4 is the one next to the logits.\n")
+    rows = []
+    for entry in data["cka"].values():
+        diag, per_seed = entry["diagonal"], entry["seed_means"]
+        spread = f" ± {statistics.stdev(per_seed):.3f}" if len(per_seed) > 1 else ""
+        rows.append([entry["pair"], entry["regime"], entry["variant"], str(entry["seeds"]),
+                     *(f"{d:.3f}" for d in diag), f"{statistics.fmean(diag):.3f}{spread}"])
+    lines.append(markdown_table(["pair", "regime", "student", "seeds", "stage 1", "stage 2", "stage 3", "stage 4",
+                                 "mean ± std over seeds"], rows))
+    lines.append("Welch's t on the per-seed mean CKA (difference in CKA, p, Holm over this table's tests; `*` p < "
+                 "0.05, `†` after Holm):\n")
+    names = [f"{a} vs {b}" for a, b in CKA_COMPARISONS]
+    rows = [[*key.split("|"), *(_fmt_test(tests.get(name), digits=3) for name in names)]
+            for key, tests in data["cka_tests"].items()]
+    lines.append(markdown_table(["pair", "regime", *names], rows))
+    return lines
 
 
 def render_cost(cost: dict) -> list[str]:
