@@ -11,6 +11,7 @@ the tuning's cost in student-epochs.
 
     python bench/tune.py [--out bench-out/tune] [--budget 30] [--device cpu]   # resumable: run it again
     python bench/tune.py --smoke                                                 # tiny sizes (the test's)
+    python bench/tune.py --report-only bench/results/tune/tune.json              # the table again, from the records
 
 The full size needs the converged benchmark's teachers in the result store (``python bench/accuracy.py
 --converged`` trains them); without them it says so and stops. ``--smoke`` trains tiny teachers of its own.
@@ -176,13 +177,40 @@ def run(args: argparse.Namespace) -> dict:
         rows[pair] = {"best": best, "test_top1": tops, "mean": statistics.fmean(tops),
                       "std": statistics.stdev(tops) if len(tops) > 1 else None, "cost": tuning_cost(tune_dir),
                       "epochs": tsize.epochs or regime.epochs}
-    converged = collect(store, size)
     result = {"size": "smoke" if args.smoke else "full", "budget": tsize.budget, "holdout": tsize.holdout,
-              "train_images": regime.train_subset, "seeds": list(size.seeds), "pairs": rows, "fixed": {}}
-    for pair, row in rows.items():
+              "train_images": regime.train_subset, "seeds": list(size.seeds), "pairs": rows}
+    return write_result(with_fixed(result, store, size), out)
+
+
+def with_fixed(result: dict, store: Store, size: Size) -> dict:
+    """``result`` with, per tuned pair, the best fixed method of the converged table as the store holds it now and
+    Welch's t of the tuned runs against it."""
+    converged = collect(store, size)
+    result = {**result, "fixed": {}}
+    for pair, row in result["pairs"].items():
         fixed = best_fixed(converged, pair)
         result["fixed"][pair] = fixed and {"variant": fixed["variant"], "mean": fixed["mean"], "std": fixed["std"],
                                            "top1": fixed["top1"], "test": welch(row["test_top1"], fixed["top1"])}
+    return result
+
+
+def report_only(args: argparse.Namespace) -> dict:
+    """The table again from a finished benchmark's ``tune.json`` (the tuned runs as recorded) and the converged store
+    as it is now: no study is opened, nothing trains, so it works on any machine and after format changes."""
+    source = Path(args.report_only)
+    try:
+        result = json.loads(source.read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"cannot read the tuning benchmark's result {source} ({error}); give the tune.json a finished "
+                         "run wrote (bench/results/tune/tune.json is the committed one)") from None
+    size = SIZES[TUNE_SIZES[result.get("size", "full")].converged]
+    store = Store(Path(args.results) if args.results else RESULTS)
+    out = Path(args.out or source.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_result(with_fixed(result, store, size), out)
+
+
+def write_result(result: dict, out: Path) -> dict:
     text = render(result)
     (out / "tune.md").write_text(text)
     (out / "tune.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -236,7 +264,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=int, help="trials per pair (default: 30; smoke: 3)")
     parser.add_argument("--results", help="the converged result store (default: bench/results/converged; smoke: "
                         "OUT/results)")
-    return run(parser.parse_args(argv))
+    parser.add_argument("--report-only", metavar="TUNE_JSON",
+                        help="rewrite the table from this tune.json's tuned runs and the converged store as it is now "
+                        "(nothing trains; writes beside it unless --out)")
+    args = parser.parse_args(argv)
+    return report_only(args) if args.report_only else run(args)
 
 
 if __name__ == "__main__":

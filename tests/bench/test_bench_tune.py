@@ -66,3 +66,37 @@ def test_tune_bench_table_sets_the_tuned_runs_beside_the_best_fixed_cell():
                                      "test": {"diff": 1.5, "p": 0.02}}}}
     assert "| cnn->mlp | ofa, lr 0.003 | 82.50 ± 0.50 | dist: 81.00 ± 0.50 | +1.50 (p 0.020) | 510 + 90 (20.0 runs) |" \
         in render(result)
+
+
+def test_report_only_sets_recorded_tuned_runs_beside_the_store_as_it_is_now_without_training(tmp_path):
+    committed = json.loads((REPO / "bench" / "results" / "tune" / "tune.json").read_text())
+    stale = {**committed, "fixed": {pair: {"variant": "stale", "mean": 0.0, "std": None, "top1": [0.0]}
+                                    for pair in committed["pairs"]}}
+    source, out = tmp_path / "tune.json", tmp_path / "out"
+    source.write_text(json.dumps(stale))
+    proc = _bench("--report-only", str(source), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["tune.json", "tune.md"]  # no study, no run: nothing trained
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from converged import SIZES
+        from converged_report import collect
+        from records import RESULTS, Store
+        from tune import best_fixed
+    finally:
+        sys.path.remove(str(BENCH))
+    converged = collect(Store(RESULTS), SIZES["converged"])
+    result = json.loads((out / "tune.json").read_text())
+    assert result["pairs"] == committed["pairs"]
+    for pair, row in result["pairs"].items():
+        fixed, expected = result["fixed"][pair], best_fixed(converged, pair)
+        assert fixed["variant"] == expected["variant"] and fixed["mean"] == pytest.approx(expected["mean"])
+        if fixed["test"] is not None:
+            assert fixed["test"]["diff"] == pytest.approx(row["mean"] - expected["mean"])
+
+
+def test_report_only_names_an_unreadable_result_and_the_committed_one(tmp_path):
+    proc = _bench("--report-only", str(tmp_path / "missing.json"))
+    assert proc.returncode == 1
+    assert "missing.json" in proc.stderr and "bench/results/tune/tune.json" in proc.stderr
