@@ -3,11 +3,12 @@
 Every student record holds ``wall_time_s``: one worker process, one thread, from the start of the run to its
 test-set evaluation. Summed per part of the grid (each regime, the ablation, the successors), that is what the
 finished runs cost. A run not yet recorded is estimated as the median of the recorded runs of the same regime and
-variant (a median, so that a run slowed by a busy machine does not set the estimate); else as the low regime's
-runs of that variant scaled by the ratio of training image-epochs (``images x epochs``); else, for the ablation's
-OFA variants and the successors, as the low regime's OFA runs times the variant's step cost relative to OFA
-(:data:`converged.COST_FACTOR`, 1 when not listed); else as the part's median run (the low regime's, scaled, when
-the part has none). The same with each kind's fastest recorded run for the median gives the cost at the pace of
+variant (a median, so that a run slowed by a busy machine does not set the estimate) — of the same pair when it has
+some, else of the same teacher (a method that runs the teacher with autograd, like PAT, costs what its teacher
+costs), else of any pair; else as the low regime's runs of that variant, chosen the same way, scaled by the ratio
+of training image-epochs (``images x epochs``); else, for the ablation's OFA variants and the successors, as the
+low regime's OFA runs times the variant's step cost relative to OFA (:data:`converged.COST_FACTOR`, 1 when not
+listed); else as the part's median run (the low regime's, scaled, when the part has none). The same with each kind's fastest recorded run for the median gives the cost at the pace of
 an idle core, as near as the records come to one. Core-hours: one worker is one core.
 """
 
@@ -21,6 +22,7 @@ from converged import (
     ABLATION,
     ABLATION_REGIME,
     COST_FACTOR,
+    PAIRS,
     SUCCESSORS,
     TEACHERS,
     VARIANTS,
@@ -83,10 +85,10 @@ def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool
         done = [wall for wall in runs.values() if wall is not None]
         row = {"part": name, "runs": len(runs), "recorded": len(done), "measured_h": sum(done) / 3600}
         for key, pace in PACES.items():
-            estimate = Estimate(regime, low, _by_variant(runs, pace), _by_variant(low_runs, pace),
+            estimate = Estimate(regime, low, _paced(runs, pace), _paced(low_runs, pace),
                                 pace(done) if done else None, pace(low_walls) if low_walls else None,
                                 of_ofa=variants is not VARIANTS)
-            row[key] = sum(estimate(variant) for (variant, _, _), wall in runs.items() if wall is None) / 3600
+            row[key] = sum(estimate(variant, pair) for (variant, pair, _), wall in runs.items() if wall is None) / 3600
         rows.append(row)
     teachers = []
     for teacher in TEACHERS.values():
@@ -95,36 +97,47 @@ def grid_cost(store: Store, size: Size, ablation: bool = False, successors: bool
     return {"parts": rows, "teachers": teachers}
 
 
-def _by_variant(runs: dict[tuple, float | None], pace: Callable[[list[float]], float]) -> dict[str, float]:
-    walls: dict[str, list[float]] = {}
-    for (variant, _, _), wall in runs.items():
+def _keys(variant: str, pair: str) -> tuple:
+    """The groups a run's wall time counts in, most specific first: its cell's pair, its teacher, its variant."""
+    return (variant, pair), (variant, PAIRS[pair][0]), variant
+
+
+def _paced(runs: dict[tuple, float | None], pace: Callable[[list[float]], float]) -> dict:
+    """Recorded wall times aggregated by ``pace`` within every group of :func:`_keys`."""
+    walls: dict = {}
+    for (variant, pair, _), wall in runs.items():
         if wall is not None:
-            walls.setdefault(variant, []).append(wall)
-    return {variant: pace(values) for variant, values in walls.items()}
+            for key in _keys(variant, pair):
+                walls.setdefault(key, []).append(wall)
+    return {key: pace(values) for key, values in walls.items()}
+
+
+def _lookup(paced: dict, variant: str, pair: str) -> float | None:
+    return next((paced[key] for key in _keys(variant, pair) if key in paced), None)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """The wall time of a run not recorded yet, in seconds (the rules in the module's docstring; ``by_variant``,
-    ``low_by_variant``, ``part_pace`` and ``low_pace`` aggregated at one of :data:`PACES`)."""
+    """The wall time of a run not recorded yet, in seconds (the rules in the module's docstring; ``paced`` and
+    ``low_paced`` from :func:`_paced`, ``part_pace`` and ``low_pace`` aggregated at one of :data:`PACES`)."""
 
     regime: Regime
     low: Regime
-    by_variant: dict[str, float]
-    low_by_variant: dict[str, float]
+    paced: dict
+    low_paced: dict
     part_pace: float | None
     low_pace: float | None
     of_ofa: bool
     """The part's variants are OFA's or cost a multiple of OFA's step (the ablation, the successors)."""
 
-    def __call__(self, variant: str) -> float:
+    def __call__(self, variant: str, pair: str) -> float:
         scale = image_epochs(self.regime) / image_epochs(self.low)
-        if variant in self.by_variant:
-            return self.by_variant[variant]
-        if variant in self.low_by_variant:
-            return self.low_by_variant[variant] * scale
-        if self.of_ofa and "ofa" in self.low_by_variant:
-            return self.low_by_variant["ofa"] * COST_FACTOR.get(variant, 1.0) * scale
+        if (own := _lookup(self.paced, variant, pair)) is not None:
+            return own
+        if (low := _lookup(self.low_paced, variant, pair)) is not None:
+            return low * scale
+        if self.of_ofa and (ofa := _lookup(self.low_paced, "ofa", pair)) is not None:
+            return ofa * COST_FACTOR.get(variant, 1.0) * scale
         if self.part_pace is not None:
             return self.part_pace
         return self.low_pace * scale if self.low_pace is not None else 0.0

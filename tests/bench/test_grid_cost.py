@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -76,3 +77,19 @@ def test_the_fastest_pace_takes_each_kinds_fastest_recorded_run(store):
     low = parts(store)["regime `low`"]
     # ofa s1: ofa's fastest (60); the 14 runs of variants without a record: the part's fastest run (60)
     assert low["left_fastest_h"] == pytest.approx((60 + 14 * 60) / 3600)
+
+
+def test_a_missing_run_costs_its_own_pairs_then_its_teachers_runs_before_the_variants_median(tmp_path):
+    """PAT runs the teacher with autograd: its cost follows the teacher, not the method's median over pairs."""
+    size = replace(SIZE, pairs=("cnn->vit", "vit->cnn", "cnn->mlp", "vit->mlp"), seeds=(0, 1))
+    store = Store(tmp_path)
+    walls = {("cnn->vit", 0): 1000.0, ("vit->cnn", 0): 100.0, ("vit->cnn", 1): 120.0}
+    for (pair, seed), wall in walls.items():
+        path = store.run_path(LOW.key, record_folder(pair, "pat"), "pat", seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cell = student_cell(size, LOW, pair, BY_KEY["pat"], seed)
+        path.write_text(json.dumps({"cell_digest": digest(cell), "test_top1": 50.0, "wall_time_s": wall}))
+    found = {p["part"]: p for p in grid_cost(store, size, successors=True)["parts"]}["successors"]
+    # cnn->vit s1: its pair's 1000; cnn->mlp s0, s1: the CNN teacher's 1000; vit->mlp s0, s1: the ViT teacher's 110
+    assert found["left_h"] == pytest.approx((1000 + 2 * 1000 + 2 * 110) / 3600)
+    assert found["left_fastest_h"] == pytest.approx((1000 + 2 * 1000 + 2 * 100) / 3600)
