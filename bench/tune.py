@@ -203,8 +203,12 @@ def report_only(args: argparse.Namespace) -> dict:
     except (OSError, ValueError) as error:
         raise SystemExit(f"cannot read the tuning benchmark's result {source} ({error}); give the tune.json a finished "
                          "run wrote (bench/results/tune/tune.json is the committed one)") from None
-    size = SIZES[TUNE_SIZES[result.get("size", "full")].converged]
-    store = Store(Path(args.results) if args.results else RESULTS)
+    kind = result.get("size", "full") if isinstance(result, dict) else None
+    if kind not in TUNE_SIZES or not isinstance(result.get("pairs"), dict):
+        raise SystemExit(f"{source} is not a tuning benchmark's tune.json (its size is {kind!r}; it needs 'pairs'); "
+                         "give the tune.json a finished run wrote")
+    size = SIZES[TUNE_SIZES[kind].converged]
+    store = Store(Path(args.results) if args.results else source.parent / "results" if kind == "smoke" else RESULTS)
     out = Path(args.out or source.parent)
     out.mkdir(parents=True, exist_ok=True)
     return write_result(with_fixed(result, store, size), out)

@@ -100,3 +100,11 @@ def test_report_only_names_an_unreadable_result_and_the_committed_one(tmp_path):
     proc = _bench("--report-only", str(tmp_path / "missing.json"))
     assert proc.returncode == 1
     assert "missing.json" in proc.stderr and "bench/results/tune/tune.json" in proc.stderr
+
+
+def test_report_only_refuses_a_json_that_is_not_a_tune_result(tmp_path):
+    other = tmp_path / "record.json"
+    other.write_text(json.dumps({"kind": "student", "test_top1": 80.0}))
+    proc = _bench("--report-only", str(other))
+    assert proc.returncode == 1
+    assert "record.json is not a tuning benchmark's tune.json" in proc.stderr
