@@ -162,8 +162,9 @@ def _correct(tests: list[dict | None]) -> None:
         test["p_holm"] = round(adjusted, 4)
 
 
-def _test(a: dict, b: dict) -> dict | None:
-    result = welch(a["top1"], b["top1"])
+def _test(a: dict, b: dict, field: str = "top1") -> dict | None:
+    """Welch's t of ``a[field]`` against ``b[field]`` (per-seed values), rounded for the report."""
+    result = welch(a[field], b[field])
     return None if result is None else {k: round(v, 4) for k, v in result.items()}
 
 
@@ -216,15 +217,10 @@ def cka_significance(summary: dict) -> dict:
     """Per (pair, regime): Welch's t on the per-seed mean diagonal CKA (teacher stage i vs student stage i, averaged
     over the stages) for each of :data:`CKA_COMPARISONS`, Holm-adjusted over all of them."""
     tests = {}
-    for entry in summary.values():
-        key = f"{entry['pair']}|{entry['regime']}"
-        if key in tests:
-            continue
-        tests[key] = {}
-        for a, b in CKA_COMPARISONS:
-            first, second = (summary.get(f"{key}|{v}") for v in (a, b))
-            result = welch(first["seed_means"], second["seed_means"]) if first and second else None
-            tests[key][f"{a} vs {b}"] = None if result is None else {k: round(v, 4) for k, v in result.items()}
+    for key in dict.fromkeys(f"{entry['pair']}|{entry['regime']}" for entry in summary.values()):
+        cells = {variant: summary.get(f"{key}|{variant}") for comparison in CKA_COMPARISONS for variant in comparison}
+        tests[key] = {f"{a} vs {b}": _test(cells[a], cells[b], "seed_means") if cells[a] and cells[b] else None
+                      for a, b in CKA_COMPARISONS}
     _correct([t for entry in tests.values() for t in entry.values()])
     return tests
 

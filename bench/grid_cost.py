@@ -8,8 +8,9 @@ some, else of the same teacher (a method that runs the teacher with autograd, li
 costs), else of any pair; else as the low regime's runs of that variant, chosen the same way, scaled by the ratio
 of training image-epochs (``images x epochs``); else, for the ablation's OFA variants and the successors, as the
 low regime's OFA runs times the variant's step cost relative to OFA (:data:`converged.COST_FACTOR`, 1 when not
-listed); else as the part's median run (the low regime's, scaled, when the part has none). The same with each kind's fastest recorded run for the median gives the cost at the pace of
-an idle core, as near as the records come to one. Core-hours: one worker is one core.
+listed); else as the part's median run (the low regime's, scaled, when the part has none). The same with each
+kind's fastest recorded run for the median gives the cost at the pace of an idle core, as near as the records come
+to one. Core-hours: one worker is one core.
 """
 
 from __future__ import annotations
